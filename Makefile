@@ -1,0 +1,37 @@
+# DriveFI: `make run` and `make test` set everything up (a .venv with all extras) and then run.
+PY_FOR_VENV := $(shell for p in python3.11 python3.12 python3.10 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] <= (3,12))' && { echo $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SCENARIO ?= lead_brake
+OUT ?= out/$(SCENARIO)
+
+.PHONY: run test lint format bench clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PY_FOR_VENV)" || { echo "DriveFI needs Python 3.10-3.12 (the carla client's range)"; exit 2; }
+	test -x $(PY) || $(PY_FOR_VENV) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[carla,ray,dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/drivefi pipeline $(SCENARIO) --out $(OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check drivefi tests bench
+	$(VENV)/bin/ruff check drivefi tests bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format drivefi tests bench
+	$(VENV)/bin/ruff check --fix drivefi tests bench
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

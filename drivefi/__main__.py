@@ -1,0 +1,3 @@
+from drivefi.cli import entry
+
+entry()

@@ -1,0 +1,6 @@
+"""The reference ADS: perception -> planning -> control, array-native over a batch of runs."""
+
+from drivefi.ads.injector import InjectionPoint, Injector
+from drivefi.ads.stack import INJECTION_POINTS, POINTS_BY_NAME, ADSState, ReferenceADS
+
+__all__ = ["INJECTION_POINTS", "POINTS_BY_NAME", "ADSState", "InjectionPoint", "Injector", "ReferenceADS"]

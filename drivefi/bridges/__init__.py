@@ -1,0 +1,1 @@
+"""Bridges: adapters to one simulator each (``embedded`` built in, ``carla`` for CARLA servers)."""

@@ -1,0 +1,194 @@
+"""The embedded simulator: a batch of N runs of one scenario in lock-step, on arrays of shape (N,).
+
+The world state is the ego's Frenet state, its actuator states, the last valid command of the
+vehicle interface, accident flags and the step counter k. Actors are closed-form functions of time,
+so runs in one batch may sit at different steps: a faulty run starts from the golden run's state at
+its own fault step, and a batch of faults with different start steps still runs in lock-step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from drivefi.actors import ActorSet, ActorStates
+from drivefi.bridges.base import Observation
+from drivefi.road import RoadGeometry
+from drivefi.safety import SafetyPotential, StopParams, combine, d_safe, d_stop
+from drivefi.scenario import Scenario
+from drivefi.state import BatchState
+from drivefi.vehicle import Actuation, acceleration, guard, step_vehicle
+
+
+@dataclass
+class WorldState(BatchState):
+    k: np.ndarray
+    s: np.ndarray
+    d: np.ndarray
+    psi: np.ndarray
+    v: np.ndarray
+    phi: np.ndarray
+    a: np.ndarray
+    thr: np.ndarray
+    brk: np.ndarray
+    last_throttle: np.ndarray
+    last_brake: np.ndarray
+    last_steer: np.ndarray
+    collided: np.ndarray
+    departed: np.ndarray
+
+
+class EmbeddedBridge:
+    """Bridge contract: reset(scenario, seed) -> observation; step(actuation) -> observation; close()."""
+
+    name = "embedded"
+
+    def __init__(self, scenario: Scenario):
+        self.scenario = scenario
+        self.road = RoadGeometry.from_road(scenario.road)
+        self.actors = ActorSet(scenario, self.road)
+        self.vp = scenario.ego.vehicle
+        self.stop_params = StopParams.of(self.vp)
+        self.dt = scenario.dt
+        lane = scenario.ego.lane
+        self.lane_lo = lane * self.road.lane_width
+        self.lane_hi = (lane + 1) * self.road.lane_width
+        self.lane_c = 0.5 * (self.lane_lo + self.lane_hi)
+        self.state: WorldState | None = None
+
+    # -- contract -----------------------------------------------------------------------------
+    def reset(self, scenario: Scenario | None = None, seed: int | None = None, n: int = 1) -> Observation:
+        """Start n identical runs at step 0. The embedded world itself is deterministic; the seed
+        drives the ADS's sensor noise, so it is accepted here only for the common bridge contract."""
+        if scenario is not None and scenario is not self.scenario:
+            self.__init__(scenario)
+        e = self.scenario.ego
+        z = np.zeros(n)
+        v0 = np.full(n, float(e.speed))
+        self.state = WorldState(
+            k=np.zeros(n, np.int64),
+            s=np.full(n, float(e.s)),
+            d=np.full(n, self.lane_c),
+            psi=z.copy(),
+            v=v0,
+            phi=np.full(n, self.lane_phi(np.full(n, float(e.s)), np.full(n, self.lane_c))),
+            a=z.copy(),
+            thr=z.copy(),
+            brk=z.copy(),
+            last_throttle=z.copy(),
+            last_brake=z.copy(),
+            last_steer=z.copy(),
+            collided=np.zeros(n, bool),
+            departed=np.zeros(n, bool),
+        )
+        # start in equilibrium: throttle that holds the initial speed
+        p = self.vp
+        need = p.rolling * (v0 > 0) + p.drag * v0 * v0
+        self.state.thr = np.clip(need / (p.accel_max * np.maximum(1 - v0 / p.v_max, 1e-6)), 0, 1)
+        self.state.a = acceleration(v0, self.state.thr, self.state.brk, p)
+        self.state.last_throttle = self.state.thr.copy()
+        self.state.last_steer = self.state.phi / p.phi_max
+        self._flags()
+        return self.observe()
+
+    def restore(self, state: WorldState) -> Observation:
+        """Continue from a snapshot (a copy is taken, the snapshot stays untouched)."""
+        self.state = state.copy()
+        return self.observe()
+
+    def snapshot(self) -> WorldState:
+        return self.state.copy()
+
+    def step(self, act: Actuation) -> Observation:
+        st = self.state
+        applied = guard(act, Actuation(st.last_throttle, st.last_brake, st.last_steer))
+        st.last_throttle, st.last_brake, st.last_steer = applied.throttle, applied.brake, applied.steer
+        step_vehicle(st, applied, self.vp, self.road, self.dt)
+        st.k = st.k + 1
+        self._flags()
+        return self.observe()
+
+    def close(self) -> None:
+        self.state = None
+
+    # -- world --------------------------------------------------------------------------------
+    def lane_phi(self, s, d_lane):
+        """Steering angle that follows the lane at offset d_lane."""
+        kap = self.road.curvature(s)
+        return np.arctan(self.vp.wheelbase * kap / (1.0 - kap * d_lane))
+
+    def actors_at(self, k: np.ndarray) -> ActorStates:
+        return self.actors.at(k * self.dt)
+
+    def observe(self) -> Observation:
+        st = self.state
+        obj = self.actors_at(st.k)
+        kap = self.road.curvature(st.s)
+        x, y, th_road = self.road.pose(st.s, st.d)
+        n = st.n
+        shape = (n, self.actors.count)
+        return Observation(
+            k=st.k.copy(),
+            t=st.k * self.dt,
+            x=x,
+            y=y,
+            theta=th_road + st.psi,
+            v=st.v.copy(),
+            phi=st.phi.copy(),
+            a=st.a.copy(),
+            lane_offset=st.d - self.lane_c,
+            heading_error=st.psi.copy(),
+            curvature=kap / (1.0 - kap * self.lane_c),
+            lane_width=np.full(n, self.road.lane_width),
+            obj_ds=(obj.s - st.s[:, None]) * (1.0 - kap[:, None] * st.d[:, None]),
+            obj_dd=obj.d - self.lane_c,
+            obj_vlon=obj.v_lon,
+            obj_vlat=obj.v_lat,
+            obj_psi=obj.psi,
+            obj_len=np.broadcast_to(obj.length, shape),
+            obj_wid=np.broadcast_to(obj.width, shape),
+            obj_kind=np.broadcast_to(obj.kind, shape),
+        )
+
+    def safety(self, st: WorldState | None = None) -> SafetyPotential:
+        """Safety potential of every run at its current step."""
+        st = st or self.state
+        obj = self.actors_at(st.k)
+        kap = self.road.curvature(st.s)
+        phi_lane = np.arctan(self.vp.wheelbase * kap / (1.0 - kap * self.lane_c))
+        stop = d_stop(st.v, st.phi, st.psi, st.d, kap, phi_lane, self.stop_params)
+        safe = d_safe(
+            st.s, st.d, st.psi, self.vp.length, self.vp.width, self.lane_lo, self.lane_hi, kap,
+            obj.s, obj.d, obj.psi, obj.v_lon, obj.length, obj.width, obj.a_max,
+        )  # fmt: skip
+        return combine(*stop, *safe)
+
+    def _flags(self) -> None:
+        st = self.state
+        p = self.vp
+        ext = 0.5 * p.width * np.abs(np.cos(st.psi)) + 0.5 * p.length * np.abs(np.sin(st.psi))
+        st.departed = st.departed | (st.d - ext < 0.0) | (st.d + ext > self.road.width)
+        if self.actors.count:
+            obj = self.actors_at(st.k)
+            x, y, th = self.road.pose(st.s, st.d)
+            ox, oy, oth = self.road.pose(obj.s, obj.d)
+            hit = obb_overlap(
+                x[:, None], y[:, None], (th + st.psi)[:, None], 0.5 * p.length, 0.5 * p.width,
+                ox, oy, oth + obj.psi, 0.5 * obj.length, 0.5 * obj.width,
+            ).any(axis=-1)  # fmt: skip
+            st.collided = st.collided | hit
+
+
+def obb_overlap(x1, y1, th1, hl1, hw1, x2, y2, th2, hl2, hw2):
+    """Oriented bounding boxes overlap (separating-axis test), vectorised over broadcast shapes."""
+    c1, s1, c2, s2 = np.cos(th1), np.sin(th1), np.cos(th2), np.sin(th2)
+    dx, dy = x2 - x1, y2 - y1
+    sep = np.zeros(np.broadcast(dx, th1, th2).shape, bool)
+    # axes of box 1 and box 2: (c, s) along the length, (-s, c) across
+    for ax, ay in ((c1, s1), (-s1, c1), (c2, s2), (-s2, c2)):
+        dist = np.abs(dx * ax + dy * ay)
+        r1 = hl1 * np.abs(c1 * ax + s1 * ay) + hw1 * np.abs(-s1 * ax + c1 * ay)
+        r2 = hl2 * np.abs(c2 * ax + s2 * ay) + hw2 * np.abs(-s2 * ax + c2 * ay)
+        sep |= dist > r1 + r2
+    return ~sep

@@ -1,0 +1,104 @@
+"""Recorder: golden runs and their traces (Parquet, one row per step, metadata in the schema)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from drivefi import __version__
+from drivefi.errors import InputError
+from drivefi.scenario import Scenario
+from drivefi.simulate import Simulation, Snapshot, SnapshotRecorder, TraceRecorder
+
+META_KEY = b"drivefi"
+
+
+@dataclass
+class Trace:
+    """A recorded run: one row per step, and what it was recorded from."""
+
+    frame: pd.DataFrame
+    meta: dict
+
+    def summary(self) -> dict:
+        f = self.frame
+        i, j = int(f["delta_lon"].idxmin()), int(f["delta_lat"].idxmin())
+        return {
+            "scenario": self.meta.get("scenario"),
+            "seed": self.meta.get("seed"),
+            "duration_s": float(len(f) * self.meta.get("dt", 0.0)),
+            "steps": len(f),
+            "min_delta_lon": float(f["delta_lon"].iloc[i]),
+            "min_delta_lon_t": float(f["t"].iloc[i]),
+            "min_delta_lat": float(f["delta_lat"].iloc[j]),
+            "min_delta_lat_t": float(f["t"].iloc[j]),
+            "hazard_steps": int(f["hazard"].sum()),
+            "collision": bool(f["collision"].any()),
+            "departure": bool(f["departure"].any()),
+        }
+
+
+def trace_frame(rec: TraceRecorder, run: int = 0) -> pd.DataFrame:
+    cols = {"k": np.arange(rec.steps)}
+    cols.update({c: a[run] for c, a in rec.cols.items()})
+    return pd.DataFrame(cols)
+
+
+def trace_meta(scenario: Scenario, seed: int, fault: dict | None = None) -> dict:
+    return {
+        "scenario": scenario.name,
+        "seed": seed,
+        "dt": scenario.dt,
+        "steps": scenario.steps,
+        "vehicle": scenario.ego.vehicle.model_dump(),
+        "ego_lane": scenario.ego.lane,
+        "lane_width": scenario.road.lane_width,
+        "fault": fault,
+        "version": __version__,
+    }
+
+
+@dataclass
+class Golden:
+    trace: Trace
+    snapshots: Snapshot  # world+ADS state at every step (leading axis: step)
+
+
+def record_golden(scenario: Scenario, seed: int | None = None) -> Golden:
+    """Run the scenario fault-free and keep its trace and a snapshot at every step."""
+    sim = Simulation(scenario, seed)
+    rec = TraceRecorder(1, sim.steps, sim.points)
+    snaps = SnapshotRecorder()
+    sim.run(1, recorders=[rec], snapshots=snaps)
+    return Golden(Trace(trace_frame(rec), trace_meta(scenario, sim.seed)), snaps.snapshot())
+
+
+def write_trace(trace: Trace, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(trace.frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(trace.meta)})
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_trace(path: str | Path) -> Trace:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: trace file not found")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise InputError(f"{path}: not a readable Parquet trace ({err})") from None
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise InputError(f"{path}: Parquet file has no DriveFI metadata (not a DriveFI trace)")
+    return Trace(table.to_pandas(), json.loads(raw))

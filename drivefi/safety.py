@@ -1,0 +1,207 @@
+"""Safety potential: stopping distance d_stop, safe distance d_safe and delta = d_safe - d_stop.
+
+Everything works on numpy arrays of any (broadcastable) shape: one state, a trace, a batch of runs,
+or a whole candidate-fault space, in one vectorised call.
+
+Emergency stop (DESIGN.md, "Physics and safety"): decelerate at a_max until v = 0; the steering
+angle phi is held for the response time rho, then moves back to the lane-following angle
+atan(L * kappa_lane) at the steering-rate limit. The path is integrated in arc length sigma
+(so a fixed number of RK4 steps resolves any speed) in the Frenet frame of the road's reference
+line, whose curvature kappa is taken as constant over the stop:
+
+    de/dsigma   = sin(psi)
+    dpsi/dsigma = tan(phi(sigma)) / L - kappa cos(psi) / (1 - kappa e)
+
+e is the lateral offset and psi the heading error, so following a curve is not drift. The stop is
+split where the steering schedule has kinks (end of hold, end of return), and each piece gets
+``rk_steps`` RK4 steps. d_stop_lon is the arc length v^2 / (2 a_max) (exact). The lateral stop is
+measured on both sides (left: max of e - e0, right: max of e0 - e); delta_lat is the smaller of the
+two sides' margins, which is the side the car drifts toward whenever it drifts one way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LON_HORIZON = 250.0  # d_safe_lon when nothing is ahead [m]: beyond any stopping distance we use
+
+
+@dataclass(frozen=True)
+class StopParams:
+    """Vehicle parameters the stop manoeuvre needs (rho may be np.inf: steering held throughout)."""
+
+    a_max: float
+    wheelbase: float
+    steer_rate: float
+    response_time: float
+
+    @classmethod
+    def of(cls, vehicle) -> StopParams:
+        return cls(vehicle.a_max, vehicle.wheelbase, vehicle.steer_rate, vehicle.response_time)
+
+
+def _rk4_piece(e, psi, lo, hi, phi_at, kappa, L, n, e0, up, down):
+    """Integrate (e, psi) from sigma=lo to hi in n RK4 steps; track max excursion each side."""
+    h = (hi - lo) / n
+    sig = lo
+    for _ in range(n):
+        t1 = np.tan(phi_at(sig)) / L
+        th = np.tan(phi_at(sig + 0.5 * h)) / L
+        t4 = np.tan(phi_at(sig + h)) / L
+
+        def f(e_, p_, tanphi_):
+            return np.sin(p_), tanphi_ - kappa * np.cos(p_) / (1.0 - kappa * e_)
+
+        k1e, k1p = f(e, psi, t1)
+        k2e, k2p = f(e + 0.5 * h * k1e, psi + 0.5 * h * k1p, th)
+        k3e, k3p = f(e + 0.5 * h * k2e, psi + 0.5 * h * k2p, th)
+        k4e, k4p = f(e + h * k3e, psi + h * k3p, t4)
+        e = e + h / 6.0 * (k1e + 2 * k2e + 2 * k3e + k4e)
+        psi = psi + h / 6.0 * (k1p + 2 * k2p + 2 * k3p + k4p)
+        sig = sig + h
+        up = np.maximum(up, e - e0)
+        down = np.maximum(down, e0 - e)
+    return e, psi, up, down
+
+
+def d_stop(
+    v,
+    phi,
+    psi,
+    e,
+    kappa,
+    phi_lane,
+    p: StopParams,
+    rk_steps: int = 6,
+):
+    """Stopping distances: (d_stop_lon, d_stop_left, d_stop_right), arrays of the broadcast shape.
+
+    v speed, phi steering angle, psi heading error to the lane, e lateral offset from the reference
+    line (only used through kappa*e), kappa reference-line curvature, phi_lane the lane-following
+    steering angle the wheels return to.
+    """
+    v, phi, psi, e, kappa, phi_lane = np.broadcast_arrays(
+        *(np.asarray(a, dtype=float) for a in (v, phi, psi, e, kappa, phi_lane))
+    )
+    a, L, r, rho = p.a_max, p.wheelbase, p.steer_rate, p.response_time
+    v = np.maximum(v, 0.0)
+    s_stop = v * v / (2 * a)
+    t_stop = v / a
+
+    def sigma_at(t):
+        t = np.minimum(t, t_stop)
+        return v * t - 0.5 * a * t * t
+
+    gap = phi - phi_lane
+    t1 = np.minimum(rho, t_stop)
+    t2 = np.minimum(rho + np.abs(gap) / r, t_stop)
+    s1, s2 = sigma_at(t1), sigma_at(t2)
+
+    def phi_ramp(sig):
+        # time at arc length sig, in the cancellation-free form 2 sig / (v + sqrt(v^2 - 2 a sig))
+        root = np.sqrt(np.maximum(v * v - 2 * a * sig, 0.0))
+        den = v + root
+        t = np.where(den > 0, 2 * sig / np.where(den > 0, den, 1.0), 0.0)
+        back = np.maximum(np.abs(gap) - r * (t - rho), 0.0)
+        return phi_lane + np.sign(gap) * back
+
+    e0 = e
+    up = np.zeros_like(v)
+    down = np.zeros_like(v)
+    zero = np.zeros_like(v)
+    e_, psi_ = e, psi
+    e_, psi_, up, down = _rk4_piece(e_, psi_, zero, s1, lambda s: phi, kappa, L, rk_steps, e0, up, down)
+    if np.any(s2 > s1):
+        e_, psi_, up, down = _rk4_piece(e_, psi_, s1, s2, phi_ramp, kappa, L, rk_steps, e0, up, down)
+    if np.any(s_stop > s2):
+        e_, psi_, up, down = _rk4_piece(
+            e_, psi_, s2, s_stop, lambda s: phi_lane, kappa, L, rk_steps, e0, up, down
+        )
+    return s_stop, up, down
+
+
+@dataclass(frozen=True)
+class SafetyPotential:
+    d_stop_lon: np.ndarray
+    d_stop_lat: np.ndarray
+    d_safe_lon: np.ndarray
+    d_safe_lat: np.ndarray
+    delta_lon: np.ndarray
+    delta_lat: np.ndarray
+
+    @property
+    def hazard(self) -> np.ndarray:
+        return (self.delta_lon <= 0) | (self.delta_lat <= 0)
+
+
+def lateral_extent(half_len, half_wid, psi):
+    """Half-extent across the lane of a box turned by psi to the lane."""
+    return half_wid * np.abs(np.cos(psi)) + half_len * np.abs(np.sin(psi))
+
+
+def d_safe(
+    s,
+    d,
+    psi,
+    ego_len: float,
+    ego_wid: float,
+    lane_lo,
+    lane_hi,
+    kappa,
+    obj_s,
+    obj_d,
+    obj_psi,
+    obj_vlon,
+    obj_len,
+    obj_wid,
+    obj_amax,
+):
+    """Safe distances (d_safe_lon, d_safe_left, d_safe_right).
+
+    Ego arrays have shape S; object arrays shape S + (A,) (A may be 0). lane_lo/lane_hi bound the
+    ego's lane. Longitudinal: over objects overlapping the lane corridor and ahead, the smallest
+    bumper-to-bumper gap plus the object's own stopping distance when it moves the same way.
+    Lateral: from the ego's side to its lane boundary, or to a nearer object beside it.
+    """
+    s, d, psi = (np.asarray(a, float) for a in (s, d, psi))
+    hl, hw = 0.5 * ego_len, 0.5 * ego_wid
+    ext = lateral_extent(hl, hw, psi)
+    left = lane_hi - (d + ext)
+    right = (d - ext) - lane_lo
+    lon = np.full(np.broadcast(s, d).shape, LON_HORIZON)
+    if np.shape(obj_s)[-1] > 0:
+        ohl, ohw = 0.5 * obj_len, 0.5 * obj_wid
+        o_lat = lateral_extent(ohl, ohw, obj_psi)
+        o_lon = ohl * np.abs(np.cos(obj_psi)) + ohw * np.abs(np.sin(obj_psi))
+        ds = (obj_s - s[..., None]) * (1.0 - np.asarray(kappa)[..., None] * d[..., None])
+        lo_, hi_ = np.asarray(lane_lo)[..., None], np.asarray(lane_hi)[..., None]
+        in_lane = (obj_d + o_lat > lo_) & (obj_d - o_lat < hi_)
+        gap = ds - hl - o_lon
+        ahead = in_lane & (ds > 0)
+        vpos = np.maximum(obj_vlon, 0.0)
+        cand = np.where(ahead, gap + vpos * vpos / (2 * obj_amax), np.inf)
+        lon = np.minimum(lon, cand.min(axis=-1))
+        beside = np.abs(ds) < hl + o_lon
+        e_ext = ext[..., None]
+        gl = np.where(beside & (obj_d > d[..., None]), obj_d - o_lat - (d[..., None] + e_ext), np.inf)
+        gr = np.where(beside & (obj_d <= d[..., None]), d[..., None] - e_ext - (obj_d + o_lat), np.inf)
+        left = np.minimum(left, gl.min(axis=-1))
+        right = np.minimum(right, gr.min(axis=-1))
+    return lon, left, right
+
+
+def combine(stop_lon, stop_left, stop_right, safe_lon, safe_left, safe_right) -> SafetyPotential:
+    """delta = d_safe - d_stop, lateral on the side with the smaller margin."""
+    dl = safe_left - stop_left
+    dr = safe_right - stop_right
+    use_left = dl <= dr
+    return SafetyPotential(
+        d_stop_lon=stop_lon,
+        d_stop_lat=np.where(use_left, stop_left, stop_right),
+        d_safe_lon=safe_lon,
+        d_safe_lat=np.where(use_left, safe_left, safe_right),
+        delta_lon=safe_lon - stop_lon,
+        delta_lat=np.minimum(dl, dr),
+    )

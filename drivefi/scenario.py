@@ -1,0 +1,203 @@
+"""Scenario files: the drive to simulate (road, ego, other actors, duration, seed), validated on load.
+
+A scenario is YAML in ``scenarios/``; a bundled scenario may be named instead of given as a path.
+Every field is checked by pydantic; a bad file raises :class:`InputError` naming the file and field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from drivefi.errors import InputError
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Segment(_Strict):
+    """A road piece: straight (curvature 0) or a constant-curvature arc (positive turns left)."""
+
+    length: float = Field(gt=0, description="length along the reference line [m]")
+    curvature: float = Field(default=0.0, ge=-0.2, le=0.2, description="1/radius [1/m]")
+
+
+class Road(_Strict):
+    """Road of parallel lanes; lane 0 is the rightmost, lateral offset d grows to the left."""
+
+    lanes: int = Field(default=2, ge=1, le=8)
+    lane_width: float = Field(default=3.5, gt=2.0, le=6.0)
+    segments: list[Segment] = Field(min_length=1)
+
+
+class VehicleParams(_Strict):
+    """Vehicle parameters shared by the simulator and the safety potential."""
+
+    wheelbase: float = Field(default=2.9, gt=0)
+    length: float = Field(default=4.7, gt=0)
+    width: float = Field(default=1.9, gt=0)
+    a_max: float = Field(default=8.0, gt=0, description="max comfortable deceleration for d_stop [m/s^2]")
+    brake_max: float = Field(default=9.5, gt=0, description="deceleration at brake = 1 [m/s^2]")
+    accel_max: float = Field(default=3.5, gt=0, description="acceleration at throttle = 1, at rest [m/s^2]")
+    v_max: float = Field(default=50.0, gt=0, description="speed where the throttle map reaches zero [m/s]")
+    phi_max: float = Field(default=0.6, gt=0, lt=1.5, description="max road-wheel angle [rad]")
+    steer_rate: float = Field(default=0.5, gt=0, description="steering-rate limit [rad/s]")
+    response_time: float = Field(default=0.1, ge=0, description="rho: steering held before it returns [s]")
+    actuator_tau: float = Field(default=0.1, gt=0, description="throttle/brake first-order lag [s]")
+    drag: float = Field(default=0.0004, ge=0, description="aerodynamic drag coefficient [1/m]")
+    rolling: float = Field(default=0.1, ge=0, description="rolling resistance [m/s^2]")
+
+
+class Ego(_Strict):
+    lane: int = Field(default=0, ge=0)
+    s: float = Field(default=0.0, ge=0, description="start position along the road [m]")
+    speed: float = Field(ge=0, le=60, description="initial speed [m/s]")
+    cruise_speed: float = Field(gt=0, le=60, description="goal speed [m/s]")
+    vehicle: VehicleParams = VehicleParams()
+
+
+class Cruise(_Strict):
+    type: Literal["cruise"]
+
+
+class Brake(_Strict):
+    type: Literal["brake"]
+    t: float = Field(ge=0, description="time the actor starts braking [s]")
+    decel: float = Field(gt=0, le=12, description="deceleration [m/s^2], held until it stops")
+
+
+class Stop(_Strict):
+    type: Literal["stop"]
+
+
+class CutIn(_Strict):
+    type: Literal["cut_in"]
+    t: float = Field(ge=0, description="time the lane change starts [s]")
+    to_lane: int = Field(ge=0)
+    duration: float = Field(default=2.0, gt=0, description="lane-change duration [s]")
+
+
+class Cross(_Strict):
+    type: Literal["cross"]
+    t: float = Field(ge=0, description="time the actor starts crossing [s]")
+    speed: float = Field(default=1.4, gt=0, le=10, description="crossing speed [m/s]")
+    to_d: float = Field(description="lateral offset where it stops walking [m]")
+
+
+Behaviour = Annotated[Cruise | Brake | Stop | CutIn | Cross, Field(discriminator="type")]
+
+_SIZES = {"vehicle": (4.6, 1.9), "pedestrian": (0.5, 0.5), "static": (1.0, 1.0)}
+
+
+class Actor(_Strict):
+    """Another road user or object, driven by a scripted behaviour (no reaction to the ego)."""
+
+    kind: Literal["vehicle", "pedestrian", "static"] = "vehicle"
+    lane: int | None = Field(default=None, ge=0, description="lane to start in (or give d)")
+    d: float | None = Field(default=None, description="lateral offset from the road's right edge [m]")
+    s: float = Field(description="start position along the road [m]")
+    speed: float = Field(default=0.0, ge=0, le=60)
+    length: float | None = Field(default=None, gt=0)
+    width: float | None = Field(default=None, gt=0)
+    a_max: float = Field(default=8.0, gt=0, description="its own maximum braking [m/s^2]")
+    behaviour: Behaviour = Cruise(type="cruise")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> Actor:
+        if (self.lane is None) == (self.d is None):
+            raise ValueError("give exactly one of 'lane' or 'd'")
+        return self
+
+    @property
+    def size(self) -> tuple[float, float]:
+        dl, dw = _SIZES[self.kind]
+        return (self.length or dl, self.width or dw)
+
+
+class SensorNoise(_Strict):
+    """Standard deviations of the perception noise (Gaussian, seeded)."""
+
+    distance: float = Field(default=0.2, ge=0)
+    speed: float = Field(default=0.05, ge=0)
+    lane_offset: float = Field(default=0.01, ge=0)
+    heading: float = Field(default=0.001, ge=0)
+
+
+class Scenario(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    description: str = ""
+    duration: float = Field(gt=0, le=600, description="[s]")
+    dt: float = Field(default=0.05, gt=0, le=0.1, description="simulation step [s]")
+    seed: int = Field(default=0, ge=0)
+    road: Road
+    ego: Ego
+    actors: list[Actor] = []
+    sensor_noise: SensorNoise = SensorNoise()
+
+    @model_validator(mode="after")
+    def _lanes_exist(self) -> Scenario:
+        n = self.road.lanes
+        if self.ego.lane >= n:
+            raise ValueError(f"ego.lane {self.ego.lane} but the road has {n} lanes")
+        for i, a in enumerate(self.actors):
+            if a.lane is not None and a.lane >= n:
+                raise ValueError(f"actors.{i}.lane {a.lane} but the road has {n} lanes")
+            if isinstance(a.behaviour, CutIn) and a.behaviour.to_lane >= n:
+                raise ValueError(f"actors.{i}.behaviour.to_lane {a.behaviour.to_lane} >= lanes {n}")
+        return self
+
+    @property
+    def steps(self) -> int:
+        """Number of simulation steps (rows of a trace)."""
+        return int(round(self.duration / self.dt))
+
+
+def bundled_names() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """A bundled scenario's name, or a path to a YAML file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists() or "/" in str(name_or_path):
+        return p
+    return SCENARIO_DIR / f"{name_or_path}.yaml"
+
+
+def _describe(err: ValidationError) -> str:
+    e = err.errors()[0]
+    where = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-after")) or "(top)"
+    got = e.get("input")
+    got_s = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    more = f" (and {len(err.errors()) - 1} more problems)" if len(err.errors()) > 1 else ""
+    return f"field '{where}': {e['msg']}{got_s}{more}"
+
+
+def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a YAML mapping of scenario fields, got {type(data).__name__}")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as err:
+        raise InputError(f"{source}: {_describe(err)}") from None
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load and validate a scenario; raise :class:`InputError` with file and field on any problem."""
+    path = resolve_path(name_or_path)
+    if not path.is_file():
+        hint = f"; bundled scenarios: {', '.join(bundled_names())}" if "/" not in str(name_or_path) else ""
+        raise InputError(f"{path}: scenario file not found{hint}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InputError(f"{path}: malformed YAML{where}: {getattr(err, 'problem', err)}") from None
+    return parse_scenario(data, str(path))

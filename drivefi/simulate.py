@@ -1,0 +1,186 @@
+"""Closed loop of bridge and ADS over a batch of runs, with pluggable per-step recording.
+
+One loop serves the golden run (N = 1, full trace and a snapshot at every step), exhaustive and
+random campaigns (N faults in lock-step, started from the golden run's snapshots at their own
+fault steps, keeping only outcome summaries) and the benchmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drivefi.ads import ADSState, Injector, ReferenceADS
+from drivefi.bridges.base import Observation
+from drivefi.bridges.embedded import EmbeddedBridge, WorldState
+from drivefi.safety import SafetyPotential
+from drivefi.scenario import Scenario
+from drivefi.vehicle import Actuation
+
+
+@dataclass
+class Snapshot:
+    """World and ADS state of runs at a step (leading axis: runs, or steps for a golden run)."""
+
+    world: WorldState
+    ads: ADSState
+
+    def take(self, idx) -> Snapshot:
+        return Snapshot(self.world.take(idx), self.ads.take(idx))
+
+
+@dataclass
+class StepRecord:
+    """Everything known about the runs at one step, handed to recorders."""
+
+    obs: Observation
+    applied: Actuation
+    seen: dict[str, np.ndarray]
+    safety: SafetyPotential
+    world: WorldState
+    fault_active: np.ndarray
+    live: np.ndarray  # runs still inside the scenario's duration
+
+
+class Recorder:
+    def record(self, rec: StepRecord) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class OutcomeRecorder(Recorder):
+    """Per-run summary: min deltas, first hazard step, collision and departure steps."""
+
+    n: int
+    min_delta_lon: np.ndarray = field(init=False)
+    min_delta_lat: np.ndarray = field(init=False)
+    first_hazard: np.ndarray = field(init=False)
+    collision_step: np.ndarray = field(init=False)
+    departure_step: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        self.min_delta_lon = np.full(self.n, np.inf)
+        self.min_delta_lat = np.full(self.n, np.inf)
+        self.first_hazard = np.full(self.n, -1, np.int64)
+        self.collision_step = np.full(self.n, -1, np.int64)
+        self.departure_step = np.full(self.n, -1, np.int64)
+
+    def record(self, rec: StepRecord) -> None:
+        live, k, sp = rec.live, rec.obs.k, rec.safety
+        self.min_delta_lon = np.where(live, np.minimum(self.min_delta_lon, sp.delta_lon), self.min_delta_lon)
+        self.min_delta_lat = np.where(live, np.minimum(self.min_delta_lat, sp.delta_lat), self.min_delta_lat)
+        for arr, now in (
+            (self.first_hazard, sp.hazard),
+            (self.collision_step, rec.world.collided),
+            (self.departure_step, rec.world.departed),
+        ):
+            new = live & now & (arr < 0)
+            arr[new] = k[new]
+
+
+TRACE_STATE = ["x", "y", "theta", "v", "phi", "a"]
+TRACE_LANE = ["s", "lane_offset", "heading_error", "curvature"]
+TRACE_ACT = ["throttle", "brake", "steer"]
+TRACE_SAFETY = ["d_stop_lon", "d_stop_lat", "d_safe_lon", "d_safe_lat", "delta_lon", "delta_lat"]
+
+
+class TraceRecorder(Recorder):
+    """Full per-step columns, shape (N, steps), rows aligned on the absolute step index."""
+
+    def __init__(self, n: int, steps: int, points: list[str]):
+        self.steps, self.points = steps, points
+        names = ["t", *TRACE_STATE, *TRACE_LANE, *TRACE_ACT, *points, *TRACE_SAFETY]
+        self.cols = {c: np.full((n, steps), np.nan) for c in names}
+        for c in ("hazard", "collision", "departure", "fault_active"):
+            self.cols[c] = np.zeros((n, steps), bool)
+        self.filled = np.zeros((n, steps), bool)
+
+    def record(self, rec: StepRecord) -> None:
+        rows = np.flatnonzero(rec.live)
+        k = rec.obs.k[rows]
+        o, sp, c = rec.obs, rec.safety, self.cols
+
+        def put(name, arr):
+            c[name][rows, k] = np.asarray(arr)[rows]
+
+        put("t", o.t)
+        for n_ in TRACE_STATE:
+            put(n_, getattr(o, n_))
+        put("s", rec.world.s)
+        put("lane_offset", o.lane_offset)
+        put("heading_error", o.heading_error)
+        put("curvature", o.curvature)
+        for n_ in TRACE_ACT:
+            put(n_, getattr(rec.applied, n_))
+        for p in self.points:
+            put(p, rec.seen[p])
+        for n_ in TRACE_SAFETY:
+            put(n_, getattr(sp, n_))
+        put("hazard", sp.hazard)
+        put("collision", rec.world.collided)
+        put("departure", rec.world.departed)
+        put("fault_active", rec.fault_active)
+        self.filled[rows, k] = True
+
+
+class SnapshotRecorder(Recorder):
+    """World and ADS state of run 0 at every step (for a golden run)."""
+
+    def __init__(self):
+        self.world: list[WorldState] = []
+        self.ads: list[ADSState] = []
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(WorldState.stack(self.world), ADSState.stack(self.ads))
+
+
+class Simulation:
+    """Bridge + ADS for one scenario and seed on the embedded simulator."""
+
+    def __init__(self, scenario: Scenario, seed: int | None = None):
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.bridge = EmbeddedBridge(scenario)
+        self.ads = ReferenceADS(scenario, self.seed)
+        self.steps = scenario.steps
+        self.points = [p.name for p in self.ads.points]
+
+    def start(self, n: int = 1, snapshot: Snapshot | None = None) -> Observation:
+        if snapshot is None:
+            obs = self.bridge.reset(self.scenario, self.seed, n)
+            self.ads.reset(n)
+            return obs
+        self.ads.restore(snapshot.ads)
+        return self.bridge.restore(snapshot.world)
+
+    def run(
+        self,
+        n: int = 1,
+        snapshot: Snapshot | None = None,
+        injector: Injector | None = None,
+        recorders: list[Recorder] = (),
+        snapshots: SnapshotRecorder | None = None,
+    ) -> None:
+        """Run every run from its current step to the end of the scenario."""
+        self.ads.injector = injector or Injector()
+        obs = self.start(n, snapshot)
+        k0 = int(obs.k.min())
+        for _ in range(k0, self.steps):
+            live = obs.k < self.steps
+            if snapshots is not None:
+                snapshots.world.append(self.bridge.state.take(slice(0, 1)))
+                snapshots.ads.append(self.ads.state.take(slice(0, 1)))
+            world_now = self.bridge.state
+            act = self.ads.step(obs)
+            safety = self.bridge.safety()
+            if recorders:
+                from drivefi.vehicle import guard
+
+                applied = guard(act, Actuation(world_now.last_throttle, world_now.last_brake, world_now.last_steer))
+                rec = StepRecord(
+                    obs, applied, self.ads.injector.seen, safety, world_now, self.ads.injector.active(obs.k), live
+                )
+                for r in recorders:
+                    r.record(rec)
+            obs = self.bridge.step(act)

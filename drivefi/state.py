@@ -1,0 +1,41 @@
+"""Batched state containers: dataclasses whose fields are numpy arrays with a leading run axis (N,).
+
+Snapshots, gathers and stacks work field by field, so a world or ADS state can be copied at a step,
+sliced to some runs, or assembled from the golden run's states at different steps, bit-exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TypeVar
+
+import numpy as np
+
+S = TypeVar("S", bound="BatchState")
+
+
+class BatchState:
+    """Mixin for dataclasses of (N, ...) arrays."""
+
+    def copy(self: S) -> S:
+        return dataclasses.replace(self, **{f.name: np.array(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+    def take(self: S, idx) -> S:
+        """The runs at ``idx`` (an index array or slice), as a new state."""
+        return dataclasses.replace(
+            self, **{f.name: np.array(getattr(self, f.name)[idx]) for f in dataclasses.fields(self)}
+        )
+
+    @property
+    def n(self) -> int:
+        return len(getattr(self, dataclasses.fields(self)[0].name))
+
+    @classmethod
+    def stack(cls: type[S], states: list[S]) -> S:
+        """Concatenate states along the run axis."""
+        return cls(**{f.name: np.concatenate([getattr(s, f.name) for s in states]) for f in dataclasses.fields(cls)})
+
+    def put(self, idx, other: BatchState) -> None:
+        """Overwrite the runs at ``idx`` with ``other``'s runs, in place."""
+        for f in dataclasses.fields(self):
+            getattr(self, f.name)[idx] = getattr(other, f.name)
