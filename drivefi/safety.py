@@ -43,16 +43,29 @@ class StopParams:
 
 
 def _rk4_piece(e, psi, lo, hi, phi_at, kappa, L, n, e0, up, down):
-    """Integrate (e, psi) from sigma=lo to hi in n RK4 steps; track max excursion each side."""
+    """Integrate (e, psi) from sigma=lo to hi in n RK4 steps; track max excursion each side.
+
+    ``phi_at`` is a function of sigma, or an array when the steering is constant on the piece.
+    """
     h = (hi - lo) / n
     sig = lo
-    for _ in range(n):
-        t1 = np.tan(phi_at(sig)) / L
-        th = np.tan(phi_at(sig + 0.5 * h)) / L
-        t4 = np.tan(phi_at(sig + h)) / L
+    const = not callable(phi_at)
+    if const:
+        c = np.tan(phi_at) / L
+    straight = not np.any(kappa)
 
-        def f(e_, p_, tanphi_):
-            return np.sin(p_), tanphi_ - kappa * np.cos(p_) / (1.0 - kappa * e_)
+    def f(e_, p_, tanphi_):
+        if straight:
+            return np.sin(p_), tanphi_
+        return np.sin(p_), tanphi_ - kappa * np.cos(p_) / (1.0 - kappa * e_)
+
+    for _ in range(n):
+        if const:
+            t1 = th = t4 = c
+        else:
+            t1 = np.tan(phi_at(sig)) / L
+            th = np.tan(phi_at(sig + 0.5 * h)) / L
+            t4 = np.tan(phi_at(sig + h)) / L
 
         k1e, k1p = f(e, psi, t1)
         k2e, k2p = f(e + 0.5 * h * k1e, psi + 0.5 * h * k1p, th)
@@ -112,12 +125,12 @@ def d_stop(
     down = np.zeros_like(v)
     zero = np.zeros_like(v)
     e_, psi_ = e, psi
-    e_, psi_, up, down = _rk4_piece(e_, psi_, zero, s1, lambda s: phi, kappa, L, rk_steps, e0, up, down)
+    e_, psi_, up, down = _rk4_piece(e_, psi_, zero, s1, phi, kappa, L, rk_steps, e0, up, down)
     if np.any(s2 > s1):
         e_, psi_, up, down = _rk4_piece(e_, psi_, s1, s2, phi_ramp, kappa, L, rk_steps, e0, up, down)
     if np.any(s_stop > s2):
         e_, psi_, up, down = _rk4_piece(
-            e_, psi_, s2, s_stop, lambda s: phi_lane, kappa, L, rk_steps, e0, up, down
+            e_, psi_, s2, s_stop, phi_lane, kappa, L, rk_steps, e0, up, down
         )
     return s_stop, up, down
 

@@ -16,7 +16,7 @@ from drivefi.bridges.base import Observation
 from drivefi.bridges.embedded import EmbeddedBridge, WorldState
 from drivefi.safety import SafetyPotential
 from drivefi.scenario import Scenario
-from drivefi.vehicle import Actuation
+from drivefi.vehicle import Actuation, guard
 
 
 @dataclass
@@ -173,10 +173,8 @@ class Simulation:
                 snapshots.ads.append(self.ads.state.take(slice(0, 1)))
             world_now = self.bridge.state
             act = self.ads.step(obs)
-            safety = self.bridge.safety()
             if recorders:
-                from drivefi.vehicle import guard
-
+                safety = self.bridge.safety()
                 applied = guard(act, Actuation(world_now.last_throttle, world_now.last_brake, world_now.last_steer))
                 rec = StepRecord(
                     obs, applied, self.ads.injector.seen, safety, world_now, self.ads.injector.active(obs.k), live

@@ -56,6 +56,12 @@ class EmbeddedBridge:
         self.lane_hi = (lane + 1) * self.road.lane_width
         self.lane_c = 0.5 * (self.lane_lo + self.lane_hi)
         self.state: WorldState | None = None
+        # actors are functions of time only: tabulate them (and their poses) once per step index
+        steps = scenario.steps + 2
+        tab = self.actors.at(np.arange(steps) * self.dt)
+        self._act = tab
+        self._act_pose = self.road.pose(tab.s, tab.d)
+        self._kmax = steps - 1
 
     # -- contract -----------------------------------------------------------------------------
     def reset(self, scenario: Scenario | None = None, seed: int | None = None, n: int = 1) -> Observation:
@@ -119,7 +125,9 @@ class EmbeddedBridge:
         return np.arctan(self.vp.wheelbase * kap / (1.0 - kap * d_lane))
 
     def actors_at(self, k: np.ndarray) -> ActorStates:
-        return self.actors.at(k * self.dt)
+        i = np.minimum(k, self._kmax)
+        a = self._act
+        return ActorStates(a.s[i], a.d[i], a.v_lon[i], a.v_lat[i], a.psi[i], a.length, a.width, a.a_max, a.kind)
 
     def observe(self) -> Observation:
         st = self.state
@@ -170,9 +178,10 @@ class EmbeddedBridge:
         ext = 0.5 * p.width * np.abs(np.cos(st.psi)) + 0.5 * p.length * np.abs(np.sin(st.psi))
         st.departed = st.departed | (st.d - ext < 0.0) | (st.d + ext > self.road.width)
         if self.actors.count:
+            i = np.minimum(st.k, self._kmax)
             obj = self.actors_at(st.k)
             x, y, th = self.road.pose(st.s, st.d)
-            ox, oy, oth = self.road.pose(obj.s, obj.d)
+            ox, oy, oth = (c[i] for c in self._act_pose)
             hit = obb_overlap(
                 x[:, None], y[:, None], (th + st.psi)[:, None], 0.5 * p.length, 0.5 * p.width,
                 ox, oy, oth + obj.psi, 0.5 * obj.length, 0.5 * obj.width,
@@ -182,8 +191,12 @@ class EmbeddedBridge:
 
 def obb_overlap(x1, y1, th1, hl1, hw1, x2, y2, th2, hl2, hw2):
     """Oriented bounding boxes overlap (separating-axis test), vectorised over broadcast shapes."""
-    c1, s1, c2, s2 = np.cos(th1), np.sin(th1), np.cos(th2), np.sin(th2)
     dx, dy = x2 - x1, y2 - y1
+    reach = np.hypot(hl1, hw1) + np.hypot(hl2, hw2)
+    near = dx * dx + dy * dy <= reach * reach
+    if not near.any():
+        return near
+    c1, s1, c2, s2 = np.cos(th1), np.sin(th1), np.cos(th2), np.sin(th2)
     sep = np.zeros(np.broadcast(dx, th1, th2).shape, bool)
     # axes of box 1 and box 2: (c, s) along the length, (-s, c) across
     for ax, ay in ((c1, s1), (-s1, c1), (c2, s2), (-s2, c2)):
@@ -191,4 +204,4 @@ def obb_overlap(x1, y1, th1, hl1, hw1, x2, y2, th2, hl2, hw2):
         r1 = hl1 * np.abs(c1 * ax + s1 * ay) + hw1 * np.abs(-s1 * ax + c1 * ay)
         r2 = hl2 * np.abs(c2 * ax + s2 * ay) + hw2 * np.abs(-s2 * ax + c2 * ay)
         sep |= dist > r1 + r2
-    return ~sep
+    return ~sep & near
