@@ -49,6 +49,9 @@ class VehicleParams(_Strict):
     phi_max: float = Field(default=0.6, gt=0, lt=1.5, description="max road-wheel angle [rad]")
     steer_rate: float = Field(default=0.5, gt=0, description="steering-rate limit [rad/s]")
     response_time: float = Field(default=0.1, ge=0, description="rho: steering held before it returns [s]")
+    a_lat_max: float = Field(
+        default=2.0, gt=0, description="steering-interface lateral-acceleration limit [m/s^2]"
+    )
     actuator_tau: float = Field(default=0.1, gt=0, description="throttle/brake first-order lag [s]")
     drag: float = Field(default=0.0004, ge=0, description="aerodynamic drag coefficient [1/m]")
     rolling: float = Field(default=0.1, ge=0, description="rolling resistance [m/s^2]")
@@ -172,11 +175,14 @@ def resolve_path(name_or_path: str | Path) -> Path:
 
 def _describe(err: ValidationError) -> str:
     e = err.errors()[0]
-    where = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-after")) or "(top)"
+    where = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-after"))
+    msg = e["msg"].removeprefix("Value error, ")
     got = e.get("input")
     got_s = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
     more = f" (and {len(err.errors()) - 1} more problems)" if len(err.errors()) > 1 else ""
-    return f"field '{where}': {e['msg']}{got_s}{more}"
+    if not where:  # a check across fields (lane numbers): its message names the fields
+        return f"{msg}{more}"
+    return f"field '{where}': {msg}{got_s}{more}"
 
 
 def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:

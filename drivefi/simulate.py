@@ -14,9 +14,9 @@ import numpy as np
 from drivefi.ads import ADSState, Injector, ReferenceADS
 from drivefi.bridges.base import Observation
 from drivefi.bridges.embedded import EmbeddedBridge, WorldState
+from drivefi.vehicle import Actuation
 from drivefi.safety import SafetyPotential
 from drivefi.scenario import Scenario
-from drivefi.vehicle import Actuation, guard
 
 
 @dataclass
@@ -38,7 +38,8 @@ class StepRecord:
     applied: Actuation
     seen: dict[str, np.ndarray]
     safety: SafetyPotential
-    world: WorldState
+    collided: np.ndarray
+    departed: np.ndarray
     fault_active: np.ndarray
     live: np.ndarray  # runs still inside the scenario's duration
 
@@ -72,8 +73,8 @@ class OutcomeRecorder(Recorder):
         self.min_delta_lat = np.where(live, np.minimum(self.min_delta_lat, sp.delta_lat), self.min_delta_lat)
         for arr, now in (
             (self.first_hazard, sp.hazard),
-            (self.collision_step, rec.world.collided),
-            (self.departure_step, rec.world.departed),
+            (self.collision_step, rec.collided),
+            (self.departure_step, rec.departed),
         ):
             new = live & now & (arr < 0)
             arr[new] = k[new]
@@ -107,7 +108,7 @@ class TraceRecorder(Recorder):
         put("t", o.t)
         for n_ in TRACE_STATE:
             put(n_, getattr(o, n_))
-        put("s", rec.world.s)
+        put("s", o.s)
         put("lane_offset", o.lane_offset)
         put("heading_error", o.heading_error)
         put("curvature", o.curvature)
@@ -118,8 +119,8 @@ class TraceRecorder(Recorder):
         for n_ in TRACE_SAFETY:
             put(n_, getattr(sp, n_))
         put("hazard", sp.hazard)
-        put("collision", rec.world.collided)
-        put("departure", rec.world.departed)
+        put("collision", rec.collided)
+        put("departure", rec.departed)
         put("fault_active", rec.fault_active)
         self.filled[rows, k] = True
 
@@ -136,13 +137,17 @@ class SnapshotRecorder(Recorder):
 
 
 class Simulation:
-    """Bridge + ADS for one scenario and seed on the embedded simulator."""
+    """Bridge + ADS for one scenario and seed; the embedded bridge and reference ADS by default.
 
-    def __init__(self, scenario: Scenario, seed: int | None = None):
+    Snapshots (``snapshot=``, ``snapshots=``) need the embedded bridge; any bridge that keeps the
+    :class:`drivefi.bridges.base.Bridge` contract runs from step 0.
+    """
+
+    def __init__(self, scenario: Scenario, seed: int | None = None, bridge=None, ads=None):
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
-        self.bridge = EmbeddedBridge(scenario)
-        self.ads = ReferenceADS(scenario, self.seed)
+        self.bridge = bridge if bridge is not None else EmbeddedBridge(scenario)
+        self.ads = ads if ads is not None else ReferenceADS(scenario, self.seed)
         self.steps = scenario.steps
         self.points = [p.name for p in self.ads.points]
 
@@ -171,13 +176,18 @@ class Simulation:
             if snapshots is not None:
                 snapshots.world.append(self.bridge.state.take(slice(0, 1)))
                 snapshots.ads.append(self.ads.state.take(slice(0, 1)))
-            world_now = self.bridge.state
             act = self.ads.step(obs)
             if recorders:
-                safety = self.bridge.safety()
-                applied = guard(act, Actuation(world_now.last_throttle, world_now.last_brake, world_now.last_steer))
+                collided, departed = self.bridge.accidents()
                 rec = StepRecord(
-                    obs, applied, self.ads.injector.seen, safety, world_now, self.ads.injector.active(obs.k), live
+                    obs,
+                    self.bridge.guarded(act),
+                    self.ads.injector.seen,
+                    self.bridge.safety(),
+                    collided,
+                    departed,
+                    self.ads.injector.active(obs.k),
+                    live,
                 )
                 for r in recorders:
                     r.record(rec)

@@ -40,11 +40,25 @@ def acceleration(v, thr, brk, p: VehicleParams):
     return push - p.brake_max * brk - resist
 
 
+def steer_limit(v, p: VehicleParams):
+    """Largest road-wheel angle the steering interface allows at speed v: the lateral-acceleration
+    limit a_lat_max (as driver-assistance steering interfaces enforce), never above phi_max."""
+    v2 = np.maximum(v, 1.0) ** 2
+    return np.minimum(np.arctan(p.wheelbase * p.a_lat_max / v2), p.phi_max)
+
+
+def steer_target(steer, v, p: VehicleParams):
+    """Road-wheel angle the steering actuator moves toward for a guarded steer command."""
+    lim = steer_limit(v, p)
+    return np.clip(steer * p.phi_max, -lim, lim)
+
+
 def step_vehicle(st, act: Actuation, p: VehicleParams, road: RoadGeometry, dt: float) -> None:
     """Advance the vehicle fields of a world state ``st`` by one step, in place.
 
     ``act`` is the guarded actuation. Throttle and brake reach the wheels through a first-order lag;
-    the road-wheel angle follows steer * phi_max at most ``steer_rate`` per second.
+    the road-wheel angle follows steer * phi_max (within the speed-dependent steering limit) at
+    most ``steer_rate`` per second.
     """
     kappa = road.curvature(st.s)
     den = 1.0 - kappa * st.d
@@ -57,6 +71,6 @@ def step_vehicle(st, act: Actuation, p: VehicleParams, road: RoadGeometry, dt: f
     thr = st.thr + alpha * (act.throttle - st.thr)
     brk = st.brk + alpha * (act.brake - st.brk)
     lim = p.steer_rate * dt
-    phi = st.phi + np.clip(act.steer * p.phi_max - st.phi, -lim, lim)
+    phi = st.phi + np.clip(steer_target(act.steer, st.v, p) - st.phi, -lim, lim)
     st.s, st.d, st.psi, st.v, st.phi, st.thr, st.brk = s_new, d_new, psi_new, v_new, phi, thr, brk
     st.a = acceleration(v_new, thr, brk, p)

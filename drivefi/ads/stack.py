@@ -20,6 +20,9 @@ POINTS_BY_NAME = {p.name: p for p in INJECTION_POINTS}
 @dataclass
 class ADSState(BatchState):
     integral: np.ndarray  # speed-controller integral
+    offset: np.ndarray  # lane tracker: offset from the lane centre [m]
+    heading: np.ndarray  # lane tracker: heading error [rad]
+    coast: np.ndarray  # lane tracker: steps since the last accepted measurement
 
 
 class ReferenceADS:
@@ -35,7 +38,8 @@ class ReferenceADS:
         self.state: ADSState | None = None
 
     def reset(self, n: int = 1) -> None:
-        self.state = ADSState(integral=np.zeros(n))
+        z = np.zeros(n)
+        self.state = ADSState(integral=z, offset=z.copy(), heading=z.copy(), coast=np.zeros(n, np.int64))
 
     def snapshot(self) -> ADSState:
         return self.state.copy()
@@ -47,7 +51,11 @@ class ReferenceADS:
         sc, inj, k = self.scenario, self.injector, obs.k
         vp = sc.ego.vehicle
         dist, ospeed, offset, heading, speed = perception.perceive(obs, self.noise, sc.sensor_noise, vp.length, inj)
+        st = self.state
         target = planning.plan(dist, ospeed, sc.ego.cruise_speed, k, inj)
-        thr, brk, self.state.integral = control.longitudinal(target, speed, self.state.integral, sc.dt, vp, k, inj)
-        steer = control.lateral(offset, heading, speed, obs.curvature, vp, k, inj)
+        st.offset, st.heading, st.coast = planning.track_lane(
+            st.offset, st.heading, st.coast, offset, heading, speed, obs.phi, obs.curvature, sc.dt, vp.wheelbase
+        )
+        thr, brk, st.integral = control.longitudinal(target, speed, st.integral, sc.dt, vp, k, inj)
+        steer = control.lateral(st.offset, st.heading, speed, obs.curvature, vp, k, inj)
         return Actuation(thr, brk, steer)

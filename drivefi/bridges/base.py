@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+
+from drivefi.safety import SafetyPotential
+from drivefi.vehicle import Actuation
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,7 @@ class Observation:
 
     k: np.ndarray  # step index per run
     t: np.ndarray  # time [s]
+    s: np.ndarray  # progress along the route [m]
     x: np.ndarray
     y: np.ndarray
     theta: np.ndarray
@@ -41,3 +46,25 @@ class Observation:
     @property
     def n(self) -> int:
         return len(self.k)
+
+
+class Bridge(Protocol):
+    """The contract between the closed loop and a simulator (runs are arrays over N)."""
+
+    name: str
+
+    def reset(self, scenario, seed: int | None = None, n: int = 1) -> Observation: ...
+
+    def step(self, act: Actuation) -> Observation:
+        """Apply the (guarded) actuation and advance one step."""
+
+    def guarded(self, act: Actuation) -> Actuation:
+        """What the vehicle interface would apply for ``act`` now (clamped, non-finite replaced)."""
+
+    def safety(self) -> SafetyPotential:
+        """Safety potential of every run at the current step."""
+
+    def accidents(self) -> tuple[np.ndarray, np.ndarray]:
+        """(collided, departed) so far, bool arrays over runs."""
+
+    def close(self) -> None: ...

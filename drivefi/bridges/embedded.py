@@ -106,9 +106,16 @@ class EmbeddedBridge:
     def snapshot(self) -> WorldState:
         return self.state.copy()
 
+    def guarded(self, act: Actuation) -> Actuation:
+        st = self.state
+        return guard(act, Actuation(st.last_throttle, st.last_brake, st.last_steer))
+
+    def accidents(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.state.collided.copy(), self.state.departed.copy()
+
     def step(self, act: Actuation) -> Observation:
         st = self.state
-        applied = guard(act, Actuation(st.last_throttle, st.last_brake, st.last_steer))
+        applied = self.guarded(act)
         st.last_throttle, st.last_brake, st.last_steer = applied.throttle, applied.brake, applied.steer
         step_vehicle(st, applied, self.vp, self.road, self.dt)
         st.k = st.k + 1
@@ -139,6 +146,7 @@ class EmbeddedBridge:
         return Observation(
             k=st.k.copy(),
             t=st.k * self.dt,
+            s=st.s.copy(),
             x=x,
             y=y,
             theta=th_road + st.psi,

@@ -1,0 +1,172 @@
+"""``drivefi plan ...`` and ``drivefi campaign ...`` commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from drivefi.cli import JsonOpt, console, emit_json, kv_table
+from drivefi.errors import InputError
+
+plan_app = typer.Typer(no_args_is_help=True, help="Make fault plans (CSV).")
+campaign_app = typer.Typer(no_args_is_help=True, help="Run fault plans and read their results.")
+
+
+def _csv_list(text: str | None, conv=str, what: str = "list") -> list | None:
+    if not text:
+        return None
+    try:
+        return [conv(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{what}: expected a comma-separated list, got '{text}'") from None
+
+
+@plan_app.command("random")
+def plan_random(
+    scenario: str = typer.Argument(..., help="Bundled scenario name or YAML path."),
+    model: str = typer.Option(..., "--model", help="1-random | m-random | bitflip"),
+    count: int = typer.Option(..., "--count", min=1, help="Number of faults."),
+    m: int = typer.Option(1, "--m", min=1, help="Duration in steps (m-random, bitflip)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws."),
+    points: str = typer.Option(None, "--points", help="Comma-separated injection points (default: all)."),
+    out: Path = typer.Option(..., "--out", help="Plan CSV to write."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Random faults: uniform start step, point and value (or bit)."""
+    from drivefi.plan import random_plan, write_plan
+    from drivefi.scenario import load_scenario
+
+    sc = load_scenario(scenario)
+    plan = random_plan(sc, model, count, m, seed, _csv_list(points, what="--points"))
+    write_plan(plan, out)
+    _plan_summary(plan, out, as_json)
+
+
+@plan_app.command("exhaustive")
+def plan_exhaustive(
+    scenario: str = typer.Argument(..., help="Bundled scenario name or YAML path."),
+    points: str = typer.Option(None, "--points", help="Comma-separated injection points (default: all)."),
+    values: str = typer.Option(None, "--values", help="Comma-separated values for every point (default: each point's grid)."),
+    durations: str = typer.Option("1", "--durations", help="Comma-separated durations in steps, e.g. 1,5,20."),
+    stride: int = typer.Option(1, "--stride", min=1, help="Every K-th start step."),
+    out: Path = typer.Option(..., "--out", help="Plan CSV to write."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Every start step x point x value x duration."""
+    from drivefi.ads import INJECTION_POINTS
+    from drivefi.plan import exhaustive, write_plan
+    from drivefi.scenario import load_scenario
+
+    sc = load_scenario(scenario)
+    pts = _csv_list(points, what="--points") or [p.name for p in INJECTION_POINTS]
+    vals = _csv_list(values, float, "--values")
+    plan = exhaustive(sc, pts, {p: vals for p in pts} if vals else None, _csv_list(durations, int, "--durations"), stride)
+    write_plan(plan, out)
+    _plan_summary(plan, out, as_json)
+
+
+def _plan_summary(plan, out: Path, as_json: bool) -> None:
+    from collections import Counter
+
+    info = {"plan": str(out), "scenario": plan.scenario, "faults": len(plan.faults)}
+    info.update({f"model {k}": v for k, v in sorted(Counter(f.model for f in plan.faults).items())})
+    if as_json:
+        emit_json(info)
+    else:
+        console.print(kv_table("Fault plan", info))
+
+
+@campaign_app.command("run")
+def campaign_run(
+    scenario: str = typer.Argument(..., help="Bundled scenario name or YAML path."),
+    plan: Path = typer.Argument(..., help="Plan CSV."),
+    db: Path = typer.Option(..., "--db", help="Results database (SQLite); created or resumed."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Parallel worker processes."),
+    sim: str = typer.Option("embedded", "--sim", help="embedded | carla"),
+    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (default: start a local one)."),
+    keep_traces: str = typer.Option("none", "--keep-traces", help="none | hazards | all"),
+    seed: int = typer.Option(None, "--seed", help="Seed of the sensor noise (default: the scenario's)."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Faults per lock-step batch."),
+    carla_host: str = typer.Option("localhost", "--carla-host"),
+    carla_port: int = typer.Option(2000, "--carla-port"),
+    carla_timeout: float = typer.Option(10.0, "--carla-timeout", help="Seconds before a tick counts as failed."),
+    carla_restart_cmd: str = typer.Option(None, "--carla-restart-cmd", help="Command that restarts the server."),
+    retries: int = typer.Option(2, "--retries", min=0, help="Retries of a failed run before it is marked error."),
+    agent: str = typer.Option(None, "--agent", help="User agent FILE.py:CLASS to test instead of the reference ADS."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Run a fault plan; outcomes are stored as they arrive, so re-running resumes."""
+    from drivefi.campaign.executor import make_executor
+    from drivefi.campaign.runner import run_campaign
+    from drivefi.plan import read_plan
+    from drivefi.scenario import load_scenario
+
+    if keep_traces not in ("none", "hazards", "all"):
+        raise InputError(f"--keep-traces: expected none, hazards or all, got '{keep_traces}'")
+    if sim not in ("embedded", "carla"):
+        raise InputError(f"--sim: expected embedded or carla, got '{sim}'")
+    sc = load_scenario(scenario)
+    p = read_plan(plan)
+    bridge_options = {}
+    if sim == "carla":
+        bridge_options = {"host": carla_host, "port": carla_port, "timeout": carla_timeout, "restart_cmd": carla_restart_cmd}
+    summary = run_campaign(
+        sc, p, db, make_executor(executor, workers, ray_address), seed, sim, keep_traces, batch_size,
+        progress=True, bridge_options=bridge_options, retries=retries, agent=agent,
+    )  # fmt: skip
+    if as_json:
+        emit_json(summary.as_dict())
+    else:
+        console.print(kv_table(f"Campaign {summary.campaign_id}: {sc.name}", summary.as_dict()))
+
+
+@campaign_app.command("status")
+def campaign_status(db: Path = typer.Option(..., "--db"), as_json: bool = JsonOpt) -> None:
+    """Progress and outcome counts of every campaign in a results database."""
+    from rich.table import Table
+
+    from drivefi.campaign.store import ResultsStore
+
+    if not db.is_file():
+        raise InputError(f"{db}: results database not found")
+    store = ResultsStore(db)
+    rows = store.campaigns()
+    store.close()
+    if as_json:
+        emit_json({"db": str(db), "campaigns": rows})
+        return
+    t = Table(title=f"Campaigns in {db}")
+    cols = ["id", "scenario", "sim", "planned", "done", "masked", "hazard", "accident", "critical", "error"]
+    for c in cols:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*(str(r[c]) for c in cols))
+    console.print(t)
+
+
+@campaign_app.command("export")
+def campaign_export(
+    db: Path = typer.Option(..., "--db"),
+    csv: Path = typer.Option(..., "--csv", help="CSV file to write (faults joined with outcomes)."),
+    campaign: int = typer.Option(None, "--campaign", help="Only this campaign id."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Write every fault with its outcome to CSV."""
+    from drivefi.campaign.store import ResultsStore
+
+    if not db.is_file():
+        raise InputError(f"{db}: results database not found")
+    store = ResultsStore(db)
+    frame = store.outcomes(campaign)
+    store.close()
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(csv, index=False)
+    info = {"csv": str(csv), "rows": len(frame)}
+    emit_json(info) if as_json else console.print(kv_table("Export", info))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(plan_app, name="plan")
+    app.add_typer(campaign_app, name="campaign")
