@@ -26,6 +26,14 @@ class ControlParams:
     v_soft: float = 2.0  # softening speed of the cross-track term [m/s]
 
 
+def reference(ref, target, dt: float, rise: float = 2.0):
+    """Speed reference: follows a lower target at once (braking is never delayed) and a higher
+    one at most ``rise`` m/s^2, so a spurious jump of the target cannot floor the throttle."""
+    up = np.where(np.isfinite(ref), ref + rise * dt, target)
+    out = np.minimum(target, up)
+    return np.where(np.isfinite(out), out, ref)
+
+
 def longitudinal(target, speed, integral, dt: float, vp: VehicleParams, k, inj: Injector, p=ControlParams()):
     """Returns (throttle, brake, new integral). A non-finite error leaves the integral unchanged."""
     err = target - speed

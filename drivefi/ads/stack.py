@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivefi.ads import control, perception, planning
+from drivefi.ads import control, perception, planning, tracking
 from drivefi.ads.injector import InjectionPoint, Injector
 from drivefi.bridges.base import Observation
 from drivefi.scenario import Scenario
@@ -23,6 +23,12 @@ class ADSState(BatchState):
     offset: np.ndarray  # lane tracker: offset from the lane centre [m]
     heading: np.ndarray  # lane tracker: heading error [rad]
     coast: np.ndarray  # lane tracker: steps since the last accepted measurement
+    gap: np.ndarray  # obstacle tracker: gap [m] (RANGE: none)
+    ospeed: np.ndarray  # obstacle tracker: its speed [m/s]
+    ocoast: np.ndarray
+    speed: np.ndarray  # ego speed tracker [m/s] (NaN until the first measurement)
+    scoast: np.ndarray
+    ref: np.ndarray  # speed reference the controller tracks (rate-limited target) [m/s]
 
 
 class ReferenceADS:
@@ -38,8 +44,11 @@ class ReferenceADS:
         self.state: ADSState | None = None
 
     def reset(self, n: int = 1) -> None:
-        z = np.zeros(n)
-        self.state = ADSState(integral=z, offset=z.copy(), heading=z.copy(), coast=np.zeros(n, np.int64))
+        z, c = np.zeros(n), np.zeros(n, np.int64)
+        self.state = ADSState(
+            integral=z, offset=z.copy(), heading=z.copy(), coast=c, gap=np.full(n, perception.RANGE),
+            ospeed=z.copy(), ocoast=c.copy(), speed=np.full(n, np.nan), scoast=c + 10**6, ref=np.full(n, np.nan),
+        )  # fmt: skip
 
     def snapshot(self) -> ADSState:
         return self.state.copy()
@@ -51,11 +60,17 @@ class ReferenceADS:
         sc, inj, k = self.scenario, self.injector, obs.k
         vp = sc.ego.vehicle
         dist, ospeed, offset, heading, speed = perception.perceive(obs, self.noise, sc.sensor_noise, vp.length, inj)
-        st = self.state
-        target = planning.plan(dist, ospeed, sc.ego.cruise_speed, k, inj)
-        st.offset, st.heading, st.coast = planning.track_lane(
-            st.offset, st.heading, st.coast, offset, heading, speed, obs.phi, obs.curvature, sc.dt, vp.wheelbase
+        st, dt = self.state, sc.dt
+        st.speed, st.scoast = tracking.track_speed(st.speed, st.scoast, speed, obs.a, dt)
+        v = st.speed
+        st.gap, st.ospeed, st.ocoast = tracking.track_obstacle(
+            st.gap, st.ospeed, st.ocoast, dist, ospeed, v, dt, perception.RANGE
         )
-        thr, brk, st.integral = control.longitudinal(target, speed, st.integral, sc.dt, vp, k, inj)
-        steer = control.lateral(st.offset, st.heading, speed, obs.curvature, vp, k, inj)
+        target = planning.plan(st.gap, st.ospeed, sc.ego.cruise_speed, k, inj)
+        st.offset, st.heading, st.coast = tracking.track_lane(
+            st.offset, st.heading, st.coast, offset, heading, v, obs.phi, obs.curvature, dt, vp.wheelbase
+        )
+        st.ref = control.reference(st.ref, target, dt)
+        thr, brk, st.integral = control.longitudinal(st.ref, v, st.integral, dt, vp, k, inj)
+        steer = control.lateral(st.offset, st.heading, v, obs.curvature, vp, k, inj)
         return Actuation(thr, brk, steer)
