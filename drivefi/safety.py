@@ -54,11 +54,13 @@ def _rk4_piece(e, psi, lo, hi, phi_at, kappa, L, n, e0, up, down):
         c = np.tan(phi_at) / L
     straight = not np.any(kappa)
 
-    def f(e_, p_, tanphi_):
+    def f(e_, p_, tanphi_, sin_p=None):
+        sp = np.sin(p_) if sin_p is None else sin_p
         if straight:
-            return np.sin(p_), tanphi_
-        return np.sin(p_), tanphi_ - kappa * np.cos(p_) / (1.0 - kappa * e_)
+            return sp, tanphi_
+        return sp, tanphi_ - kappa * np.cos(p_) / (1.0 - kappa * e_)
 
+    sin_a = np.sin(psi)
     for _ in range(n):
         if const:
             t1 = th = t4 = c
@@ -67,16 +69,53 @@ def _rk4_piece(e, psi, lo, hi, phi_at, kappa, L, n, e0, up, down):
             th = np.tan(phi_at(sig + 0.5 * h)) / L
             t4 = np.tan(phi_at(sig + h)) / L
 
-        k1e, k1p = f(e, psi, t1)
+        k1e, k1p = f(e, psi, t1, sin_a)
         k2e, k2p = f(e + 0.5 * h * k1e, psi + 0.5 * h * k1p, th)
         k3e, k3p = f(e + 0.5 * h * k2e, psi + 0.5 * h * k2p, th)
         k4e, k4p = f(e + h * k3e, psi + h * k3p, t4)
+        e_a = e
         e = e + h / 6.0 * (k1e + 2 * k2e + 2 * k3e + k4e)
         psi = psi + h / 6.0 * (k1p + 2 * k2p + 2 * k3p + k4p)
         sig = sig + h
         up = np.maximum(up, e - e0)
         down = np.maximum(down, e0 - e)
+        # The path's extreme may lie between two nodes (de/dsigma = sin(psi) changes sign there,
+        # e.g. a heading error being steered out, or a held turn past half a circle): take the
+        # maximum of the cubic Hermite interpolant of e on that step, for those elements only.
+        sin_b = np.sin(psi)
+        turn = sin_a * sin_b < 0
+        if turn.any():
+            up, down = _between_nodes(e_a, e, sin_a, sin_b, h, turn, e0, up, down)
+        sin_a = sin_b
     return e, psi, up, down
+
+
+def _between_nodes(ea, eb, sa, sb, h, turn, e0, up, down):
+    """Raise up/down where ``turn`` by the interior extremum of the Hermite cubic of one step.
+
+    On t in [0, 1]: p(t) = ea + h sa t + B t^2 + C t^3 matches e and de/dsigma at both nodes;
+    p'(0) p'(1) < 0, so p' has exactly one root in (0, 1).
+    """
+    shape = turn.shape
+    ea, eb, sa, sb = (np.broadcast_to(x, shape)[turn] for x in (ea, eb, sa, sb))
+    hh = np.broadcast_to(h, shape)[turn]
+    dlt = eb - ea
+    b = 3.0 * dlt - hh * (2.0 * sa + sb)
+    c = hh * (sa + sb) - 2.0 * dlt
+    c0 = hh * sa  # p'(t) = c0 + 2 b t + 3 c t^2
+    q = -(b + np.copysign(np.sqrt(np.maximum(b * b - 3.0 * c * c0, 0.0)), b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r1 = q / (3.0 * c)
+        r2 = c0 / q
+    t = np.clip(np.where((r1 >= 0) & (r1 <= 1), r1, r2), 0.0, 1.0)
+    t = np.where(np.isfinite(t), t, 0.0)
+    pe = ea + t * (c0 + t * (b + t * c))
+    ref = np.broadcast_to(e0, shape)[turn]
+    up = np.array(up, copy=True)
+    down = np.array(down, copy=True)
+    up[turn] = np.maximum(up[turn], pe - ref)
+    down[turn] = np.maximum(down[turn], ref - pe)
+    return up, down
 
 
 def d_stop(
