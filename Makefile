@@ -16,8 +16,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[carla,ray,dev]'
 	touch $(STAMP)
 
+# The main job on the embedded simulator: golden run, then the scenario's 5-step fault sweep
+# (every 10th step) as a resumable campaign. (`drivefi pipeline`, the Bayesian search end to
+# end, replaces the sweep once it lands.)
 run: $(STAMP)
-	$(VENV)/bin/drivefi pipeline $(SCENARIO) --out $(OUT)
+	$(VENV)/bin/drivefi record $(SCENARIO) --out $(OUT)/golden.parquet
+	$(VENV)/bin/drivefi plan exhaustive $(SCENARIO) --durations 5 --stride 10 --out $(OUT)/sweep.csv
+	$(VENV)/bin/drivefi campaign run $(SCENARIO) $(OUT)/sweep.csv --db $(OUT)/results.db --workers 2
+	$(VENV)/bin/drivefi campaign status --db $(OUT)/results.db
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -42,7 +42,10 @@ def main() -> None:
     for name in args.scenarios.split(","):
         sc = load_scenario(name)
         plans = [(label, exhaustive(sc, durations=[m])) for label, m in SWEEPS]
-        plans += [(label, random_plan(sc, label.split()[0], args.random_count, m, seed=7)) for label, m in RANDOM]
+        plans += [
+            (label, random_plan(sc, label.split()[0], args.random_count, m, seed=7))
+            for label, m in RANDOM
+        ]
         for label, plan in plans:
             tag = label.replace(" ", "").replace("=", "")
             db = out / f"{name}.{tag}.db"
@@ -64,7 +67,9 @@ def main() -> None:
                 flush=True,
             )
     print("-" * len(head))
-    print(f"overall: {total_runs} faulty runs in {total_time:.1f} s = {total_runs / total_time:.0f} runs/s ({args.workers} workers)")
+    print(
+        f"overall: {total_runs} faulty runs in {total_time:.1f} s = {total_runs / total_time:.0f} runs/s ({args.workers} workers)"
+    )
     (out / "ground_truth.json").write_text(json.dumps(rows, indent=1))
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivefi.road import RoadGeometry
-from drivefi.scenario import Brake, CutIn, Cross, Scenario, Stop
+from drivefi.scenario import Brake, Cross, CutIn, Scenario, Stop
 
 KIND_CODES = {"vehicle": 0, "pedestrian": 1, "static": 2}
 
@@ -49,8 +49,12 @@ class ActorSet:
         self.kind = np.array([KIND_CODES[a.kind] for a in acts], np.int64)
         inf = np.inf
         # braking: start time and deceleration (never brakes: t = inf)
-        self.tb = np.array([a.behaviour.t if isinstance(a.behaviour, Brake) else inf for a in acts], f)
-        self.db = np.array([a.behaviour.decel if isinstance(a.behaviour, Brake) else 0.0 for a in acts], f)
+        self.tb = np.array(
+            [a.behaviour.t if isinstance(a.behaviour, Brake) else inf for a in acts], f
+        )
+        self.db = np.array(
+            [a.behaviour.decel if isinstance(a.behaviour, Brake) else 0.0 for a in acts], f
+        )
         # lateral manoeuvre (cut-in: smooth cosine profile; cross: constant speed until to_d)
         self.tl = np.full(self.count, inf)
         self.dl = np.zeros(self.count)  # lateral distance to cover (signed)
@@ -59,7 +63,11 @@ class ActorSet:
         for i, a in enumerate(acts):
             b = a.behaviour
             if isinstance(b, CutIn):
-                self.tl[i], self.dl[i], self.Tl[i] = b.t, (b.to_lane + 0.5) * w - self.d0[i], b.duration
+                self.tl[i], self.dl[i], self.Tl[i] = (
+                    b.t,
+                    (b.to_lane + 0.5) * w - self.d0[i],
+                    b.duration,
+                )
             elif isinstance(b, Cross):
                 self.tl[i], self.dl[i] = b.t, b.to_d - self.d0[i]
                 self.Tl[i] = abs(self.dl[i]) / b.speed

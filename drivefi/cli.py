@@ -15,9 +15,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from drivefi.errors import DriveFIError
+from drivefi.errors import DriveFIError, InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="DriveFI: find the faults that make a driving stack unsafe.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="DriveFI: find the faults that make a driving stack unsafe.",
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -55,7 +59,15 @@ def scenarios_cmd(as_json: bool = JsonOpt) -> None:
     items = []
     for name in bundled_names():
         sc = load_scenario(name)
-        items.append({"name": name, "duration": sc.duration, "dt": sc.dt, "actors": len(sc.actors), "description": sc.description})
+        items.append(
+            {
+                "name": name,
+                "duration": sc.duration,
+                "dt": sc.dt,
+                "actors": len(sc.actors),
+                "description": sc.description,
+            }
+        )
     if as_json:
         emit_json({"scenarios": items})
         return
@@ -70,8 +82,17 @@ def scenarios_cmd(as_json: bool = JsonOpt) -> None:
 @app.command("record")
 def record_cmd(
     scenario: str = typer.Argument(..., help="Bundled scenario name or YAML path."),
-    out: Path = typer.Option(None, "--out", help="Trace file (Parquet); default out/<scenario>.golden.parquet"),
-    seed: int = typer.Option(None, "--seed", help="Seed of the sensor noise (default: the scenario's)."),
+    out: Path = typer.Option(
+        None, "--out", help="Trace file (Parquet); default out/<scenario>.golden.parquet"
+    ),
+    seed: int = typer.Option(
+        None, "--seed", help="Seed of the sensor noise (default: the scenario's)."
+    ),
+    sim: str = typer.Option("embedded", "--sim", help="embedded | carla"),
+    carla_host: str = typer.Option("localhost", "--carla-host"),
+    carla_port: int = typer.Option(2000, "--carla-port"),
+    carla_timeout: float = typer.Option(10.0, "--carla-timeout"),
+    agent: str = typer.Option(None, "--agent", help="User agent FILE.py:CLASS (carla)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Record the golden (fault-free) run of a scenario and print its summary."""
@@ -79,10 +100,24 @@ def record_cmd(
     from drivefi.scenario import load_scenario
 
     sc = load_scenario(scenario)
-    golden = record_golden(sc, seed)
+    if sim == "embedded":
+        trace = record_golden(sc, seed).trace
+    elif sim == "carla":
+        from drivefi.bridges.carla.agent import load_agent_ads
+        from drivefi.bridges.carla.bridge import make_carla_bridge
+        from drivefi.bridges.carla.connection import check_server
+        from drivefi.bridges.carla.run import record_golden_carla
+
+        opts = {"host": carla_host, "port": carla_port, "timeout": carla_timeout}
+        check_server(**opts)
+        bridge = make_carla_bridge(sc, **opts)
+        ads = load_agent_ads(agent, sc, seed, bridge=bridge) if agent else None
+        trace = record_golden_carla(sc, bridge, ads, seed)
+    else:
+        raise InputError(f"--sim: expected embedded or carla, got '{sim}'")
     out = out or Path("out") / f"{sc.name}.golden.parquet"
-    write_trace(golden.trace, out)
-    summary = {**golden.trace.summary(), "trace": str(out)}
+    write_trace(trace, out)
+    summary = {**trace.summary(), "trace": str(out)}
     if as_json:
         emit_json(summary)
     else:
@@ -111,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("aborted")
         return 130
     except DriveFIError as e:
-        err_console.print(f"error: {e}", style="bold red", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(
+            f"error: {e}", style="bold red", markup=False, highlight=False, soft_wrap=True
+        )
         return e.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted; stored results are kept")

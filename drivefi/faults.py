@@ -53,7 +53,9 @@ def flip_bit(value, bit):
     return u.view(np.float32).astype(np.float64)
 
 
-def random_sequence(seed: int, m: int, points: list[InjectionPoint]) -> tuple[np.ndarray, np.ndarray]:
+def random_sequence(
+    seed: int, m: int, points: list[InjectionPoint]
+) -> tuple[np.ndarray, np.ndarray]:
     """The m-random fault's per-step point indices and values, fixed by its seed."""
     rng = np.random.default_rng([seed, 0x4D52])
     idx = rng.integers(len(points), size=m)
@@ -77,7 +79,9 @@ class FaultInjector(Injector):
         self.dur = np.zeros(n, np.int64)
         self.value = np.zeros(n)
         self.bit = np.zeros(n, np.int64)
-        m_max = max([f.duration for f in faults if f is not None and f.model == "m-random"], default=1)
+        m_max = max(
+            [f.duration for f in faults if f is not None and f.model == "m-random"], default=1
+        )
         self.rp = np.full((n, m_max), -1)
         self.rv = np.zeros((n, m_max))
         for i, f in enumerate(faults):
@@ -86,7 +90,9 @@ class FaultInjector(Injector):
             self.start[i], self.dur[i] = f.start, f.duration
             if f.model == "m-random":
                 self.kind[i] = _RANDOM
-                self.rp[i, : f.duration], self.rv[i, : f.duration] = random_sequence(f.seed, f.duration, points)
+                self.rp[i, : f.duration], self.rv[i, : f.duration] = random_sequence(
+                    f.seed, f.duration, points
+                )
             else:
                 self.pid[i] = index[f.point]
                 if f.model == "bitflip":
@@ -95,7 +101,8 @@ class FaultInjector(Injector):
                     self.kind[i], self.value[i] = _FIXED, f.value
         # rows that can ever touch each point, so untouched points cost nothing
         self.rows = {
-            j: np.flatnonzero((self.pid == j) | (self.rp == j).any(axis=1)) for j in range(len(self.names))
+            j: np.flatnonzero((self.pid == j) | (self.rp == j).any(axis=1))
+            for j in range(len(self.names))
         }
 
     def active(self, k: np.ndarray) -> np.ndarray:

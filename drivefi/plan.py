@@ -84,7 +84,9 @@ def exhaustive(
     return Plan(scenario.name, scenario.steps, faults)
 
 
-def random_plan(scenario, model: str, count: int, m: int = 1, seed: int = 0, points: list[str] | None = None) -> Plan:
+def random_plan(
+    scenario, model: str, count: int, m: int = 1, seed: int = 0, points: list[str] | None = None
+) -> Plan:
     """Random faults: uniform start step, point, value (or bit); seeded, so reproducible."""
     if model not in ("1-random", "m-random", "bitflip"):
         raise InputError(f"--model: expected 1-random, m-random or bitflip, got '{model}'")
@@ -104,7 +106,9 @@ def random_plan(scenario, model: str, count: int, m: int = 1, seed: int = 0, poi
         if model == "bitflip":
             faults.append(Fault(p.name, model, None, int(rng.integers(32)), k, dur, fseed))
         else:
-            faults.append(Fault(p.name, model, float(p.lo + rng.random() * (p.hi - p.lo)), None, k, 1, fseed))
+            faults.append(
+                Fault(p.name, model, float(p.lo + rng.random() * (p.hi - p.lo)), None, k, 1, fseed)
+            )
     return Plan(scenario.name, scenario.steps, faults)
 
 
@@ -137,7 +141,9 @@ def _int(src, row, name, text, lo=None, hi=None) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise InputError(f"{src}: row {row}, field '{name}': expected a whole number, got '{text}'") from None
+        raise InputError(
+            f"{src}: row {row}, field '{name}': expected a whole number, got '{text}'"
+        ) from None
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
         raise InputError(f"{src}: row {row}, field '{name}': expected {rng}, got {v}")
@@ -147,10 +153,14 @@ def _int(src, row, name, text, lo=None, hi=None) -> int:
 def _row_fault(src, row, r: dict, steps: int | None) -> Fault:
     point, model = r["point"].strip(), r["model"].strip()
     if model not in MODELS:
-        raise InputError(f"{src}: row {row}, field 'model': expected one of {', '.join(MODELS)}, got '{model}'")
+        raise InputError(
+            f"{src}: row {row}, field 'model': expected one of {', '.join(MODELS)}, got '{model}'"
+        )
     if model == "m-random":
         if point not in (ANY_POINT, ""):
-            raise InputError(f"{src}: row {row}, field 'point': m-random draws its points, expected '*'")
+            raise InputError(
+                f"{src}: row {row}, field 'point': m-random draws its points, expected '*'"
+            )
         point = ANY_POINT
     elif point not in POINTS_BY_NAME:
         raise InputError(
@@ -160,7 +170,9 @@ def _row_fault(src, row, r: dict, steps: int | None) -> Fault:
     duration = _int(src, row, "duration", r["duration"], 1, None if steps is None else steps)
     seed = _int(src, row, "seed", r.get("seed") or "0", 0)
     if model in ("1-fixed", "1-random") and duration != 1:
-        raise InputError(f"{src}: row {row}, field 'duration': {model} lasts one step, got {duration}")
+        raise InputError(
+            f"{src}: row {row}, field 'duration': {model} lasts one step, got {duration}"
+        )
     value, bit = None, None
     if model == "bitflip":
         bit = _int(src, row, "bit", r["bit"], 0, 31)
@@ -168,7 +180,9 @@ def _row_fault(src, row, r: dict, steps: int | None) -> Fault:
         try:
             value = float(r["value"])
         except ValueError:
-            raise InputError(f"{src}: row {row}, field 'value': expected a number, got '{r['value']}'") from None
+            raise InputError(
+                f"{src}: row {row}, field 'value': expected a number, got '{r['value']}'"
+            ) from None
         p = POINTS_BY_NAME[point]
         if not math.isfinite(value) or not p.lo <= value <= p.hi:
             raise InputError(
@@ -198,7 +212,9 @@ def read_plan(path: str | Path) -> Plan:
     reader = csv.DictReader(lines)
     missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
-        raise InputError(f"{path}: header lacks column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}")
+        raise InputError(
+            f"{path}: header lacks column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}"
+        )
     extra_cols = [c for c in reader.fieldnames if c not in COLUMNS]
     faults, extra = [], {c: [] for c in extra_cols}
     for i, r in enumerate(reader, start=1):

@@ -83,7 +83,9 @@ def write_trace(trace: Trace, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(trace.frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(trace.meta)})
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), META_KEY: json.dumps(trace.meta)}
+    )
     tmp = path.with_suffix(path.suffix + ".tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)

@@ -166,7 +166,9 @@ def d_stop(
     e_, psi_ = e, psi
     e_, psi_, up, down = _rk4_piece(e_, psi_, zero, s1, phi, kappa, L, rk_steps, e0, up, down)
     if np.any(s2 > s1):
-        e_, psi_, up, down = _rk4_piece(e_, psi_, s1, s2, phi_ramp, kappa, L, rk_steps, e0, up, down)
+        e_, psi_, up, down = _rk4_piece(
+            e_, psi_, s1, s2, phi_ramp, kappa, L, rk_steps, e0, up, down
+        )
     if np.any(s_stop > s2):
         e_, psi_, up, down = _rk4_piece(
             e_, psi_, s2, s_stop, phi_lane, kappa, L, rk_steps, e0, up, down
@@ -237,8 +239,12 @@ def d_safe(
         lon = np.minimum(lon, cand.min(axis=-1))
         beside = np.abs(ds) < hl + o_lon
         e_ext = ext[..., None]
-        gl = np.where(beside & (obj_d > d[..., None]), obj_d - o_lat - (d[..., None] + e_ext), np.inf)
-        gr = np.where(beside & (obj_d <= d[..., None]), d[..., None] - e_ext - (obj_d + o_lat), np.inf)
+        gl = np.where(
+            beside & (obj_d > d[..., None]), obj_d - o_lat - (d[..., None] + e_ext), np.inf
+        )
+        gr = np.where(
+            beside & (obj_d <= d[..., None]), d[..., None] - e_ext - (obj_d + o_lat), np.inf
+        )
         left = np.minimum(left, gl.min(axis=-1))
         right = np.minimum(right, gr.min(axis=-1))
     return lon, left, right

@@ -42,13 +42,21 @@ class VehicleParams(_Strict):
     wheelbase: float = Field(default=2.9, gt=0)
     length: float = Field(default=4.7, gt=0)
     width: float = Field(default=1.9, gt=0)
-    a_max: float = Field(default=8.0, gt=0, description="max comfortable deceleration for d_stop [m/s^2]")
+    a_max: float = Field(
+        default=8.0, gt=0, description="max comfortable deceleration for d_stop [m/s^2]"
+    )
     brake_max: float = Field(default=9.5, gt=0, description="deceleration at brake = 1 [m/s^2]")
-    accel_max: float = Field(default=3.5, gt=0, description="acceleration at throttle = 1, at rest [m/s^2]")
-    v_max: float = Field(default=50.0, gt=0, description="speed where the throttle map reaches zero [m/s]")
+    accel_max: float = Field(
+        default=3.5, gt=0, description="acceleration at throttle = 1, at rest [m/s^2]"
+    )
+    v_max: float = Field(
+        default=50.0, gt=0, description="speed where the throttle map reaches zero [m/s]"
+    )
     phi_max: float = Field(default=0.6, gt=0, lt=1.5, description="max road-wheel angle [rad]")
     steer_rate: float = Field(default=0.5, gt=0, description="steering-rate limit [rad/s]")
-    response_time: float = Field(default=0.1, ge=0, description="rho: steering held before it returns [s]")
+    response_time: float = Field(
+        default=0.1, ge=0, description="rho: steering held before it returns [s]"
+    )
     a_lat_max: float = Field(
         default=2.0, gt=0, description="steering-interface lateral-acceleration limit [m/s^2]"
     )
@@ -103,7 +111,9 @@ class Actor(_Strict):
 
     kind: Literal["vehicle", "pedestrian", "static"] = "vehicle"
     lane: int | None = Field(default=None, ge=0, description="lane to start in (or give d)")
-    d: float | None = Field(default=None, description="lateral offset from the road's right edge [m]")
+    d: float | None = Field(
+        default=None, description="lateral offset from the road's right edge [m]"
+    )
     s: float = Field(description="start position along the road [m]")
     speed: float = Field(default=0.0, ge=0, le=60)
     length: float | None = Field(default=None, gt=0)
@@ -158,7 +168,7 @@ class Scenario(_Strict):
     @property
     def steps(self) -> int:
         """Number of simulation steps (rows of a trace)."""
-        return int(round(self.duration / self.dt))
+        return round(self.duration / self.dt)
 
 
 def bundled_names() -> list[str]:
@@ -187,7 +197,9 @@ def _describe(err: ValidationError) -> str:
 
 def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:
     if not isinstance(data, dict):
-        raise InputError(f"{source}: expected a YAML mapping of scenario fields, got {type(data).__name__}")
+        raise InputError(
+            f"{source}: expected a YAML mapping of scenario fields, got {type(data).__name__}"
+        )
     try:
         return Scenario.model_validate(data)
     except ValidationError as err:
@@ -198,7 +210,11 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     """Load and validate a scenario; raise :class:`InputError` with file and field on any problem."""
     path = resolve_path(name_or_path)
     if not path.is_file():
-        hint = f"; bundled scenarios: {', '.join(bundled_names())}" if "/" not in str(name_or_path) else ""
+        hint = (
+            f"; bundled scenarios: {', '.join(bundled_names())}"
+            if "/" not in str(name_or_path)
+            else ""
+        )
         raise InputError(f"{path}: scenario file not found{hint}")
     try:
         data = yaml.safe_load(path.read_text())

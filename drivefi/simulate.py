@@ -14,9 +14,9 @@ import numpy as np
 from drivefi.ads import ADSState, Injector, ReferenceADS
 from drivefi.bridges.base import Observation
 from drivefi.bridges.embedded import EmbeddedBridge, WorldState
-from drivefi.vehicle import Actuation
 from drivefi.safety import SafetyPotential
 from drivefi.scenario import Scenario
+from drivefi.vehicle import Actuation
 
 
 @dataclass
@@ -54,6 +54,7 @@ class OutcomeRecorder(Recorder):
     """Per-run summary: min deltas, first hazard step, collision and departure steps."""
 
     n: int
+    from_step: np.ndarray | int = 0  # count only steps at or after this (a fault's first step)
     min_delta_lon: np.ndarray = field(init=False)
     min_delta_lat: np.ndarray = field(init=False)
     first_hazard: np.ndarray = field(init=False)
@@ -68,9 +69,14 @@ class OutcomeRecorder(Recorder):
         self.departure_step = np.full(self.n, -1, np.int64)
 
     def record(self, rec: StepRecord) -> None:
-        live, k, sp = rec.live, rec.obs.k, rec.safety
-        self.min_delta_lon = np.where(live, np.minimum(self.min_delta_lon, sp.delta_lon), self.min_delta_lon)
-        self.min_delta_lat = np.where(live, np.minimum(self.min_delta_lat, sp.delta_lat), self.min_delta_lat)
+        k, sp = rec.obs.k, rec.safety
+        live = rec.live & (k >= self.from_step)
+        self.min_delta_lon = np.where(
+            live, np.minimum(self.min_delta_lon, sp.delta_lon), self.min_delta_lon
+        )
+        self.min_delta_lat = np.where(
+            live, np.minimum(self.min_delta_lat, sp.delta_lat), self.min_delta_lat
+        )
         for arr, now in (
             (self.first_hazard, sp.hazard),
             (self.collision_step, rec.collided),

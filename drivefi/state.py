@@ -18,7 +18,9 @@ class BatchState:
     """Mixin for dataclasses of (N, ...) arrays."""
 
     def copy(self: S) -> S:
-        return dataclasses.replace(self, **{f.name: np.array(getattr(self, f.name)) for f in dataclasses.fields(self)})
+        return dataclasses.replace(
+            self, **{f.name: np.array(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        )
 
     def take(self: S, idx) -> S:
         """The runs at ``idx`` (an index array or slice), as a new state."""
@@ -33,7 +35,12 @@ class BatchState:
     @classmethod
     def stack(cls: type[S], states: list[S]) -> S:
         """Concatenate states along the run axis."""
-        return cls(**{f.name: np.concatenate([getattr(s, f.name) for s in states]) for f in dataclasses.fields(cls)})
+        return cls(
+            **{
+                f.name: np.concatenate([getattr(s, f.name) for s in states])
+                for f in dataclasses.fields(cls)
+            }
+        )
 
     def put(self, idx, other: BatchState) -> None:
         """Overwrite the runs at ``idx`` with ``other``'s runs, in place."""

@@ -23,7 +23,9 @@ SC = load_scenario("lead_brake")
 
 
 def small_plan(stride=40, durations=(1, 5)):
-    return exhaustive(SC, ["control.steer", "planning.target_speed"], durations=list(durations), stride=stride)
+    return exhaustive(
+        SC, ["control.steer", "planning.target_speed"], durations=list(durations), stride=stride
+    )
 
 
 def outcome_rows(db):
@@ -65,8 +67,22 @@ def test_resume_after_sigkill(tmp_path):
     plan = small_plan(stride=4, durations=(1,))
     plan_path = write_plan(plan, tmp_path / "p.csv")
     db = tmp_path / "killed.db"
-    cmd = [sys.executable, "-m", "drivefi", "campaign", "run", "lead_brake", str(plan_path), "--db", str(db), "--batch-size", "20"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "drivefi",
+        "campaign",
+        "run",
+        "lead_brake",
+        str(plan_path),
+        "--db",
+        str(db),
+        "--batch-size",
+        "20",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 120
     n = 0
     while time.time() < deadline:
@@ -89,7 +105,11 @@ def test_resume_after_sigkill(tmp_path):
     total, distinct = con.execute("SELECT COUNT(*), COUNT(DISTINCT idx) FROM outcomes").fetchone()
     assert total == distinct == len(plan.faults)
     run_campaign(SC, plan, tmp_path / "clean.db", progress=False)
-    assert outcome_rows(db).drop(columns=["attempts"]).equals(outcome_rows(tmp_path / "clean.db").drop(columns=["attempts"]))
+    assert (
+        outcome_rows(db)
+        .drop(columns=["attempts"])
+        .equals(outcome_rows(tmp_path / "clean.db").drop(columns=["attempts"]))
+    )
 
 
 BAD_ROWS = [
@@ -106,7 +126,9 @@ BAD_ROWS = [
 @pytest.mark.parametrize("row,needle", BAD_ROWS)
 def test_bad_plan_rows_exit_2(tmp_path, capsys, row, needle):
     p = tmp_path / "bad.csv"
-    p.write_text(f"# drivefi plan scenario=lead_brake steps=400\npoint,model,value,bit,start,duration,seed\n{row}\n")
+    p.write_text(
+        f"# drivefi plan scenario=lead_brake steps=400\npoint,model,value,bit,start,duration,seed\n{row}\n"
+    )
     rc = main(["campaign", "run", "lead_brake", str(p), "--db", str(tmp_path / "r.db")])
     err = capsys.readouterr().err
     assert rc == 2
@@ -156,13 +178,33 @@ def test_corrupt_database_exit_2(tmp_path, capsys):
 
 def test_cli_plan_status_export(tmp_path, capsys):
     plan = tmp_path / "r.csv"
-    assert main(["plan", "random", "lead_brake", "--model", "m-random", "--count", "30", "--m", "4", "--out", str(plan), "--json"]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "random",
+                "lead_brake",
+                "--model",
+                "m-random",
+                "--count",
+                "30",
+                "--m",
+                "4",
+                "--out",
+                str(plan),
+                "--json",
+            ]
+        )
+        == 0
+    )
     info = json.loads(capsys.readouterr().out)
     assert info["faults"] == 30
     db = tmp_path / "r.db"
     assert main(["campaign", "run", "lead_brake", str(plan), "--db", str(db), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["done"] == 30 and summary["masked"] + summary["hazard"] + summary["accident"] == 30
+    assert (
+        summary["done"] == 30 and summary["masked"] + summary["hazard"] + summary["accident"] == 30
+    )
     assert main(["campaign", "status", "--db", str(db), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["campaigns"][0]["done"] == 30

@@ -26,7 +26,9 @@ def run(faults, snapshot_from=None, golden=None):
     snap = None
     if snapshot_from is not None:
         snap = golden.snapshots.take(np.asarray(snapshot_from))
-    sim.run(len(faults), snapshot=snap, injector=FaultInjector(faults, sim.ads.points), recorders=[rec])
+    sim.run(
+        len(faults), snapshot=snap, injector=FaultInjector(faults, sim.ads.points), recorders=[rec]
+    )
     return rec
 
 
@@ -112,7 +114,9 @@ def test_snapshot_start_equals_run_from_zero(golden):
         a = run([f])
         b = run([f], snapshot_from=[f.start], golden=golden)
         for c, arr in a.cols.items():
-            np.testing.assert_array_equal(arr[0, f.start :], b.cols[c][0, f.start :], err_msg=f"{f} {c}")
+            np.testing.assert_array_equal(
+                arr[0, f.start :], b.cols[c][0, f.start :], err_msg=f"{f} {c}"
+            )
 
 
 def test_batch_equals_runs_one_at_a_time(golden):
@@ -121,11 +125,17 @@ def test_batch_equals_runs_one_at_a_time(golden):
     for _ in range(12):
         p = INJECTION_POINTS[int(rng.integers(len(INJECTION_POINTS)))]
         k = int(rng.integers(0, 380))
-        faults.append(Fault(p.name, "m-fixed", float(rng.uniform(p.lo, p.hi)), None, k, int(rng.integers(1, 20))))
+        faults.append(
+            Fault(
+                p.name, "m-fixed", float(rng.uniform(p.lo, p.hi)), None, k, int(rng.integers(1, 20))
+            )
+        )
     faults.append(Fault("control.steer", "bitflip", None, 31, 50, 2))
     starts = [f.start for f in faults]
     batch = run(faults, snapshot_from=starts, golden=golden)
     for i, f in enumerate(faults):
         one = run([f], snapshot_from=[f.start], golden=golden)
         for c, arr in one.cols.items():
-            np.testing.assert_array_equal(arr[0, f.start :], batch.cols[c][i, f.start :], err_msg=f"{i} {c}")
+            np.testing.assert_array_equal(
+                arr[0, f.start :], batch.cols[c][i, f.start :], err_msg=f"{i} {c}"
+            )

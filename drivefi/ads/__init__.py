@@ -3,4 +3,11 @@
 from drivefi.ads.injector import InjectionPoint, Injector
 from drivefi.ads.stack import INJECTION_POINTS, POINTS_BY_NAME, ADSState, ReferenceADS
 
-__all__ = ["INJECTION_POINTS", "POINTS_BY_NAME", "ADSState", "InjectionPoint", "Injector", "ReferenceADS"]
+__all__ = [
+    "INJECTION_POINTS",
+    "POINTS_BY_NAME",
+    "ADSState",
+    "InjectionPoint",
+    "Injector",
+    "ReferenceADS",
+]

@@ -34,7 +34,9 @@ def reference(ref, target, dt: float, rise: float = 2.0):
     return np.where(np.isfinite(out), out, ref)
 
 
-def longitudinal(target, speed, integral, dt: float, vp: VehicleParams, k, inj: Injector, p=ControlParams()):
+def longitudinal(
+    target, speed, integral, dt: float, vp: VehicleParams, k, inj: Injector, p=ControlParams()
+):
     """Returns (throttle, brake, new integral). A non-finite error leaves the integral unchanged."""
     err = target - speed
     integral = np.where(np.isfinite(err), np.clip(integral + err * dt, -p.i_max, p.i_max), integral)
@@ -44,7 +46,9 @@ def longitudinal(target, speed, integral, dt: float, vp: VehicleParams, k, inj: 
     return throttle, brake, integral
 
 
-def lateral(offset, heading, speed, curvature, vp: VehicleParams, k, inj: Injector, p=ControlParams()):
+def lateral(
+    offset, heading, speed, curvature, vp: VehicleParams, k, inj: Injector, p=ControlParams()
+):
     """Steer command: follow the lane's curvature, correct heading error and cross-track offset."""
     phi = (
         np.arctan(vp.wheelbase * curvature)

@@ -16,9 +16,15 @@ from drivefi.scenario import SensorNoise
 RANGE = 150.0  # detection range [m]; "nothing ahead" reads as this distance
 
 POINTS = [
-    InjectionPoint("perception.obstacle_distance", 0.0, RANGE, "m", "gap to the nearest in-lane object ahead"),
-    InjectionPoint("perception.obstacle_speed", 0.0, 40.0, "m/s", "that object's speed along the lane"),
-    InjectionPoint("perception.lane_offset", -2.0, 2.0, "m", "ego offset from its lane centre (left +)"),
+    InjectionPoint(
+        "perception.obstacle_distance", 0.0, RANGE, "m", "gap to the nearest in-lane object ahead"
+    ),
+    InjectionPoint(
+        "perception.obstacle_speed", 0.0, 40.0, "m/s", "that object's speed along the lane"
+    ),
+    InjectionPoint(
+        "perception.lane_offset", -2.0, 2.0, "m", "ego offset from its lane centre (left +)"
+    ),
     InjectionPoint("perception.heading_error", -0.5, 0.5, "rad", "ego heading minus lane heading"),
     InjectionPoint("localization.speed", 0.0, 40.0, "m/s", "ego speed estimate"),
 ]
@@ -31,13 +37,19 @@ def noise_table(seed: int, steps: int) -> np.ndarray:
     return np.random.default_rng([seed, 0xD21F]).standard_normal((steps + 1, NOISE_CHANNELS))
 
 
-def perceive(obs: Observation, noise: np.ndarray, sigma: SensorNoise, ego_len: float, inj: Injector):
+def perceive(
+    obs: Observation, noise: np.ndarray, sigma: SensorNoise, ego_len: float, inj: Injector
+):
     """Returns (obstacle_distance, obstacle_speed, lane_offset, heading_error, speed), each (N,)."""
     k = obs.k
     z = noise[np.minimum(k, len(noise) - 1)]
     half_w = 0.5 * obs.lane_width[:, None]
-    o_lat = 0.5 * obs.obj_wid * np.abs(np.cos(obs.obj_psi)) + 0.5 * obs.obj_len * np.abs(np.sin(obs.obj_psi))
-    o_lon = 0.5 * obs.obj_len * np.abs(np.cos(obs.obj_psi)) + 0.5 * obs.obj_wid * np.abs(np.sin(obs.obj_psi))
+    o_lat = 0.5 * obs.obj_wid * np.abs(np.cos(obs.obj_psi)) + 0.5 * obs.obj_len * np.abs(
+        np.sin(obs.obj_psi)
+    )
+    o_lon = 0.5 * obs.obj_len * np.abs(np.cos(obs.obj_psi)) + 0.5 * obs.obj_wid * np.abs(
+        np.sin(obs.obj_psi)
+    )
     gap = obs.obj_ds - 0.5 * ego_len - o_lon
     in_lane = (np.abs(obs.obj_dd) < half_w + o_lat) & (obs.obj_ds > 0) & (gap < RANGE)
     gaps = np.where(in_lane, gap, np.inf)

@@ -36,7 +36,9 @@ class ReferenceADS:
 
     points = INJECTION_POINTS
 
-    def __init__(self, scenario: Scenario, seed: int | None = None, injector: Injector | None = None):
+    def __init__(
+        self, scenario: Scenario, seed: int | None = None, injector: Injector | None = None
+    ):
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         self.noise = perception.noise_table(self.seed, scenario.steps)
@@ -59,7 +61,9 @@ class ReferenceADS:
     def step(self, obs: Observation) -> Actuation:
         sc, inj, k = self.scenario, self.injector, obs.k
         vp = sc.ego.vehicle
-        dist, ospeed, offset, heading, speed = perception.perceive(obs, self.noise, sc.sensor_noise, vp.length, inj)
+        dist, ospeed, offset, heading, speed = perception.perceive(
+            obs, self.noise, sc.sensor_noise, vp.length, inj
+        )
         st, dt = self.state, sc.dt
         st.speed, st.scoast = tracking.track_speed(st.speed, st.scoast, speed, obs.a, dt)
         v = st.speed
@@ -68,7 +72,16 @@ class ReferenceADS:
         )
         target = planning.plan(st.gap, st.ospeed, sc.ego.cruise_speed, k, inj)
         st.offset, st.heading, st.coast = tracking.track_lane(
-            st.offset, st.heading, st.coast, offset, heading, v, obs.phi, obs.curvature, dt, vp.wheelbase
+            st.offset,
+            st.heading,
+            st.coast,
+            offset,
+            heading,
+            v,
+            obs.phi,
+            obs.curvature,
+            dt,
+            vp.wheelbase,
         )
         st.ref = control.reference(st.ref, target, dt)
         thr, brk, st.integral = control.longitudinal(st.ref, v, st.integral, dt, vp, k, inj)

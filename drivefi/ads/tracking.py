@@ -56,7 +56,9 @@ def track_obstacle(gap_hat, vo_hat, miss, z_gap, z_vo, v, dt, range_max, p=P):
     ok = (near | inside | none) & np.isfinite(z_vo)
     gap, took = _gated(gap_p, z_gap, ok, miss, p)
     gap = np.where(ok & (near | none), z_gap, gap)  # a new or nearer object: take it as measured
-    vo = np.where(took, np.where(ok & ~(near | none), vo_hat + p.gain * (z_vo - vo_hat), z_vo), vo_hat)
+    vo = np.where(
+        took, np.where(ok & ~(near | none), vo_hat + p.gain * (z_vo - vo_hat), z_vo), vo_hat
+    )
     return np.minimum(gap, range_max), vo, np.where(took, 0, miss + 1)
 
 

@@ -64,7 +64,9 @@ class EmbeddedBridge:
         self._kmax = steps - 1
 
     # -- contract -----------------------------------------------------------------------------
-    def reset(self, scenario: Scenario | None = None, seed: int | None = None, n: int = 1) -> Observation:
+    def reset(
+        self, scenario: Scenario | None = None, seed: int | None = None, n: int = 1
+    ) -> Observation:
         """Start n identical runs at step 0. The embedded world itself is deterministic; the seed
         drives the ADS's sensor noise, so it is accepted here only for the common bridge contract."""
         if scenario is not None and scenario is not self.scenario:
@@ -116,7 +118,11 @@ class EmbeddedBridge:
     def step(self, act: Actuation) -> Observation:
         st = self.state
         applied = self.guarded(act)
-        st.last_throttle, st.last_brake, st.last_steer = applied.throttle, applied.brake, applied.steer
+        st.last_throttle, st.last_brake, st.last_steer = (
+            applied.throttle,
+            applied.brake,
+            applied.steer,
+        )
         step_vehicle(st, applied, self.vp, self.road, self.dt)
         st.k = st.k + 1
         self._flags()
@@ -134,7 +140,9 @@ class EmbeddedBridge:
     def actors_at(self, k: np.ndarray) -> ActorStates:
         i = np.minimum(k, self._kmax)
         a = self._act
-        return ActorStates(a.s[i], a.d[i], a.v_lon[i], a.v_lat[i], a.psi[i], a.length, a.width, a.a_max, a.kind)
+        return ActorStates(
+            a.s[i], a.d[i], a.v_lon[i], a.v_lat[i], a.psi[i], a.length, a.width, a.a_max, a.kind
+        )
 
     def observe(self) -> Observation:
         st = self.state

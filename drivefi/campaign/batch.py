@@ -88,7 +88,12 @@ def run_batch(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> list[dict]:
     if ctx.keep_traces != "none":
         traces = TraceRecorder(n, sim.steps, sim.points)
         recorders.append(traces)
-    sim.run(n, snapshot=golden.snapshots.take(starts), injector=FaultInjector(faults, sim.ads.points), recorders=recorders)
+    sim.run(
+        n,
+        snapshot=golden.snapshots.take(starts),
+        injector=FaultInjector(faults, sim.ads.points),
+        recorders=recorders,
+    )
     g = golden.trace.frame
     golden_safe = (g["delta_lon"].to_numpy()[starts] > 0) & (g["delta_lat"].to_numpy()[starts] > 0)
     rows = label(out, golden_safe)
@@ -107,6 +112,10 @@ def _keep(ctx: BatchContext, traces: TraceRecorder, golden: Golden, faults, idx,
     for j, (f, i, r) in enumerate(zip(faults, idx, rows, strict=True)):
         if ctx.keep_traces == "hazards" and r["outcome"] == "masked":
             continue
-        frame = pd.concat([g.iloc[: f.start], trace_frame(traces, j).iloc[f.start :]], ignore_index=True)
-        meta = trace_meta(ctx.scenario, ctx.seed, {**f.as_row(), "plan_index": i, "outcome": r["outcome"]})
+        frame = pd.concat(
+            [g.iloc[: f.start], trace_frame(traces, j).iloc[f.start :]], ignore_index=True
+        )
+        meta = trace_meta(
+            ctx.scenario, ctx.seed, {**f.as_row(), "plan_index": i, "outcome": r["outcome"]}
+        )
         write_trace(Trace(frame, meta), Path(ctx.trace_dir) / f"c{ctx.campaign_id}_{i:07d}.parquet")

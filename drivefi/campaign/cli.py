@@ -29,7 +29,9 @@ def plan_random(
     count: int = typer.Option(..., "--count", min=1, help="Number of faults."),
     m: int = typer.Option(1, "--m", min=1, help="Duration in steps (m-random, bitflip)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the draws."),
-    points: str = typer.Option(None, "--points", help="Comma-separated injection points (default: all)."),
+    points: str = typer.Option(
+        None, "--points", help="Comma-separated injection points (default: all)."
+    ),
     out: Path = typer.Option(..., "--out", help="Plan CSV to write."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -46,9 +48,17 @@ def plan_random(
 @plan_app.command("exhaustive")
 def plan_exhaustive(
     scenario: str = typer.Argument(..., help="Bundled scenario name or YAML path."),
-    points: str = typer.Option(None, "--points", help="Comma-separated injection points (default: all)."),
-    values: str = typer.Option(None, "--values", help="Comma-separated values for every point (default: each point's grid)."),
-    durations: str = typer.Option("1", "--durations", help="Comma-separated durations in steps, e.g. 1,5,20."),
+    points: str = typer.Option(
+        None, "--points", help="Comma-separated injection points (default: all)."
+    ),
+    values: str = typer.Option(
+        None,
+        "--values",
+        help="Comma-separated values for every point (default: each point's grid).",
+    ),
+    durations: str = typer.Option(
+        "1", "--durations", help="Comma-separated durations in steps, e.g. 1,5,20."
+    ),
     stride: int = typer.Option(1, "--stride", min=1, help="Every K-th start step."),
     out: Path = typer.Option(..., "--out", help="Plan CSV to write."),
     as_json: bool = JsonOpt,
@@ -61,7 +71,13 @@ def plan_exhaustive(
     sc = load_scenario(scenario)
     pts = _csv_list(points, what="--points") or [p.name for p in INJECTION_POINTS]
     vals = _csv_list(values, float, "--values")
-    plan = exhaustive(sc, pts, {p: vals for p in pts} if vals else None, _csv_list(durations, int, "--durations"), stride)
+    plan = exhaustive(
+        sc,
+        pts,
+        {p: vals for p in pts} if vals else None,
+        _csv_list(durations, int, "--durations"),
+        stride,
+    )
     write_plan(plan, out)
     _plan_summary(plan, out, as_json)
 
@@ -85,16 +101,28 @@ def campaign_run(
     workers: int = typer.Option(1, "--workers", min=1, help="Parallel worker processes."),
     sim: str = typer.Option("embedded", "--sim", help="embedded | carla"),
     executor: str = typer.Option("local", "--executor", help="local | ray"),
-    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (default: start a local one)."),
+    ray_address: str = typer.Option(
+        None, "--ray-address", help="Ray cluster address (default: start a local one)."
+    ),
     keep_traces: str = typer.Option("none", "--keep-traces", help="none | hazards | all"),
-    seed: int = typer.Option(None, "--seed", help="Seed of the sensor noise (default: the scenario's)."),
+    seed: int = typer.Option(
+        None, "--seed", help="Seed of the sensor noise (default: the scenario's)."
+    ),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Faults per lock-step batch."),
     carla_host: str = typer.Option("localhost", "--carla-host"),
     carla_port: int = typer.Option(2000, "--carla-port"),
-    carla_timeout: float = typer.Option(10.0, "--carla-timeout", help="Seconds before a tick counts as failed."),
-    carla_restart_cmd: str = typer.Option(None, "--carla-restart-cmd", help="Command that restarts the server."),
-    retries: int = typer.Option(2, "--retries", min=0, help="Retries of a failed run before it is marked error."),
-    agent: str = typer.Option(None, "--agent", help="User agent FILE.py:CLASS to test instead of the reference ADS."),
+    carla_timeout: float = typer.Option(
+        10.0, "--carla-timeout", help="Seconds before a tick counts as failed."
+    ),
+    carla_restart_cmd: str = typer.Option(
+        None, "--carla-restart-cmd", help="Command that restarts the server."
+    ),
+    retries: int = typer.Option(
+        2, "--retries", min=0, help="Retries of a failed run before it is marked error."
+    ),
+    agent: str = typer.Option(
+        None, "--agent", help="User agent FILE.py:CLASS to test instead of the reference ADS."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Run a fault plan; outcomes are stored as they arrive, so re-running resumes."""
@@ -111,7 +139,15 @@ def campaign_run(
     p = read_plan(plan)
     bridge_options = {}
     if sim == "carla":
-        bridge_options = {"host": carla_host, "port": carla_port, "timeout": carla_timeout, "restart_cmd": carla_restart_cmd}
+        bridge_options = {
+            "host": carla_host,
+            "port": carla_port,
+            "timeout": carla_timeout,
+            "restart_cmd": carla_restart_cmd,
+        }
+        from drivefi.bridges.carla.connection import check_server
+
+        check_server(**bridge_options)
     summary = run_campaign(
         sc, p, db, make_executor(executor, workers, ray_address), seed, sim, keep_traces, batch_size,
         progress=True, bridge_options=bridge_options, retries=retries, agent=agent,
@@ -138,7 +174,18 @@ def campaign_status(db: Path = typer.Option(..., "--db"), as_json: bool = JsonOp
         emit_json({"db": str(db), "campaigns": rows})
         return
     t = Table(title=f"Campaigns in {db}")
-    cols = ["id", "scenario", "sim", "planned", "done", "masked", "hazard", "accident", "critical", "error"]
+    cols = [
+        "id",
+        "scenario",
+        "sim",
+        "planned",
+        "done",
+        "masked",
+        "hazard",
+        "accident",
+        "critical",
+        "error",
+    ]
     for c in cols:
         t.add_column(c)
     for r in rows:

@@ -18,7 +18,9 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise InputError("--executor ray: the 'ray' package is not installed (pip install 'drivefi[ray]')") from None
+            raise InputError(
+                "--executor ray: the 'ray' package is not installed (pip install 'drivefi[ray]')"
+            ) from None
         self.ray = ray
         self.workers = max(1, workers)
         self.address = address
@@ -33,7 +35,9 @@ class RayExecutor:
             else:
                 ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            raise InputError(f"--ray-address {self.address}: cannot join the Ray cluster ({err})") from None
+            raise InputError(
+                f"--ray-address {self.address}: cannot join the Ray cluster ({err})"
+            ) from None
 
     def run(self, ctx: BatchContext, batches: Iterable[list]) -> Iterator[list[dict]]:
         self._start()

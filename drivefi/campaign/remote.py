@@ -44,7 +44,13 @@ def _attempt(ctx: BatchContext, ads, injector, recorders) -> None:
 
 def golden_safe_steps(ctx: BatchContext) -> np.ndarray:
     """Per step: the golden run on this bridge is safe there (recorded once per process)."""
-    key = (ctx.scenario.model_dump_json(), ctx.seed, ctx.sim, repr(sorted(ctx.bridge_options.items())), ctx.agent)
+    key = (
+        ctx.scenario.model_dump_json(),
+        ctx.seed,
+        ctx.sim,
+        repr(sorted(ctx.bridge_options.items())),
+        ctx.agent,
+    )
     if key not in _GOLDEN_DELTAS:
         last = None
         for _ in range(ctx.retries + 1):
@@ -77,7 +83,7 @@ def run_batch_on_bridge(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> li
     for idx, fault in batch:
         reasons = []
         for attempt in range(1, ctx.retries + 2):
-            out = OutcomeRecorder(1)
+            out = OutcomeRecorder(1, from_step=fault.start)
             ads = make_ads(ctx)
             try:
                 _attempt(ctx, ads, FaultInjector([fault], _points(ads)), [out])
@@ -88,7 +94,12 @@ def run_batch_on_bridge(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> li
             row["attempts"] = attempt
             break
         else:
-            row = {"status": "error", "outcome": None, "attempts": ctx.retries + 1, "error": "; ".join(reasons)}
+            row = {
+                "status": "error",
+                "outcome": None,
+                "attempts": ctx.retries + 1,
+                "error": "; ".join(reasons),
+            }
         row["idx"] = idx
         rows.append(row)
     return rows

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from drivefi.campaign.batch import BatchContext
 from drivefi.campaign.executor import Executor, LocalExecutor
@@ -62,7 +69,11 @@ def run_campaign(
     executor = executor or LocalExecutor(1)
     store = ResultsStore(db)
     try:
-        settings = {"keep_traces": keep_traces, "executor": executor.name, "bridge": bridge_options or {}}
+        settings = {
+            "keep_traces": keep_traces,
+            "executor": executor.name,
+            "bridge": bridge_options or {},
+        }
         camp = store.open_campaign(scenario.name, plan.digest(), seed, sim, plan.faults, settings)
         done = store.done(camp)
         pending = [(i, f) for i, f in enumerate(plan.faults) if i not in done]
@@ -71,7 +82,15 @@ def run_campaign(
             trace_dir = str(Path(db).with_suffix("")) + ".traces"
             Path(trace_dir).mkdir(parents=True, exist_ok=True)
         ctx = BatchContext(
-            scenario, seed, sim, keep_traces, trace_dir, camp.id, bridge_options or {}, retries, agent
+            scenario,
+            seed,
+            sim,
+            keep_traces,
+            trace_dir,
+            camp.id,
+            bridge_options or {},
+            retries,
+            agent,
         )
         workers = getattr(executor, "workers", 1)
         if batch_size is None:
@@ -88,8 +107,12 @@ def run_campaign(
             TextColumn("eta"),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, console=Console(stderr=True), disable=not progress, transient=False) as bar:
-            task = bar.add_task(f"campaign {scenario.name}", total=camp.total, completed=len(done), rate=0.0)
+        with Progress(
+            *columns, console=Console(stderr=True), disable=not progress, transient=False
+        ) as bar:
+            task = bar.add_task(
+                f"campaign {scenario.name}", total=camp.total, completed=len(done), rate=0.0
+            )
             for rows in executor.run(ctx, batches_of(pending, batch_size)):
                 store.write(camp, rows)
                 ran += len(rows)

@@ -86,9 +86,13 @@ class ResultsStore:
     def _error(self, err: Exception) -> InputError:
         msg = str(err)
         if "locked" in msg or "busy" in msg:
-            return InputError(f"{self.path}: database is locked by another process (another campaign running?)")
+            return InputError(
+                f"{self.path}: database is locked by another process (another campaign running?)"
+            )
         if "not a database" in msg or "malformed" in msg:
-            return InputError(f"{self.path}: not a DriveFI results database (corrupt or another kind of file)")
+            return InputError(
+                f"{self.path}: not a DriveFI results database (corrupt or another kind of file)"
+            )
         return InputError(f"{self.path}: database error: {msg}")
 
     def _tx(self, fn):
@@ -104,7 +108,15 @@ class ResultsStore:
         except sqlite3.DatabaseError as err:
             raise self._error(err) from None
 
-    def open_campaign(self, scenario: str, plan_hash: str, seed: int, sim: str, faults: list[Fault], settings: dict) -> Campaign:
+    def open_campaign(
+        self,
+        scenario: str,
+        plan_hash: str,
+        seed: int,
+        sim: str,
+        faults: list[Fault],
+        settings: dict,
+    ) -> Campaign:
         """The campaign for this scenario, plan, seed and simulator: resumed if stored, else created."""
 
         def work():
@@ -121,7 +133,10 @@ class ResultsStore:
             cid = cur.lastrowid
             self.db.executemany(
                 "INSERT INTO faults VALUES (?,?,?,?,?,?,?,?,?)",
-                [(cid, i, f.point, f.model, f.value, f.bit, f.start, f.duration, f.seed) for i, f in enumerate(faults)],
+                [
+                    (cid, i, f.point, f.model, f.value, f.bit, f.start, f.duration, f.seed)
+                    for i, f in enumerate(faults)
+                ],
             )
             return cid
 
@@ -129,7 +144,9 @@ class ResultsStore:
         return Campaign(cid, scenario, plan_hash, seed, sim, len(faults))
 
     def done(self, campaign: Campaign, include_errors: bool = False) -> set[int]:
-        q = "SELECT idx FROM outcomes WHERE campaign=?" + ("" if include_errors else " AND status='ok'")
+        q = "SELECT idx FROM outcomes WHERE campaign=?" + (
+            "" if include_errors else " AND status='ok'"
+        )
         try:
             return {r[0] for r in self.db.execute(q, (campaign.id,))}
         except sqlite3.DatabaseError as err:
@@ -165,7 +182,9 @@ class ResultsStore:
             raise self._error(err) from None
         keys = ["id", "scenario", "plan_hash", "seed", "sim", "version", "created", "planned", "done",
                 "masked", "hazard", "accident", "error", "critical"]  # fmt: skip
-        return [{k: (v if v is not None else 0) for k, v in zip(keys, r, strict=True)} for r in rows]
+        return [
+            {k: (v if v is not None else 0) for k, v in zip(keys, r, strict=True)} for r in rows
+        ]
 
     def outcomes(self, campaign_id: int | None = None):
         """All outcomes joined with their faults, as a pandas DataFrame."""

@@ -1,0 +1,128 @@
+"""Source-level injection points in your own code: ``drivefi.inject("name", value)``.
+
+Call :func:`inject` on a value your module computes, and DriveFI can corrupt it::
+
+    import drivefi
+
+    drivefi.declare("planner.lead_gap", lo=0.0, hi=150.0, unit="m")   # at import or in setup()
+
+    def plan(...):
+        gap = drivefi.inject("planner.lead_gap", measured_gap)       # corrupted when a fault is on
+        ...
+
+While DriveFI runs your agent (``--agent FILE:CLASS``), every ``inject`` goes through the active
+injector: a fault on that point replaces or flips the value on its steps, and the value the stack
+saw is recorded in the trace. Outside a DriveFI run (no injector active) ``inject`` returns the
+value unchanged, so the calls can stay in production code.
+
+A point should be declared before the run starts (at module import or in the agent's ``setup``),
+with its physical range, so that fault plans can name it and random plans can draw values for it;
+``inject(name, value, lo=, hi=)`` declares it on first use too. Values are scalars (returned as a
+float) or arrays with the run axis first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Declared:
+    name: str
+    lo: float
+    hi: float
+    unit: str = ""
+    doc: str = ""
+
+
+_DECLARED: dict[str, Declared] = {}
+_CAPTURES: list[set[str]] = []
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("drivefi_injector", default=None)
+
+
+def declare(
+    name: str, lo: float = -math.inf, hi: float = math.inf, unit: str = "", doc: str = ""
+) -> Declared:
+    """Declare an injection point (idempotent; a later call with a range updates it)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("an injection point needs a non-empty name, e.g. 'planner.lead_gap'")
+    old = _DECLARED.get(name)
+    if old is not None and math.isinf(lo) and math.isinf(hi):
+        for names in _CAPTURES:
+            names.add(name)
+        return old
+    if lo > hi:
+        raise ValueError(f"injection point {name!r}: lo {lo} > hi {hi}")
+    d = Declared(
+        name,
+        float(lo),
+        float(hi),
+        unit or (old.unit if old else ""),
+        doc or (old.doc if old else ""),
+    )
+    _DECLARED[name] = d
+    for names in _CAPTURES:
+        names.add(name)
+    return d
+
+
+def declared() -> dict[str, Declared]:
+    """Every point declared in this process so far."""
+    return dict(_DECLARED)
+
+
+def inject(
+    name: str,
+    value,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    unit: str = "",
+    doc: str = "",
+):
+    """``value``, or its corruption when a fault on point ``name`` is active now.
+
+    Scalars come back as a float; arrays keep their shape (leading axis: runs).
+    """
+    if name not in _DECLARED or lo is not None or hi is not None:
+        declare(name, -math.inf if lo is None else lo, math.inf if hi is None else hi, unit, doc)
+    ctx = _ACTIVE.get()
+    if ctx is None:
+        return value
+    injector, k = ctx
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 0:
+        out = injector.apply(name, np.full(np.shape(k), float(arr)), k)
+        return float(np.asarray(out).reshape(-1)[0])
+    return injector.apply(name, arr, k)
+
+
+@contextlib.contextmanager
+def active(injector, k):
+    """Route :func:`inject` calls to ``injector`` at steps ``k`` (arrays (N,)) inside the block."""
+    token = _ACTIVE.set((injector, np.asarray(k)))
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+@contextlib.contextmanager
+def capture():
+    """Collect the names of the points declared (or re-declared) inside the block."""
+    names: set[str] = set()
+    _CAPTURES.append(names)
+    try:
+        yield names
+    finally:
+        _CAPTURES.remove(names)
+
+
+def current():
+    """(injector, k) of the active run, or None."""
+    return _ACTIVE.get()

@@ -1,0 +1,200 @@
+"""Maximum-likelihood fit of the 3-TBN's CPDs with pgmpy, on windows of consecutive steps.
+
+Parameters are shared across time: one transition CPD per variable is fitted on every pair of
+consecutive steps of every run (slices 1 and 2 of the 3-TBN use it), and an initial CPD (lag-0
+parents only) on single steps for slice 0. Variables are standardised first. Each CPD is fitted by
+pgmpy's :class:`LinearGaussianMLE` on its own family and rows: rows where its value was forced by a
+fault are left out, and so are rows where it sits at a saturation (a bound that at least 0.5% of its
+values sit exactly on, such as throttle 0 or the cruise speed), which the model applies as a clip.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from drivefi.errors import InputError
+from drivefi.tbn.dataset import FAULT_PREFIX, TrainingSet
+from drivefi.tbn.model import CPD, TBNModel
+from drivefi.tbn.structure import POINTS, STRUCTURE, Structure, node
+
+SIGMA_FLOOR = 1e-6  # standardised units: near-deterministic kinematics stay well defined
+SAT_FRACTION = 0.005
+CLIPPED_KINDS = ("state", "point", "ctrl")
+NONNEG_STATE = ("v",)  # the only kinematic saturation: speed stops at 0
+
+
+def scaling(slices: pd.DataFrame, structure: Structure) -> tuple[dict, dict]:
+    mean, std = {}, {}
+    for n in structure.names:
+        col = slices[n].to_numpy(float)
+        col = col[np.isfinite(col)]
+        mean[n] = float(col.mean()) if col.size else 0.0
+        sd = float(col.std()) if col.size else 1.0
+        std[n] = sd if sd > 1e-9 * max(1.0, abs(mean[n])) else 1.0
+    return mean, std
+
+
+def saturations(slices: pd.DataFrame, structure: Structure) -> dict:
+    """Bounds that a variable's unforced values pile up on (clips of the stack or the physics)."""
+    out = {}
+    for v in structure.vars:
+        if v.kind not in CLIPPED_KINDS or (v.kind == "state" and v.name not in NONNEG_STATE):
+            continue
+        col = slices[v.name].to_numpy(float)
+        if v.name in POINTS:
+            col = col[~slices[FAULT_PREFIX + v.name].to_numpy(bool)]
+        col = col[np.isfinite(col)]
+        if col.size < 20:
+            continue
+        lo, hi = float(col.min()), float(col.max())
+        need = max(5, SAT_FRACTION * col.size)
+        sat_lo = lo if np.sum(col == lo) >= need else None
+        sat_hi = hi if np.sum(col == hi) >= need and hi > lo else None
+        if sat_lo is not None or sat_hi is not None:
+            out[v.name] = (sat_lo, sat_hi)
+    return out
+
+
+def _rows(data: pd.DataFrame, target: str, var: str, parents: list[str], sat, faulted: str | None):
+    y = data[target].to_numpy(float)
+    ok = np.isfinite(y)
+    for p in parents:
+        ok &= np.isfinite(data[p].to_numpy(float))
+    if faulted is not None and faulted in data:
+        ok &= ~data[faulted].to_numpy(bool)
+    if sat is not None:
+        lo, hi = sat
+        if lo is not None:
+            ok &= y != lo
+        if hi is not None:
+            ok &= y != hi
+    return ok
+
+
+def fit_family(z: pd.DataFrame, target: str, parents: list[str]) -> tuple[np.ndarray, float]:
+    """pgmpy MLE of one CPD on standardised data: (beta, sigma)."""
+    from pgmpy.models import LinearGaussianBayesianNetwork
+    from pgmpy.parameter_estimator import LinearGaussianMLE
+
+    if not parents:
+        y = z[target].to_numpy(float)
+        return np.array([y.mean()]), float(y.std())
+    net = LinearGaussianBayesianNetwork([(p, target) for p in parents])
+    est = LinearGaussianMLE(std_estimator="mle")
+    est.fit(net, z[[*parents, target]])
+    cpd = next(c for c in est.parameters_ if c.variable == target)
+    order = [list(cpd.evidence).index(p) for p in parents]
+    beta = np.concatenate([[cpd.beta[0]], np.asarray(cpd.beta[1:])[order]])
+    return beta, float(cpd.std)
+
+
+def family_data(data: pd.DataFrame, model_mean, model_std, var, parents, t_var, t_par):
+    """Standardised columns for one family: target column name and parent column names."""
+    cols = {node(var, t_var): (data[node(var, t_var)] - model_mean[var]) / model_std[var]}
+    names = []
+    for p, lag in parents:
+        c = node(p, t_par - lag)
+        cols[c] = (data[c] - model_mean[p]) / model_std[p]
+        names.append(c)
+    return pd.DataFrame(cols), node(var, t_var), names
+
+
+def fit_cpds(
+    data: pd.DataFrame,
+    mean: dict,
+    std: dict,
+    sat: dict,
+    structure: Structure,
+    first_slice: bool,
+    fitter=None,
+) -> dict[str, CPD]:
+    """Fit every non-exogenous variable's CPD on ``data`` (windows, or slices for slice 0)."""
+    t = 0 if first_slice else 1
+    out = {}
+    for v in structure.vars:
+        parents = structure.parents(v.name, first_slice)
+        if v.kind == "exo":
+            parents = ()
+        z, target, pcols = family_data(data, mean, std, v.name, parents, t, t)
+        faulted = node(FAULT_PREFIX + v.name, t) if v.name in POINTS else None
+        ok = _rows(data, node(v.name, t), v.name, pcols, sat.get(v.name), faulted)
+        if not first_slice and v.memory:  # the module's own past output must be natural
+            ok &= ~data[node(FAULT_PREFIX + v.name, 0)].to_numpy(bool)
+        zf = z[ok]
+        if len(zf) < len(pcols) + 3:
+            mu = float(zf[target].mean()) if len(zf) else 0.0
+            out[v.name] = CPD(v.name, parents, np.r_[mu, np.zeros(len(pcols))], 1.0, len(zf))
+            continue
+        if fitter is None:
+            beta, sigma = fit_family(zf, target, pcols)
+            out[v.name] = CPD(v.name, parents, beta, max(sigma, SIGMA_FLOOR), len(zf))
+        else:
+            out[v.name] = fitter(v.name, parents, zf, target, pcols)
+    return out
+
+
+def split_runs(ts: TrainingSet, holdout: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks over slice rows: (train, held out). Runs are held out whole."""
+    runs = ts.slices["run"].to_numpy()
+    ids = np.unique(runs)
+    if holdout <= 0 or len(ids) < 2:
+        return np.ones(len(runs), bool), np.zeros(len(runs), bool)
+    rng = np.random.default_rng([seed, 0x401D])
+    n_out = min(max(1, round(holdout * len(ids))), len(ids) - 1)
+    out_ids = rng.choice(ids, n_out, replace=False)
+    test = np.isin(runs, out_ids)
+    return ~test, test
+
+
+def fit_model(
+    ts: TrainingSet,
+    method: str = "mle",
+    holdout: float = 0.2,
+    seed: int = 0,
+    structure: Structure = STRUCTURE,
+    **bayes_opts,
+) -> TBNModel:
+    """Fit the 3-TBN on a training set; hold out whole runs for the one-step error."""
+    if method not in ("mle", "bayes"):
+        raise InputError(f"fit: --method must be 'mle' or 'bayes', got '{method}'")
+    train, test = split_runs(ts, holdout, seed)
+    sl_train = ts.slices[train]
+    if len(sl_train) < 50:
+        raise InputError(f"fit: only {len(sl_train)} training rows; record more or longer traces")
+    mean, std = scaling(sl_train, structure)
+    sat = saturations(sl_train, structure)
+    win = ts.windows(structure)
+    win_train = win[np.isin(win["run"], np.unique(sl_train["run"]))]
+    slice0 = sl_train.rename(columns={c: f"{c}_0" for c in sl_train.columns})
+    fitter = None
+    if method == "bayes":
+        from drivefi.tbn.bayes import BayesFitter
+
+        fitter = BayesFitter(seed=seed, structure=structure, **bayes_opts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trans = fit_cpds(win_train, mean, std, sat, structure, False, fitter)
+        init = fit_cpds(slice0, mean, std, sat, structure, True, None)
+    model = TBNModel(
+        method=method,
+        mean=mean,
+        std=std,
+        transition=trans,
+        initial=init,
+        saturation=sat,
+        contexts=ts.contexts,
+        structure=structure,
+    )
+    summary = ts.summary()
+    summary["train_rows"] = int(train.sum())
+    summary["holdout_rows"] = int(test.sum())
+    summary["windows"] = len(win_train)
+    model.summary = summary
+    if test.any():
+        from drivefi.tbn.evaluate import one_step_error
+
+        model.holdout = one_step_error(model, win[~np.isin(win["run"], np.unique(sl_train["run"]))])
+    return model

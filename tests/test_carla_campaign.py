@@ -1,0 +1,143 @@
+"""Campaigns with ``sim="carla"`` end to end: plan -> runner -> CARLA bridge (fake server) -> store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from drivefi.bridges.carla import connection
+from drivefi.bridges.carla.testing import FakeCarla
+from drivefi.campaign.executor import LocalExecutor
+from drivefi.campaign.runner import run_campaign
+from drivefi.campaign.store import ResultsStore
+from drivefi.faults import Fault
+from drivefi.plan import Plan, read_plan, write_plan
+from drivefi.scenario import load_scenario
+
+pytest.importorskip("carla")
+
+AGENT = Path(__file__).parent / "fixtures" / "leaderboard_agent.py"
+SC = load_scenario("lead_brake").model_copy(update={"duration": 8.0})
+
+
+@pytest.fixture
+def server(monkeypatch):
+    """A fake server that ``carla.Client`` connects to, for the campaign's own bridge factory."""
+    connection.forget_sessions()
+    holder = {}
+
+    def use(fake: FakeCarla) -> FakeCarla:
+        holder["fake"] = fake
+        monkeypatch.setattr(connection, "default_client_factory", lambda: fake.client)
+        return fake
+
+    yield use
+    connection.forget_sessions()
+
+
+def outcomes(db):
+    store = ResultsStore(db)
+    try:
+        return store.outcomes().sort_values("idx").reset_index(drop=True)
+    finally:
+        store.close()
+
+
+def test_golden_then_1_fixed_and_m_fixed_faults_from_a_plan(server, tmp_path):
+    fake = server(FakeCarla(SC))
+    plan = Plan(
+        SC.name,
+        SC.steps,
+        [
+            Fault("control.steer", "1-fixed", 1.0, None, 40, 1),
+            Fault("control.steer", "m-fixed", 0.5, None, 40, 10),
+            Fault("planning.target_speed", "m-fixed", 0.0, None, 20, 30),
+        ],
+    )
+    plan = read_plan(write_plan(plan, tmp_path / "plan.csv"))
+    carla_sum = run_campaign(
+        SC, plan, tmp_path / "carla.db", LocalExecutor(1), sim="carla", progress=False,
+        bridge_options={"timeout": 5.0}, retries=1,
+    )  # fmt: skip
+    emb_sum = run_campaign(SC, plan, tmp_path / "emb.db", LocalExecutor(1), progress=False)
+    assert carla_sum.done == emb_sum.done == 3 and carla_sum.error == 0
+    got, ref = outcomes(tmp_path / "carla.db"), outcomes(tmp_path / "emb.db")
+    assert list(got.columns) == list(ref.columns) and list(got.dtypes) == list(ref.dtypes)
+    exact = ["point", "model", "value", "start", "duration", "status", "outcome", "first_hazard_step",
+             "collision_step", "departure_step", "golden_safe", "critical", "attempts"]  # fmt: skip
+    assert got[exact].equals(ref[exact])
+    # embedded runs start at the fault step (snapshots), CARLA runs from step 0: the CARLA minimum
+    # covers the fault-free steps before the fault too, so it can only be lower
+    for col, tol in (("min_delta_lat", 5e-3), ("min_delta_lon", 0.05)):
+        assert (got[col] <= ref[col] + tol).all()
+        assert (got[col] - ref[col]).abs()[:2].max() < tol  # faults at step 40: the same minimum
+    assert set(got["outcome"]) >= {"hazard"}  # the stuck steer is found on CARLA too
+    assert fake.runs == 4 and fake.alive == [] and not fake.settings.synchronous_mode
+    # resuming runs nothing again
+    again = run_campaign(
+        SC,
+        plan,
+        tmp_path / "carla.db",
+        sim="carla",
+        progress=False,
+        bridge_options={"timeout": 5.0},
+    )
+    assert again.ran_now == 0 and fake.runs == 4
+
+
+def test_failed_run_is_retried_then_marked_error_and_the_campaign_completes(server, tmp_path):
+    def hook(
+        fake,
+    ):  # every attempt of the fault at step 20 times out (its throttle reaches tick 22)
+        ego = fake.ego()
+        return "timeout" if fake.run_ticks == 22 and ego.control.throttle == 1.0 else None
+
+    fake = server(FakeCarla(SC, fail_hook=hook))
+    plan = Plan(
+        SC.name,
+        SC.steps,
+        [Fault("control.throttle", "1-fixed", 1.0, None, s, 1) for s in (10, 20, 30)],
+    )
+    summary = run_campaign(
+        SC,
+        plan,
+        tmp_path / "r.db",
+        sim="carla",
+        progress=False,
+        bridge_options={"timeout": 5.0},
+        retries=1,
+    )
+    assert summary.done == 3 and summary.error == 1 and summary.ran_now == 3
+    rows = outcomes(tmp_path / "r.db")
+    bad = rows.iloc[1]
+    assert bad["status"] == "error" and bad["attempts"] == 2 and pd.isna(bad["outcome"])
+    assert bad["error"].count("timed out") == 2 and "attempt 2:" in bad["error"]
+    assert list(rows["status"]) == ["ok", "error", "ok"]
+    assert fake.alive == [] and not fake.settings.synchronous_mode and len(fake.clients) >= 3
+
+
+def test_campaign_with_a_user_agent(server, tmp_path):
+    """Faults in the agent's VehicleControl and in a point it declared with drivefi.inject."""
+    server(FakeCarla(SC))
+    plan = Plan(
+        SC.name,
+        SC.steps,
+        [
+            Fault("control.steer", "m-fixed", 0.6, None, 40, 12),
+            Fault("planner.target_speed", "m-fixed", 40.0, None, 110, 50),
+            Fault("control.brake", "1-fixed", 0.0, None, 50, 1),
+        ],
+    )
+    summary = run_campaign(
+        SC, plan, tmp_path / "a.db", sim="carla", progress=False, bridge_options={"timeout": 5.0},
+        agent=f"{AGENT}:GroundTruthOnly",
+    )  # fmt: skip
+    rows = outcomes(tmp_path / "a.db")
+    assert summary.error == 0, rows["error"].tolist()
+    assert rows["outcome"][0] in ("hazard", "accident") and rows["outcome"][1] in (
+        "hazard",
+        "accident",
+    )
+    assert rows["outcome"][2] == "masked"
