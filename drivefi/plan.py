@@ -150,7 +150,7 @@ def _int(src, row, name, text, lo=None, hi=None) -> int:
     return v
 
 
-def _row_fault(src, row, r: dict, steps: int | None) -> Fault:
+def _row_fault(src, row, r: dict, steps: int | None, known: dict) -> Fault:
     point, model = r["point"].strip(), r["model"].strip()
     if model not in MODELS:
         raise InputError(
@@ -162,9 +162,9 @@ def _row_fault(src, row, r: dict, steps: int | None) -> Fault:
                 f"{src}: row {row}, field 'point': m-random draws its points, expected '*'"
             )
         point = ANY_POINT
-    elif point not in POINTS_BY_NAME:
+    elif point not in known:
         raise InputError(
-            f"{src}: row {row}, field 'point': unknown injection point '{point}'; known: {', '.join(POINTS_BY_NAME)}"
+            f"{src}: row {row}, field 'point': unknown injection point '{point}'; known: {', '.join(known)}"
         )
     start = _int(src, row, "start", r["start"], 0, None if steps is None else steps - 1)
     duration = _int(src, row, "duration", r["duration"], 1, None if steps is None else steps)
@@ -183,7 +183,7 @@ def _row_fault(src, row, r: dict, steps: int | None) -> Fault:
             raise InputError(
                 f"{src}: row {row}, field 'value': expected a number, got '{r['value']}'"
             ) from None
-        p = POINTS_BY_NAME[point]
+        p = known[point]
         if not math.isfinite(value) or not p.lo <= value <= p.hi:
             raise InputError(
                 f"{src}: row {row}, field 'value': expected {p.lo:g}..{p.hi:g} {p.unit} for {point}, got {value}"
@@ -191,8 +191,11 @@ def _row_fault(src, row, r: dict, steps: int | None) -> Fault:
     return Fault(point, model, value, bit, start, duration, seed)
 
 
-def read_plan(path: str | Path) -> Plan:
-    """Load and validate a plan CSV; raise :class:`InputError` naming file, row and field."""
+def read_plan(path: str | Path, points: list | None = None) -> Plan:
+    """Load and validate a plan CSV; raise :class:`InputError` naming file, row and field.
+
+    ``points`` are the injection points of the ADS under test (default: the reference ADS's)."""
+    known = {p.name: p for p in points} if points else POINTS_BY_NAME
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: plan file not found")
@@ -220,7 +223,7 @@ def read_plan(path: str | Path) -> Plan:
     for i, r in enumerate(reader, start=1):
         if None in r or any(r[c] is None for c in COLUMNS):
             raise InputError(f"{path}: row {i}: expected {len(reader.fieldnames)} fields")
-        faults.append(_row_fault(path, i, r, steps))
+        faults.append(_row_fault(path, i, r, steps, known))
         for c in extra_cols:
             extra[c].append(r[c])
     return Plan(scenario, steps or 0, faults, extra)

@@ -136,7 +136,12 @@ def campaign_run(
     if sim not in ("embedded", "carla"):
         raise InputError(f"--sim: expected embedded or carla, got '{sim}'")
     sc = load_scenario(scenario)
-    p = read_plan(plan)
+    points = None
+    if agent:
+        from drivefi.bridges.carla.agent import agent_points
+
+        points = agent_points(agent)
+    p = read_plan(plan, points)
     bridge_options = {}
     if sim == "carla":
         bridge_options = {

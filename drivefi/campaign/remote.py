@@ -25,19 +25,24 @@ def make_bridge(ctx: BatchContext):
     raise SimulatorError(f"unknown simulator '{ctx.sim}'")
 
 
-def make_ads(ctx: BatchContext):
+def make_ads(ctx: BatchContext, bridge=None):
+    """The ADS under test: the user's agent (built for this run's bridge) or the reference ADS."""
     if ctx.agent:
         from drivefi.bridges.carla.agent import load_agent_ads
 
-        return load_agent_ads(ctx.agent, ctx.scenario)
+        return load_agent_ads(ctx.agent, ctx.scenario, ctx.seed, bridge=bridge)
     return None
 
 
-def _attempt(ctx: BatchContext, ads, injector, recorders) -> None:
+def _attempt(ctx: BatchContext, fault: Fault | None, recorders_for) -> None:
+    """One run on a fresh bridge: ``recorders_for(points)`` makes the recorders."""
     bridge = make_bridge(ctx)
     try:
+        ads = make_ads(ctx, bridge)
+        points = _points(ads)
+        injector = FaultInjector([fault], points) if fault is not None else None
         sim = Simulation(ctx.scenario, ctx.seed, bridge=bridge, ads=ads)
-        sim.run(1, injector=injector, recorders=recorders)
+        sim.run(1, injector=injector, recorders=recorders_for([p.name for p in points]))
     finally:
         bridge.close()
 
@@ -54,14 +59,18 @@ def golden_safe_steps(ctx: BatchContext) -> np.ndarray:
     if key not in _GOLDEN_DELTAS:
         last = None
         for _ in range(ctx.retries + 1):
-            ads = make_ads(ctx)
-            rec = TraceRecorder(1, ctx.scenario.steps, [p.name for p in _points(ads)])
+            made = []
+
+            def recorders_for(names, made=made):
+                made.append(TraceRecorder(1, ctx.scenario.steps, names))
+                return made
+
             try:
-                _attempt(ctx, ads, None, [rec])
+                _attempt(ctx, None, recorders_for)
             except SimulatorError as err:
                 last = err
                 continue
-            c = rec.cols
+            c = made[0].cols
             _GOLDEN_DELTAS[key] = (c["delta_lon"][0] > 0) & (c["delta_lat"][0] > 0)
             break
         else:
@@ -84,9 +93,8 @@ def run_batch_on_bridge(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> li
         reasons = []
         for attempt in range(1, ctx.retries + 2):
             out = OutcomeRecorder(1, from_step=fault.start)
-            ads = make_ads(ctx)
             try:
-                _attempt(ctx, ads, FaultInjector([fault], _points(ads)), [out])
+                _attempt(ctx, fault, lambda names, out=out: [out])
             except SimulatorError as err:
                 reasons.append(f"attempt {attempt}: {err}")
                 continue

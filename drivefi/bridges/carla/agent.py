@@ -437,6 +437,20 @@ def load_agent_ads(
 make_agent_ads = load_agent_ads
 
 
+def agent_points(spec: str) -> list[InjectionPoint]:
+    """The points a fault plan for this agent may name: its control outputs and speed, and the
+    points its module declares with ``drivefi.inject``/``declare`` on import."""
+    _, names = load_agent_class(spec)
+    decl = declared()
+    return AGENT_POINTS + [
+        InjectionPoint(
+            n, decl[n].lo, decl[n].hi, decl[n].unit, decl[n].doc or "declared with drivefi.inject"
+        )
+        for n in sorted(names - _BUILTIN)
+        if n in decl
+    ]
+
+
 class _KnownPoints:
     """The injector as ``drivefi.inject`` sees it: points not declared before the run pass through
     (a fault plan cannot name them, and the trace has no column for them)."""
