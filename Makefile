@@ -16,14 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[carla,ray,dev]'
 	touch $(STAMP)
 
-# The main job on the embedded simulator: golden run, then the scenario's 5-step fault sweep
-# (every 10th step) as a resumable campaign. (`drivefi pipeline`, the Bayesian search end to
-# end, replaces the sweep once it lands.)
+# The main job on the embedded simulator: golden run -> training runs -> 3-TBN fit -> search ->
+# validate the predicted faults by injection -> random-FI baseline -> summary (artefacts in OUT).
 run: $(STAMP)
-	$(VENV)/bin/drivefi record $(SCENARIO) --out $(OUT)/golden.parquet
-	$(VENV)/bin/drivefi plan exhaustive $(SCENARIO) --durations 5 --stride 10 --out $(OUT)/sweep.csv
-	$(VENV)/bin/drivefi campaign run $(SCENARIO) $(OUT)/sweep.csv --db $(OUT)/results.db --workers 2
-	$(VENV)/bin/drivefi campaign status --db $(OUT)/results.db
+	$(VENV)/bin/drivefi pipeline $(SCENARIO) --out $(OUT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

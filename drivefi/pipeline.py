@@ -38,6 +38,7 @@ class PipelineSummary:
     hazards_per_injection_search: float = 0.0
     hazards_per_injection_random: float = 0.0
     speedup: float | None = None
+    golden: dict = field(default_factory=dict)  # the golden run's summary (min deltas, ...)
     stage_seconds: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -88,6 +89,7 @@ def run_pipeline(
     t = stage("golden run")
     golden = record_golden(scenario)
     write_trace(golden.trace, out / "golden.parquet")
+    s.golden = golden.trace.summary()
     times["golden"] = time.perf_counter() - t
 
     t = stage(f"training: golden + {training_runs} random-fault runs")
@@ -126,5 +128,8 @@ def run_pipeline(
     s.hazards_per_injection_random = r.critical / n_random
     if s.hazards_per_injection_random > 0:
         s.speedup = s.hazards_per_injection_search / s.hazards_per_injection_random
+    from drivefi.report import build_report
+
+    build_report(db, out / "report.html")
     times["total"] = sum(times.values())
     return s

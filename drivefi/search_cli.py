@@ -96,6 +96,13 @@ def pipeline_cmd(
     if as_json:
         emit_json(s.as_dict())
         return
+    g = s.golden
+    console.print(
+        f"golden run: {g['steps']} steps, min delta_lon {g['min_delta_lon']:.2f} m at {g['min_delta_lon_t']:.2f} s, "
+        f"min delta_lat {g['min_delta_lat']:.2f} m at {g['min_delta_lat_t']:.2f} s, "
+        f"collision {'yes' if g['collision'] else 'no'}",
+        highlight=False,
+    )
     t = Table(title=f"DriveFI pipeline: {sc.name}")
     t.add_column("")
     t.add_column("Bayesian search", justify="right")

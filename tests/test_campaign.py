@@ -226,3 +226,14 @@ def test_ray_executor_matches_local(tmp_path):
         ex.close()
     run_campaign(SC, plan, tmp_path / "local.db", progress=False)
     assert outcome_rows(tmp_path / "ray.db").equals(outcome_rows(tmp_path / "local.db"))
+
+
+def test_report_html(tmp_path, capsys):
+    _, db, _ = _db_with_outcomes(tmp_path)
+    out = tmp_path / "r.html"
+    assert main(["report", str(db), "--out", str(out), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    page = out.read_text()
+    assert s["campaigns"][0]["done"] == 80
+    assert page.count("data:image/png;base64,") == 3 and "Critical faults by point" in page
+    assert main(["report", str(tmp_path / "missing.db")]) == 2

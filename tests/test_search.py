@@ -44,19 +44,27 @@ def test_search_then_campaign_confirms(fitted, tmp_path):
 
 def test_search_is_reproducible(fitted):
     _, golden, model = fitted
-    a = search(SC, model, golden, top=50, points=["control.brake", "control.steer"], durations=(1, 5))
-    b = search(SC, model, golden, top=50, points=["control.brake", "control.steer"], durations=(1, 5))
+    a = search(
+        SC, model, golden, top=50, points=["control.brake", "control.steer"], durations=(1, 5)
+    )
+    b = search(
+        SC, model, golden, top=50, points=["control.brake", "control.steer"], durations=(1, 5)
+    )
     assert a.plan.faults == b.plan.faults and a.plan.extra == b.plan.extra
 
 
 def test_model_for_another_scenario_is_refused(fitted, tmp_path, capsys):
     d, _, _ = fitted
-    rc = main(["search", "cut_in", "--model", str(d / "model.json"), "--out", str(tmp_path / "p.csv")])
+    rc = main(
+        ["search", "cut_in", "--model", str(d / "model.json"), "--out", str(tmp_path / "p.csv")]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "lead_brake" in err and "cut_in" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("content", ['{"format": "drivefi-3tbn", "version": 999}', "{not json", '{"a": 1}'])
+@pytest.mark.parametrize(
+    "content", ['{"format": "drivefi-3tbn", "version": 999}', "{not json", '{"a": 1}']
+)
 def test_incompatible_model_file_is_refused(tmp_path, capsys, content):
     bad = tmp_path / "m.json"
     bad.write_text(content)
@@ -79,7 +87,16 @@ def test_pipeline_small(tmp_path, capsys):
                "--durations", "5", "--workers", "1", "--json"])  # fmt: skip
     s = json.loads(capsys.readouterr().out)
     assert rc == 0
-    assert s["injected"] == min(20, s["predicted_critical"]) and s["random_injected"] == max(s["injected"], 1)
-    for f in ("golden.parquet", "model.json", "search_plan.csv", "random_plan.csv", "results.db"):
+    assert s["injected"] == min(20, s["predicted_critical"]) and s["random_injected"] == max(
+        s["injected"], 1
+    )
+    for f in (
+        "golden.parquet",
+        "model.json",
+        "search_plan.csv",
+        "random_plan.csv",
+        "results.db",
+        "report.html",
+    ):
         assert (tmp_path / f).is_file()
     assert set(s["stage_seconds"]) >= {"golden", "training", "fit", "search", "random", "total"}

@@ -219,6 +219,22 @@ def campaign_export(
     emit_json(info) if as_json else console.print(kv_table("Export", info))
 
 
+def report_cmd(
+    db: Path = typer.Argument(..., help="Results database."),
+    out: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """One HTML page: every campaign's outcomes, critical faults by point and model, plots."""
+    from drivefi.report import build_report
+
+    s = build_report(db, out)
+    if as_json:
+        emit_json(s)
+    else:
+        console.print(f"report written to {out} ({len(s['campaigns'])} campaigns)")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(plan_app, name="plan")
     app.add_typer(campaign_app, name="campaign")
+    app.command("report")(report_cmd)
