@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from drivefi.bridges.carla.settings import CarlaPlacement
 from drivefi.errors import InputError
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -152,6 +153,9 @@ class Scenario(_Strict):
     ego: Ego
     actors: list[Actor] = []
     sensor_noise: SensorNoise = SensorNoise()
+    carla: CarlaPlacement | None = Field(
+        default=None, description="optional CARLA town and road/lane/s placements (CARLA bridge only)"
+    )
 
     @model_validator(mode="after")
     def _lanes_exist(self) -> Scenario:
