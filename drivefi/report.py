@@ -10,12 +10,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from drivefi import __version__  # noqa: E402
-from drivefi.campaign.store import ResultsStore  # noqa: E402
-from drivefi.errors import InputError  # noqa: E402
+from drivefi import __version__
+from drivefi.campaign.store import SUMMARY_COLUMNS, ResultsStore
+from drivefi.errors import InputError
 
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f4f4f4}img{max-width:100%}"""
@@ -69,18 +69,7 @@ def build_report(db: str | Path, out: str | Path) -> dict:
             f"<h1>DriveFI report</h1><p>{html.escape(str(db))} &middot; DriveFI {__version__}</p>"
         ]
         summary = {"db": str(db), "report": str(out), "campaigns": camps}
-        cols = [
-            "id",
-            "scenario",
-            "sim",
-            "planned",
-            "done",
-            "masked",
-            "hazard",
-            "accident",
-            "critical",
-            "error",
-        ]
+        cols = SUMMARY_COLUMNS
         parts.append("<h2>Campaigns</h2>" + pd.DataFrame(camps, columns=cols).to_html(index=False))
         for c in camps:
             df = store.outcomes(c["id"])

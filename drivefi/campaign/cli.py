@@ -168,7 +168,7 @@ def campaign_status(db: Path = typer.Option(..., "--db"), as_json: bool = JsonOp
     """Progress and outcome counts of every campaign in a results database."""
     from rich.table import Table
 
-    from drivefi.campaign.store import ResultsStore
+    from drivefi.campaign.store import SUMMARY_COLUMNS, ResultsStore
 
     if not db.is_file():
         raise InputError(f"{db}: results database not found")
@@ -179,18 +179,7 @@ def campaign_status(db: Path = typer.Option(..., "--db"), as_json: bool = JsonOp
         emit_json({"db": str(db), "campaigns": rows})
         return
     t = Table(title=f"Campaigns in {db}")
-    cols = [
-        "id",
-        "scenario",
-        "sim",
-        "planned",
-        "done",
-        "masked",
-        "hazard",
-        "accident",
-        "critical",
-        "error",
-    ]
+    cols = SUMMARY_COLUMNS
     for c in cols:
         t.add_column(c)
     for r in rows:

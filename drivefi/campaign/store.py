@@ -59,6 +59,21 @@ OUTCOME_FIELDS = [
 ]  # fmt: skip
 
 
+# the columns a person reads first in campaign summaries (status table, report)
+SUMMARY_COLUMNS = [
+    "id",
+    "scenario",
+    "sim",
+    "planned",
+    "done",
+    "masked",
+    "hazard",
+    "accident",
+    "critical",
+    "error",
+]
+
+
 @dataclass
 class Campaign:
     id: int
