@@ -204,3 +204,35 @@ def test_one_step_under_forced_actuation_matches_simulator(model, lead, point):
         assert r["max"][v][0] < 1e-6, (v, r["max"][v][0])
     for v in ("lane_offset", "s", "v"):
         assert r["max"][v][-1] < 0.05, (v, r["max"][v])
+
+
+def test_bayes_model_predictions_integrate_over_draws(model, lead):
+    """Posterior draws (faked around the MLE here) widen the predictive covariance."""
+    from drivefi.tbn.evidence import GoldenWindows
+    from drivefi.tbn.hazard import SafetyModel, score_faults
+    from drivefi.tbn.predict import PosteriorPredictor, Predictor
+
+    sc, g, _ = lead
+    rng = np.random.default_rng(0)
+    for c in model.transition.values():
+        c.draws = {
+            "beta": c.beta + rng.normal(0, 1e-3, (8, len(c.beta))),
+            "sigma": np.full(8, c.sigma),
+        }
+    try:
+        gw = GoldenWindows(g.trace, sc)
+        pp = PosteriorPredictor(model, gw.context, draws=8)
+        k = np.array([50, 90])
+        prev, cur = gw.window(k)
+        ro = pp.rollout(prev, cur, gw.exo_seq(k, 6), {"control.steer": 0.5}, 3)
+        ro1 = Predictor(model, gw.context).rollout(
+            prev, cur, gw.exo_seq(k, 6), {"control.steer": 0.5}, 3
+        )
+        assert ro.cov.shape == (2, 6, 5, 5)
+        assert np.all(ro.cov[:, -1, 1, 1] >= ro1.cov[-1, 1, 1])
+        np.testing.assert_allclose(ro.mean["lane_offset"], ro1.mean["lane_offset"], atol=0.05)
+        sc_ = score_faults(pp, gw, SafetyModel(sc), k, "control.steer", 0.5, 3)
+        assert sc_.p_hazard.shape == (2,)
+    finally:
+        for c in model.transition.values():
+            c.draws = None

@@ -275,3 +275,55 @@ def test_model_of_another_scenario_is_refused(small_model):
     check_scenario(small_model, "lead_brake")
     with pytest.raises(InputError, match="fitted on lead_brake, not on scenario 'highway'"):
         check_scenario(small_model, "highway", "m.json")
+
+
+def test_counterfactual_rollout_without_fault_reproduces_golden(small_model, lead_windows):
+    """Abduction: with the golden run's residuals and no fault, the rollout is the golden run."""
+    pred = Predictor(small_model, lead_windows.context)
+    k = np.array([30, 90, 150])
+    h = 25
+    ro = pred.rollout(
+        *lead_windows.window(k), lead_windows.exo_seq(k, h), {}, 0, golden=(lead_windows, k)
+    )
+    gold = lead_windows.seq(k, h, ro.vars)
+    for v in ro.vars:
+        assert np.allclose(ro.mean[v], gold[v], atol=1e-6), v
+
+
+def test_tracker_features_replay_the_stack(small_model, lead_data):
+    """The recursive features are the reference ADS's trackers and speed reference: the steer
+    command is (nearly) a linear function of them, so its CPD is near-deterministic."""
+    from drivefi.tbn.structure import Context
+
+    ctx = Context.from_meta(lead_data[1].trace.meta)
+    gw = lead_data[3]
+    ref, tgt = gw.cols["ref"], gw.cols["planning.target_speed"]
+    assert np.allclose(ref[1:], np.minimum(tgt[1:], ref[:-1] + ctx.ref_rise * ctx.dt))
+    assert small_model.raw_cpd("control.steer")[2] < 0.01
+    # fault runs start from the golden snapshot's stack state (in their metadata): the speed
+    # controller's command is then exactly linear in the reference, speed estimate and integral
+    assert small_model.raw_cpd("u_lon")[2] < 1e-3
+    assert small_model.raw_cpd("planning.target_speed")[2] < 1e-3
+    gw = lead_data[3]
+    est, meas = gw.cols["lane_est"], gw.cols["perception.lane_offset"]
+    assert np.nanmax(np.abs(est - meas)) < 0.1  # golden: the tracker follows the measurement
+
+
+def test_gated_perception_faults_are_not_hazards(small_model, lead_windows, lead_data):
+    """A lane-offset or heading reading far outside the lane tracker's gate is coasted through
+    (for up to 30 steps), so a 20-step fault of it is scored safe; a speed target that jumps up
+    only raises the controller's reference at 2 m/s^2."""
+    from drivefi.tbn.hazard import SafetyModel, score_faults
+
+    pred = Predictor(small_model, lead_windows.context)
+    safety = SafetyModel(lead_data[0])
+    k = np.array([40, 60, 80])
+    for p, val in (("perception.lane_offset", 2.0), ("perception.heading_error", -0.5)):
+        sc = score_faults(pred, lead_windows, safety, k, p, val, duration=20)
+        assert np.all(sc.p_hazard < 0.5), p
+    ro = pred.rollout(
+        *lead_windows.window(k), lead_windows.exo_seq(k, 20),
+        {"planning.target_speed": 40.0}, 20, keep=("v",), golden=(lead_windows, k),
+    )  # fmt: skip
+    gold = lead_windows.seq(k, 20, ("v",))["v"]
+    assert np.all(ro.mean["v"] - gold < 2.5)

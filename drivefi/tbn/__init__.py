@@ -15,7 +15,7 @@ from drivefi.tbn.hazard import SafetyModel, Scores, score_faults, score_rollout
 from drivefi.tbn.lg import AffineGaussian, LinearGaussianTBN
 from drivefi.tbn.model import TBNModel
 from drivefi.tbn.model_io import check_scenario, load_model, save_model
-from drivefi.tbn.predict import Predictor, Rollout
+from drivefi.tbn.predict import PosteriorPredictor, Predictor, Rollout
 from drivefi.tbn.structure import POINTS, SAFETY_STATE, STATE, STRUCTURE, Context
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Context",
     "GoldenWindows",
     "LinearGaussianTBN",
+    "PosteriorPredictor",
     "Predictor",
     "Rollout",
     "SafetyModel",

@@ -20,6 +20,7 @@ from drivefi.errors import InputError
 from drivefi.tbn.structure import (
     APPLIED,
     FEATURES,
+    INITIAL,
     NO_LEAD,
     POINTS,
     STATE,
@@ -31,6 +32,13 @@ from drivefi.tbn.structure import (
 
 TRACE_NEEDS = ("k", *STATE, "curvature", *APPLIED, *POINTS)
 FAULT_PREFIX = "faulted."
+INIT_PREFIX = "init."  # the stack's state before a trace's first step (from its metadata)
+# metadata "ads_state" (drivefi.ads.stack.ADSState fields) -> recursive features
+ADS_STATE = {
+    "integral": "pi_int", "offset": "lane_est", "heading": "heading_est", "coast": "lane_miss",
+    "gap": "gap_est", "ospeed": "ospeed_est", "ocoast": "gap_miss", "speed": "speed_est",
+    "scoast": "speed_miss", "ref": "ref",
+}  # fmt: skip
 
 
 class LeadTable:
@@ -116,6 +124,13 @@ def slice_frame(
     frame: pd.DataFrame, meta: dict, scenario=None, source: str = "<trace>", structure=STRUCTURE
 ) -> pd.DataFrame:
     """One row per step with every slice variable, 'k', and ``faulted.<point>`` flags."""
+    cols = _raw_slice(frame, meta, scenario, source)
+    add_features([cols], Context.from_meta(meta), structure)
+    return pd.DataFrame(cols)
+
+
+def _raw_slice(frame: pd.DataFrame, meta: dict, scenario, source: str) -> dict[str, np.ndarray]:
+    """A trace's observed slice columns (no features yet)."""
     f = check_frame(frame, source)
     ctx = Context.from_meta(meta)
     cols: dict[str, np.ndarray] = {"k": f["k"].to_numpy(np.int64)}
@@ -125,18 +140,70 @@ def slice_frame(
         scenario = scenario_of(meta, source)
     cols.update(LeadTable(scenario).at(cols["k"], cols["s"]))
     cols["u_lon"] = u_lon(cols, ctx)
-    prev = {n: np.roll(a, 1) for n, a in cols.items()}
-    for v in structure.vars:
-        if v.kind == "feature":
-            cols[v.name] = FEATURES[v.name](cols, prev, ctx)
     active = f["fault_active"].to_numpy(bool) if "fault_active" in f else np.zeros(len(f), bool)
     which = fault_point(meta)
     for p in POINTS:
         cols[FAULT_PREFIX + p] = active & (which in (p, "*"))
+    for field, val in (meta.get("ads_state") or {}).items():
+        if field in ADS_STATE:
+            cols[INIT_PREFIX + ADS_STATE[field]] = np.full(len(f), float(val))
     # the controller's own command is unknown where a fault forced throttle or brake
     forced = cols[FAULT_PREFIX + "control.throttle"] | cols[FAULT_PREFIX + "control.brake"]
     cols["u_lon"] = np.where(forced, np.nan, cols["u_lon"])
-    return pd.DataFrame(cols)
+    return cols
+
+
+def add_features(runs: list[dict[str, np.ndarray]], ctx: Context, structure=STRUCTURE) -> None:
+    """Compute the derived features of runs of consecutive steps (in place). Recursive features
+    (trackers, speed reference) are stepped along the runs, all runs at once."""
+    feats = [v for v in structure.vars if v.kind == "feature"]
+    rec = [v for v in feats if any(lag == 1 for _, lag in v.parents)]
+    rec_names = {v.name for v in rec}
+    dep = set(rec_names)  # features computed from recursive ones
+    for v in feats:
+        if any(lag == 0 and p in dep for p, lag in v.parents):
+            dep.add(v.name)
+
+    def plain(names):
+        for cols in runs:
+            prev = {n: np.roll(a, 1) for n, a in cols.items()}
+            for v in feats:
+                if v.name in names:
+                    cols[v.name] = FEATURES[v.name](cols, prev, ctx)
+
+    plain({v.name for v in feats if v.name not in dep})
+    if rec:
+        names = dict.fromkeys(n for c in runs for n in c if np.asarray(c[n]).dtype.kind == "f")
+        inputs = [n for n in names if n not in dep]
+        for v in rec:
+            bad = [p for p, lag in v.parents if lag == 0 and p in dep and p not in rec_names]
+            if bad:
+                raise ValueError(f"{v.name}: recursive feature depends on derived {bad}")
+        n = max(len(c["k"]) for c in runs)
+        data = {}
+        for name in inputs:
+            m = np.full((len(runs), n), np.nan)
+            for i, c in enumerate(runs):
+                if name in c:
+                    m[i, : len(c[name])] = c[name]
+            data[name] = m
+        out = {v.name: np.full((len(runs), n), np.nan) for v in rec}
+        cur = {name: m[:, 0] for name, m in data.items()}
+        prev = {}
+        for v in rec:  # the stack's state before the first step: recorded, else INITIAL's
+            given = cur.get(INIT_PREFIX + v.name)
+            init = INITIAL[v.name](cur, ctx)
+            prev[v.name] = init if given is None else np.where(np.isfinite(given), given, init)
+        for t in range(n):
+            cur = {name: m[:, t] for name, m in data.items()}
+            for v in rec:
+                cur[v.name] = FEATURES[v.name](cur, prev, ctx)
+                out[v.name][:, t] = cur[v.name]
+            prev = cur
+        for i, c in enumerate(runs):
+            for name, m in out.items():
+                c[name] = m[i, : len(c["k"])]
+    plain(dep - rec_names)
 
 
 def scenario_of(meta: dict, source: str = "<trace>"):
@@ -200,7 +267,8 @@ class TrainingSet:
 def from_traces(traces: list, sources: list[str] | None = None, scenario=None) -> TrainingSet:
     """Build a training set from :class:`drivefi.recorder.Trace` objects."""
     sources = sources or [f"<trace {i}>" for i in range(len(traces))]
-    frames, names, ctxs = [], [], {}
+    names, ctxs = [], {}
+    raw: list[tuple[str, dict]] = []
     cache: dict[str, object] = {}
     for i, (tr, src) in enumerate(zip(traces, sources, strict=True)):
         sc = scenario
@@ -209,14 +277,18 @@ def from_traces(traces: list, sources: list[str] | None = None, scenario=None) -
             sc = cache.get(name) or scenario_of(tr.meta, src)
             cache[name] = sc
         try:
-            sl = slice_frame(tr.frame, tr.meta, sc, src)
+            cols = _raw_slice(tr.frame, tr.meta, sc, src)
+            ctx = Context.from_meta(tr.meta)
         except KeyError as err:
             raise InputError(f"{src}: trace metadata lacks {err}") from None
-        sl["run"] = i
-        frames.append(sl)
+        cols["run"] = np.full(len(cols["k"]), i)
+        raw.append((name, cols))
         if name not in names:
             names.append(name)
-            ctxs[name] = Context.from_meta(tr.meta).as_dict()
+            ctxs[name] = ctx.as_dict()
+    for name in names:  # features of each scenario's runs, batched
+        add_features([c for n, c in raw if n == name], Context(**ctxs[name]))
+    frames = [pd.DataFrame(c) for _, c in raw]
     return TrainingSet(pd.concat(frames, ignore_index=True), names, ctxs, list(sources))
 
 
@@ -275,8 +347,12 @@ def simulate_training(scenario, runs: int = 200, seed: int = 0, golden=None) -> 
         injector=FaultInjector(faults, INJECTION_POINTS),
         recorders=[rec],
     )
+    ads = golden.snapshots.ads
     for i, f in enumerate(faults):
-        traces.append(Trace(trace_frame(rec, i), trace_meta(scenario, sim.seed, f.as_row())))
+        meta = trace_meta(scenario, sim.seed, f.as_row())
+        # the stack's state the run starts from (its trackers, speed reference, integral)
+        meta["ads_state"] = {a: float(getattr(ads, a)[starts[i]]) for a in ADS_STATE}
+        traces.append(Trace(trace_frame(rec, i), meta))
     return traces
 
 

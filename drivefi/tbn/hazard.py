@@ -130,7 +130,7 @@ def score_rollout(safety: SafetyModel, k0, rollout, gradient: bool = True) -> Sc
     k0 = np.asarray(k0, np.int64)
     h = next(iter(rollout.mean.values())).shape[1]
     ks = k0[:, None] + np.arange(1, h + 1)[None, :]
-    cov = rollout.cov[None, :, :, :]  # (1, H, 5, 5)
+    cov = rollout.cov if rollout.cov.ndim == 4 else rollout.cov[None]  # (Q or 1, H, 5, 5)
     lon, lat, p = safety.probability(ks, rollout.mean, cov, gradient)
     key = p - 1e-12 * np.tanh(np.minimum(lon, lat))  # highest P, then lowest delta
     j = np.argmax(key, axis=1)
@@ -149,11 +149,13 @@ def score_faults(
     horizon: int | None = None,
     anchor: bool = True,
     gradient: bool = True,
+    counterfactual: bool = True,
 ) -> Scores:
     """Score candidate faults do(point = values) held for ``duration`` steps from steps ``k``
     (arrays (Q,), or scalars broadcast): roll the 3-TBN ``horizon`` steps (default: the longest
-    duration + 20) from the golden window (k-1, k), golden-anchored, and keep each candidate's
-    worst step. ``golden`` is a :class:`drivefi.tbn.evidence.GoldenWindows`."""
+    duration + 20) from the golden window (k-1, k) and keep each candidate's worst step.
+    ``counterfactual`` (default): the golden run's residuals are re-used along the rollout
+    (abduction); otherwise ``anchor``: golden + rollout(fault) - rollout(no fault). ``golden`` is a :class:`drivefi.tbn.evidence.GoldenWindows`."""
     from drivefi.tbn.structure import SAFETY_STATE
 
     k = np.atleast_1d(np.asarray(k, np.int64))
@@ -164,6 +166,11 @@ def score_faults(
     dur = np.broadcast_to(np.asarray(duration, np.int64), (q,))
     h = int(horizon if horizon is not None else dur.max() + 20)
     prev, cur = golden.window(k)
-    anc = golden.seq(k, h, SAFETY_STATE) if anchor else None
-    ro = predictor.rollout(prev, cur, golden.exo_seq(k, h), {point: values}, dur, anchor=anc)
+    if counterfactual:  # the golden run's residuals re-used under do() (abduction)
+        ro = predictor.rollout(
+            prev, cur, golden.exo_seq(k, h), {point: values}, dur, golden=(golden, k)
+        )
+    else:
+        anc = golden.seq(k, h, SAFETY_STATE) if anchor else None
+        ro = predictor.rollout(prev, cur, golden.exo_seq(k, h), {point: values}, dur, anchor=anc)
     return score_rollout(safety, k, ro, gradient)

@@ -63,6 +63,7 @@ class Predictor:
         self.lg = LinearGaussianTBN(model, 3, deterministic_features=True)
         self._plan = lru_cache(maxsize=64)(self._plan_uncached)
         self._rcov = lru_cache(maxsize=256)(self._rollout_cov)
+        self._res: dict[int, dict[str, np.ndarray]] = {}
 
     def _op(self, name: str) -> Op:
         v = self.st.by_name[name]
@@ -72,13 +73,17 @@ class Predictor:
         hi = np.inf if hi is None else hi
         return Op(name, v.kind, v.parents, b, w, lo, hi)
 
-    def _eval(self, op: Op, cur: Slice, prev: Slice) -> np.ndarray:
+    def _eval(self, op: Op, cur: Slice, prev: Slice, noise: Slice | None = None) -> np.ndarray:
         if op.kind in ("feature", "applied"):
             return FEATURES[op.name](cur, prev, self.ctx)
         out = op.b
         for (p, lag), w in zip(op.parents, op.w, strict=True):
             out = out + w * self._parent(p, lag, op.name, cur, prev)
-        out = np.clip(out, op.lo, op.hi) if (op.lo > -np.inf or op.hi < np.inf) else out
+        clip = op.lo > -np.inf or op.hi < np.inf
+        out = np.clip(out, op.lo, op.hi) if clip else out
+        if noise is not None and op.name in noise:
+            out = out + noise[op.name]
+            out = np.clip(out, op.lo, op.hi) if clip else out
         if op.kind == "ctrl":  # a non-finite input leaves the controller's command unchanged
             out = np.where(np.isfinite(out), out, prev[op.name])
         return out
@@ -93,7 +98,9 @@ class Predictor:
         return tuple(self.ops[n] for n in self.st.descendants(do))
 
     # -- one step ---------------------------------------------------------------------------
-    def intervene(self, prev: Slice, cur: Slice, do: dict[str, np.ndarray], active=None) -> Slice:
+    def intervene(
+        self, prev: Slice, cur: Slice, do: dict[str, np.ndarray], active=None, noise=None
+    ) -> Slice:
         """``cur`` with do() applied (where ``active``) and the points' descendants recomputed."""
         out = dict(cur)
         q = len(next(iter(cur.values())))
@@ -104,12 +111,17 @@ class Predictor:
             out[NAT + p] = cur[p]
             out[p] = val if active is None else np.where(active, val, cur[p])
         for op in self._plan(tuple(sorted(do))):
-            new = self._eval(op, out, prev)
+            new = self._eval(op, out, prev, noise)
             out[op.name] = new if active is None else np.where(active, new, cur[op.name])
         return out
 
     def step(
-        self, prev: Slice, cur: Slice, exo: Slice, only: tuple[str, ...] | None = None
+        self,
+        prev: Slice,
+        cur: Slice,
+        exo: Slice,
+        only: tuple[str, ...] | None = None,
+        noise: Slice | None = None,
     ) -> Slice:
         """The next slice's means from a full window (``exo``: the next step's exogenous inputs).
         ``only=STATE`` computes just the kinematics (the hot path of a one-step search)."""
@@ -119,7 +131,7 @@ class Predictor:
                 continue
             if only is not None and v.name not in only:
                 continue
-            nxt[v.name] = self._eval(self.ops[v.name], nxt, cur)
+            nxt[v.name] = self._eval(self.ops[v.name], nxt, cur, noise)
         return nxt
 
     def predict(
@@ -159,17 +171,28 @@ class Predictor:
         duration: int | np.ndarray = 1,
         keep: tuple[str, ...] = SAFETY_STATE,
         anchor: dict[str, np.ndarray] | None = None,
+        golden=None,
     ) -> Rollout:
         """Roll H = len(exo_seq) steps from the window (k-1, k); the fault holds on steps
         k..k+duration-1 (``duration`` scalar or per query).
 
         ``anchor`` (the golden run's ``keep`` variables at k+1..k+H, (Q, H) each) predicts the
         fault's effect instead of the trajectory: golden + rollout(fault) - rollout(no fault), both
-        rolled in one batch, so the model's own drift over the horizon cancels."""
+        rolled in one batch, so the model's own drift over the horizon cancels.
+
+        ``golden`` = (GoldenWindows, k) predicts counterfactually instead (abduction): every
+        stochastic node at steps k..k+H gets the residual the golden run had there (its value
+        minus the CPD's mean given the golden parents), e.g. the step-indexed sensor noise that a
+        faulty run sees too; without a fault the rollout reproduces the golden run."""
         do = do or {}
         q = len(next(iter(cur.values())))
         dur = np.broadcast_to(np.asarray(duration), (q,))
-        if anchor is None or not do:
+        if golden is not None:
+            noise = self.residual_seq(golden[0], golden[1], len(exo_seq))
+            out = self._roll(prev, cur, exo_seq, do, dur, keep, noise)
+            if "v" in out:
+                out["v"] = np.maximum(out["v"], 0.0)
+        elif anchor is None or not do:
             out = self._roll(prev, cur, exo_seq, do, dur, keep)
         else:
             two = lambda d: {n: np.concatenate([a, a]) for n, a in d.items()}  # noqa: E731
@@ -186,15 +209,43 @@ class Predictor:
         cov = self.rollout_cov(tuple(sorted(do)), m, len(exo_seq), keep)
         return Rollout(out, cov, keep)
 
-    def _roll(self, prev, cur, exo_seq, do, dur, keep) -> dict[str, np.ndarray]:
+    def residuals(self, golden) -> dict[str, np.ndarray]:
+        """The golden run's residual of every stochastic node at each of its steps (0 at the
+        first), cached per golden run."""
+        key = id(golden)
+        if key not in self._res:
+            cols = golden.cols
+            cur = {n: c[1:] for n, c in cols.items()}
+            prev = {n: c[:-1] for n, c in cols.items()}
+            out = {}
+            for v in self.st.vars:
+                if v.kind in ("state", "point", "ctrl"):
+                    e = cur[v.name] - self._eval(self.ops[v.name], cur, prev)
+                    out[v.name] = np.concatenate([[0.0], np.nan_to_num(e)])
+            self._res[key] = out
+        return self._res[key]
+
+    def residual_seq(self, golden, k, h: int) -> list[Slice]:
+        """Residuals at steps k..k+h, one slice dict of (Q,) arrays per step."""
+        res = self.residuals(golden)
+        k = np.asarray(k, np.int64)
+        out = []
+        for j in range(h + 1):
+            i = k + j - golden.k0
+            ok = (i >= 0) & (i < len(golden.k))
+            i = np.clip(i, 0, len(golden.k) - 1)
+            out.append({n: np.where(ok, e[i], 0.0) for n, e in res.items()})
+        return out
+
+    def _roll(self, prev, cur, exo_seq, do, dur, keep, noise=None) -> dict[str, np.ndarray]:
         q, h = len(dur), len(exo_seq)
         out = {v: np.empty((q, h)) for v in keep}
         for j in range(h):
             if do:
                 active = None if np.all(dur > j) else dur > j
                 if active is None or active.any():
-                    cur = self.intervene(prev, cur, do, active)
-            nxt = self.step(prev, cur, exo_seq[j])
+                    cur = self.intervene(prev, cur, do, active, None if noise is None else noise[j])
+            nxt = self.step(prev, cur, exo_seq[j], None, None if noise is None else noise[j + 1])
             for v in keep:
                 out[v][:, j] = nxt[v]
             prev, cur = cur, nxt
@@ -252,3 +303,31 @@ class Predictor:
             s = np.array([self.model.std[x] for x in keep])
             res[j] = s[:, None] * C2[np.ix_(kk, kk)] * s[None, :]
         return res
+
+
+class PosteriorPredictor:
+    """A Bayesian model's predictions integrated over ``draws`` posterior draws: the mean of the
+    draws' means, and the mean covariance plus the covariance of the means (per query)."""
+
+    def __init__(
+        self, model: TBNModel, context: Context | None = None, draws: int = 16, seed: int = 0
+    ):
+        n = model.draws
+        if n == 0:
+            raise ValueError("model has no posterior draws (fitted with --method mle)")
+        pick = np.random.default_rng(seed).choice(n, min(draws, n), replace=False)
+        self.members = [Predictor(model.with_draw(int(d)), context) for d in pick]
+        self.model = model
+
+    def rollout(
+        self, prev, cur, exo_seq, do=None, duration=1, keep=SAFETY_STATE, anchor=None, golden=None
+    ) -> Rollout:
+        outs = [
+            m.rollout(prev, cur, exo_seq, do, duration, keep, anchor, golden) for m in self.members
+        ]
+        x = np.stack([np.stack([o.mean[v] for v in keep], -1) for o in outs])  # (D, Q, H, 5)
+        mean = x.mean(axis=0)
+        dev = x - mean
+        between = np.einsum("dqhi,dqhj->qhij", dev, dev) / len(outs)
+        cov = np.mean([o.cov for o in outs], axis=0)[None] + between
+        return Rollout({v: mean[..., i] for i, v in enumerate(keep)}, cov, keep)

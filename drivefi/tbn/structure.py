@@ -10,6 +10,8 @@ v_2``; slices 1 and 2 share one transition CPD per variable, slice 0 keeps only 
 Kinds: ``exo`` given from the scenario (roots), ``state`` and ``point`` and ``ctrl`` linear-Gaussian
 CPDs, ``feature`` and ``applied`` deterministic functions of their parents (they also carry a fitted
 linear CPD so the whole graph is a linear-Gaussian network for pgmpy and the covariance).
+Recursive features (a lag-1 self-parent) replay the reference ADS's gated trackers, speed reference
+and PI integral on the observed readings (see ``INITIAL`` and ``drivefi.tbn.dataset.add_features``).
 """
 
 from __future__ import annotations
@@ -20,10 +22,17 @@ from functools import cached_property
 
 import numpy as np
 
+from drivefi.ads import tracking
+from drivefi.ads.control import ControlParams
+from drivefi.ads.control import reference as speed_reference
+from drivefi.ads.perception import RANGE
+from drivefi.ads.planning import PlannerParams
+
+PLANNER = PlannerParams()
+CONTROL = ControlParams()
+
 # structure version: bump when variables, parents or feature definitions change
-STRUCTURE_VERSION = 1
-OBJ_BRAKE = 8.0  # braking assumed for the object ahead in the ``room`` feature [m/s^2]
-V_SOFT = 2.0  # softening speed of the cross-track feature [m/s]
+STRUCTURE_VERSION = 2
 NO_LEAD = 200.0  # lead_s - s when nothing is ahead (beyond the perception range) [m]
 
 POINTS = (
@@ -57,6 +66,22 @@ class Context:
     brake_max: float
     a_lat_max: float | None
     lane_c: float  # ego lane centre, from the road's reference line [m]
+    # the reference ADS's gated trackers (drivefi.ads.tracking) and speed-reference rise
+    gain: float = tracking.P.gain
+    gate_offset: float = tracking.P.gate_offset  # [m]
+    gate_heading: float = tracking.P.gate_heading  # [rad]
+    gate_gap: float = tracking.P.gate_gap  # [m]
+    gate_speed: float = tracking.P.gate_speed  # [m/s]
+    max_coast: int = tracking.P.max_coast  # [steps]
+    ref_rise: float = 2.0  # [m/s^2]
+    range_max: float = RANGE  # perception range [m]
+
+    @property
+    def tracker(self) -> tracking.TrackerParams:
+        return tracking.TrackerParams(
+            self.gain, self.gate_offset, self.gate_heading, self.gate_gap, self.gate_speed,
+            self.max_coast,
+        )  # fmt: skip
 
     @classmethod
     def from_meta(cls, meta: dict) -> Context:
@@ -119,6 +144,80 @@ def _guard(name: str) -> FeatureFn:
     return fn
 
 
+def _speed_tracker(cur: Cols, prev: Cols, c: Context):
+    return tracking.track_speed(
+        prev["speed_est"], prev["speed_miss"], cur["localization.speed"], cur["a"], c.dt, c.tracker
+    )
+
+
+def _lane_tracker(cur: Cols, prev: Cols, c: Context):
+    return tracking.track_lane(
+        prev["lane_est"], prev["heading_est"], prev["lane_miss"],
+        cur["perception.lane_offset"], cur["perception.heading_error"], cur["speed_est"],
+        cur["phi"], cur["curvature"], c.dt, c.wheelbase, c.tracker,
+    )  # fmt: skip
+
+
+def _obstacle_tracker(cur: Cols, prev: Cols, c: Context):
+    return tracking.track_obstacle(
+        prev["gap_est"], prev["ospeed_est"], prev["gap_miss"],
+        cur["perception.obstacle_distance"], cur["perception.obstacle_speed"], cur["speed_est"],
+        c.dt, c.range_max, c.tracker,
+    )  # fmt: skip
+
+
+def _out(fn, i: int) -> FeatureFn:
+    return lambda cur, prev, c: np.asarray(fn(cur, prev, c)[i], float)
+
+
+def _ref(cur: Cols, prev: Cols, c: Context):
+    """The speed controller's reference: a lower target at once, a higher one at ref_rise."""
+    return speed_reference(prev["ref"], cur["planning.target_speed"], c.dt, c.ref_rise)
+
+
+def _pi_int(cur: Cols, prev: Cols, c: Context):
+    """The speed controller's anti-windup integral of ref - speed_est."""
+    err = cur["ref"] - cur["speed_est"]
+    i_max = CONTROL.i_max
+    return np.where(
+        np.isfinite(err), np.clip(prev["pi_int"] + err * c.dt, -i_max, i_max), prev["pi_int"]
+    )
+
+
+def _pi_int0(cur: Cols, c: Context):
+    """The integral before a run's first recorded step, from the command observed there (the
+    trackers start on the measurement, so the error is target - speed reading)."""
+    p = CONTROL
+    err = cur["planning.target_speed"] - cur["localization.speed"]
+    i0 = (cur["u_lon"] - p.kp * err) / p.ki - err * c.dt
+    return np.clip(np.where(np.isfinite(i0), i0, 0.0), -p.i_max, p.i_max)
+
+
+# Recursive features (a lag-1 self-parent): the reference ADS's gated trackers and its speed
+# reference, replayed on the observed perception. INITIAL gives the state before a run's first
+# recorded step: a tracker that already follows the measurement (a trace that starts mid-run
+# comes from a golden snapshot whose trackers had converged).
+INITIAL: dict[str, Callable[[Cols, Context], np.ndarray]] = {
+    "speed_est": lambda cur, c: np.full(np.shape(cur["v"]), np.nan),
+    "speed_miss": lambda cur, c: np.full(np.shape(cur["v"]), 10.0**6),
+    "gap_est": lambda cur, c: np.full(np.shape(cur["v"]), c.range_max),
+    "ospeed_est": lambda cur, c: np.zeros(np.shape(cur["v"])),
+    "gap_miss": lambda cur, c: np.zeros(np.shape(cur["v"])),
+    "ref": lambda cur, c: np.full(np.shape(cur["v"]), np.nan),
+    "pi_int": _pi_int0,
+    "lane_est": lambda cur, c: cur["perception.lane_offset"],
+    "heading_est": lambda cur, c: cur["perception.heading_error"],
+    "lane_miss": lambda cur, c: np.zeros(np.shape(cur["v"])),
+}
+
+
+def _room(dist, vo):
+    """sqrt of the planner's room: its following speed is linear in it (drivefi.ads.planning)."""
+    p = PLANNER
+    r = dist - p.standstill + vo * vo / (2 * p.lead_brake) + 0.5 * p.brake * p.headway**2
+    return np.sqrt(np.maximum(r, 0.0))
+
+
 FEATURES: dict[str, FeatureFn] = {
     "vcos_th": lambda cur, prev, c: cur["v"] * np.cos(cur["theta"]),
     "vsin_th": lambda cur, prev, c: cur["v"] * np.sin(cur["theta"]),
@@ -131,17 +230,20 @@ FEATURES: dict[str, FeatureFn] = {
         - cur["lead_off"]
     ),
     "v2": lambda cur, prev, c: cur["v"] ** 2,
-    "room": lambda cur, prev, c: np.sqrt(
-        np.maximum(
-            cur["perception.obstacle_distance"]
-            + cur["perception.obstacle_speed"] ** 2 / (2 * OBJ_BRAKE),
-            0.0,
-        )
+    "speed_est": _out(_speed_tracker, 0),
+    "speed_miss": _out(_speed_tracker, 1),
+    "gap_est": _out(_obstacle_tracker, 0),
+    "ospeed_est": _out(_obstacle_tracker, 1),
+    "gap_miss": _out(_obstacle_tracker, 2),
+    "room": lambda cur, prev, c: _room(cur["gap_est"], cur["ospeed_est"]),
+    "ref": _ref,
+    "pi_int": _pi_int,
+    "lane_est": _out(_lane_tracker, 0),
+    "heading_est": _out(_lane_tracker, 1),
+    "lane_miss": _out(_lane_tracker, 2),
+    "ey": lambda cur, prev, c: np.arctan2(
+        CONTROL.k_e * cur["lane_est"], np.maximum(cur["speed_est"], 0.0) + CONTROL.v_soft
     ),
-    "room_true": lambda cur, prev, c: np.sqrt(
-        np.maximum(cur["gap"] + cur["lead_v"] ** 2 / (2 * OBJ_BRAKE), 0.0)
-    ),
-    "ey": lambda cur, prev, c: cur["lane_offset"] / (np.maximum(cur["v"], 0.0) + V_SOFT),
     "throttle": _guard("throttle"),
     "brake": _guard("brake"),
     "steer": _guard("steer"),
@@ -187,6 +289,9 @@ def _p(*names: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
+OBSTACLE_IN = ("perception.obstacle_distance", "perception.obstacle_speed", "speed_est")
+LANE_IN = ("perception.lane_offset", "perception.heading_error", "speed_est", "phi", "curvature")
+
 VARS: tuple[Var, ...] = (
     Var("curvature", "exo"),
     Var("lead_s", "exo"),
@@ -208,56 +313,31 @@ VARS: tuple[Var, ...] = (
     Var("sdot", "feature", _p("v", "heading_error", "lane_offset", "curvature")),
     Var("ksdot", "feature", _p("v", "heading_error", "lane_offset", "curvature")),
     Var("v2", "feature", _p("v")),
-    Var("ey", "feature", _p("lane_offset", "v")),
     Var("gap", "feature", _p("lead_s", "lead_off", "s", "lane_offset", "curvature")),
     Var("perception.obstacle_distance", "point", _p("gap")),
     Var("perception.obstacle_speed", "point", _p("lead_v")),
     Var("perception.lane_offset", "point", _p("lane_offset")),
     Var("perception.heading_error", "point", _p("heading_error")),
     Var("localization.speed", "point", _p("v")),
-    Var("room", "feature", _p("perception.obstacle_distance", "perception.obstacle_speed")),
-    Var("room_true", "feature", _p("gap", "lead_v")),
-    Var(
-        "planning.target_speed",
-        "point",
-        _p(
-            "perception.obstacle_distance",
-            "perception.obstacle_speed",
-            "room",
-            "gap",
-            "lead_v",
-            "room_true",
-            "planning.target_speed@1",
-        ),
+    Var("speed_est", "feature", _p("localization.speed", "a", "speed_est@1", "speed_miss@1")),
+    Var("speed_miss", "feature", _p("localization.speed", "a", "speed_est@1", "speed_miss@1")),
+    *(
+        Var(n, "feature", _p(*OBSTACLE_IN, "gap_est@1", "ospeed_est@1", "gap_miss@1"))
+        for n in ("gap_est", "ospeed_est", "gap_miss")
     ),
-    Var(
-        "u_lon",
-        "ctrl",
-        _p(
-            "u_lon@1",
-            "planning.target_speed",
-            "planning.target_speed@1",
-            "v",
-            "v@1",
-            "localization.speed",
-            "localization.speed@1",
-        ),
-    ),
+    Var("room", "feature", _p("gap_est", "ospeed_est")),
+    Var("planning.target_speed", "point", _p("gap_est", "ospeed_est", "room")),
+    Var("ref", "feature", _p("planning.target_speed", "ref@1")),
+    Var("pi_int", "feature", _p("ref", "speed_est", "pi_int@1")),
+    Var("u_lon", "ctrl", _p("ref", "speed_est", "pi_int")),
     Var("control.throttle", "point", _p("u_lon")),
     Var("control.brake", "point", _p("u_lon")),
-    Var(
-        "control.steer",
-        "point",
-        _p(
-            "perception.lane_offset",
-            "perception.heading_error",
-            "lane_offset",
-            "heading_error",
-            "ey",
-            "curvature",
-            "control.steer@1",
-        ),
+    *(
+        Var(n, "feature", _p(*LANE_IN, "lane_est@1", "heading_est@1", "lane_miss@1"))
+        for n in ("lane_est", "heading_est", "lane_miss")
     ),
+    Var("ey", "feature", _p("lane_est", "speed_est")),
+    Var("control.steer", "point", _p("lane_est", "heading_est", "ey", "curvature")),
     Var("throttle", "applied", _p("control.throttle", "throttle@1")),
     Var("brake", "applied", _p("control.brake", "brake@1")),
     Var("steer", "applied", _p("control.steer", "steer@1")),
