@@ -154,7 +154,8 @@ class Scenario(_Strict):
     actors: list[Actor] = []
     sensor_noise: SensorNoise = SensorNoise()
     carla: CarlaPlacement | None = Field(
-        default=None, description="optional CARLA town and road/lane/s placements (CARLA bridge only)"
+        default=None,
+        description="optional CARLA town and road/lane/s placements (CARLA bridge only)",
     )
 
     @model_validator(mode="after")
