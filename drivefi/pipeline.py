@@ -73,7 +73,13 @@ def run_pipeline(
     seed: int = 0,
     progress: bool = True,
     log=print,
+    sim: str = "embedded",
+    bridge_options: dict | None = None,
 ) -> PipelineSummary:
+    """Run the main job. With ``sim="carla"`` the golden run, training runs, fit and search use the
+    embedded twin of the scenario (same road, actors and reference ADS), and the validation and
+    random-FI campaigns run on the CARLA server: the simulator's time goes to the faults that
+    matter."""
     from drivefi.search import search
     from drivefi.tbn import fit_model, save_model, training_set
 
@@ -113,7 +119,9 @@ def run_pipeline(
     s.injected = len(top.faults)
     if s.injected:
         t = stage(f"validate: inject the top {s.injected} predicted faults")
-        v = run_campaign(scenario, top, db, ex, progress=progress)
+        v = run_campaign(
+            scenario, top, db, ex, progress=progress, sim=sim, bridge_options=bridge_options
+        )
         times["validate"] = time.perf_counter() - t
         s.confirmed_hazards, s.confirmed_accidents = v.hazard + v.accident, v.accident
         s.precision = v.critical / s.injected
@@ -122,7 +130,9 @@ def run_pipeline(
     t = stage(f"random FI baseline: {n_random} faults from the same space")
     base = random_baseline(scenario, n_random, list(durations), seed)
     write_plan(base, out / "random_plan.csv")
-    r = run_campaign(scenario, base, db, ex, progress=progress)
+    r = run_campaign(
+        scenario, base, db, ex, progress=progress, sim=sim, bridge_options=bridge_options
+    )
     times["random"] = time.perf_counter() - t
     s.random_injected, s.random_hazards, s.random_accidents = n_random, r.critical, r.accident
     s.hazards_per_injection_random = r.critical / n_random

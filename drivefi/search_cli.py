@@ -83,6 +83,13 @@ def pipeline_cmd(
     durations: str = typer.Option("1,5,20", "--durations", help="Fault durations in steps."),
     workers: int = typer.Option(2, "--workers", min=1),
     seed: int = typer.Option(0, "--seed"),
+    sim: str = typer.Option(
+        "embedded", "--sim", help="Where faults are injected: embedded | carla."
+    ),
+    carla_host: str = typer.Option("localhost", "--carla-host"),
+    carla_port: int = typer.Option(2000, "--carla-port"),
+    carla_timeout: float = typer.Option(10.0, "--carla-timeout"),
+    carla_restart_cmd: str = typer.Option(None, "--carla-restart-cmd"),
     as_json: bool = JsonOpt,
 ) -> None:
     """The main job: golden -> training runs -> fit -> search -> validate -> random baseline -> summary."""
@@ -90,9 +97,21 @@ def pipeline_cmd(
     from drivefi.scenario import load_scenario
 
     sc = load_scenario(scenario)
+    bridge_options = None
+    if sim == "carla":
+        from drivefi.bridges.carla.connection import check_server
+
+        bridge_options = {"host": carla_host, "port": carla_port, "timeout": carla_timeout,
+                          "restart_cmd": carla_restart_cmd}  # fmt: skip
+        check_server(**bridge_options)
+        if workers > 1:
+            workers = 1  # one ticking client per server
+    elif sim != "embedded":
+        raise InputError(f"--sim: expected embedded or carla, got '{sim}'")
     err = Console(stderr=True)
     s = run_pipeline(sc, out, budget, training_runs, _ints(durations, "--durations"), workers, seed,
-                     progress=not as_json, log=lambda m: err.print(m, style="dim", markup=False))  # fmt: skip
+                     progress=not as_json, log=lambda m: err.print(m, style="dim", markup=False),
+                     sim=sim, bridge_options=bridge_options)  # fmt: skip
     if as_json:
         emit_json(s.as_dict())
         return
@@ -129,7 +148,7 @@ def pipeline_cmd(
         kv_table("Wall time per stage [s]", {k: round(v, 2) for k, v in s.stage_seconds.items()})
     )
     console.print(
-        f"artefacts in {out}/: golden.parquet model.json search_plan.csv random_plan.csv results.db"
+        f"artefacts in {out}/: golden.parquet model.json search_plan.csv random_plan.csv results.db report.html"
     )
     sys.stdout.flush()
 

@@ -141,3 +141,20 @@ def test_campaign_with_a_user_agent(server, tmp_path):
         "accident",
     )
     assert rows["outcome"][2] == "masked"
+
+
+def test_pipeline_validates_on_carla(server, tmp_path):
+    """The pipeline searches on the embedded twin and injects on the (fake) CARLA server; the
+    confirmed outcomes equal the embedded simulator's for the same faults."""
+    from drivefi.pipeline import run_pipeline
+
+    server(FakeCarla(SC))
+    opts = {"host": "127.0.0.1", "port": 2000, "timeout": 5.0}
+    s = run_pipeline(SC, tmp_path / "carla", budget=3, training_runs=30, durations=(20,), workers=1,
+                     progress=False, log=lambda m: None, sim="carla", bridge_options=opts)  # fmt: skip
+    e = run_pipeline(SC, tmp_path / "emb", budget=3, training_runs=30, durations=(20,), workers=1,
+                     progress=False, log=lambda m: None)  # fmt: skip
+    assert s.injected == e.injected == 3
+    assert (s.confirmed_hazards, s.random_hazards) == (e.confirmed_hazards, e.random_hazards)
+    camp = outcomes(tmp_path / "carla" / "results.db")
+    assert (camp.status == "ok").all()
