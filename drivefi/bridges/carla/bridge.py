@@ -33,6 +33,7 @@ import logging
 import math
 import threading
 import weakref
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -178,11 +179,18 @@ class CarlaBridge:
             self._teardown()
         self.failure = None
         self.teardown_errors = []
-        try:
+        with self._failing("reset"):
             self._start(seed)
-            return self._obs
+        return self._obs
+
+    @contextmanager
+    def _failing(self, where: str):
+        """Turn an error inside a run into a SimulatorError naming ``where`` (settings restored,
+        actors destroyed by ``_fail``); on an interrupt, clean up and let it through."""
+        try:
+            yield
         except Exception as e:
-            err = self._fail(e, "reset")
+            err = self._fail(e, where)
             if err is e:
                 raise
             raise err from e
@@ -194,7 +202,7 @@ class CarlaBridge:
         if not self.active:
             why = f" (it failed: {self.failure})" if self.failure else ""
             raise SimulatorError(f"the CARLA run is not active{why}; reset the bridge first")
-        try:
+        with self._failing(f"step {self.k}"):
             import carla
 
             applied = self.guarded(act)
@@ -212,15 +220,7 @@ class CarlaBridge:
             self._observe()
             if self.auto_close and self.k >= self.steps:
                 self._teardown()
-            return self._obs
-        except Exception as e:
-            err = self._fail(e, f"step {self.k}")
-            if err is e:
-                raise
-            raise err from e
-        except BaseException:
-            self._teardown()
-            raise
+        return self._obs
 
     def guarded(self, act: Actuation) -> Actuation:
         return guard(act, self._last)
