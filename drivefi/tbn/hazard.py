@@ -131,11 +131,31 @@ def score_rollout(safety: SafetyModel, k0, rollout, gradient: bool = True) -> Sc
     h = next(iter(rollout.mean.values())).shape[1]
     ks = k0[:, None] + np.arange(1, h + 1)[None, :]
     cov = rollout.cov if rollout.cov.ndim == 4 else rollout.cov[None]  # (Q or 1, H, 5, 5)
-    lon, lat, p = safety.probability(ks, rollout.mean, cov, gradient)
-    key = p - 1e-12 * np.tanh(np.minimum(lon, lat))  # highest P, then lowest delta
-    j = np.argmax(key, axis=1)
+    lon, lat, p = safety.probability(ks, rollout.mean, cov, gradient=False)
     r = np.arange(len(k0))
-    return Scores(lon[r, j], lat[r, j], p[r, j], j + 1)
+    if not gradient:
+        key = p - 1e-12 * np.tanh(np.minimum(lon, lat))  # highest P, then lowest delta
+        j = np.argmax(key, axis=1)
+        return Scores(lon[r, j], lat[r, j], p[r, j], j + 1)
+    # The predictive sd is small next to delta's spread over a horizon, so the step of highest
+    # P(hazard) is the step of lowest delta_lon or of lowest delta_lat: linearise only there.
+    best = None
+    for j in (np.argmin(lon, axis=1), np.argmin(lat, axis=1)):
+        state = {n: np.asarray(v)[r, j] for n, v in rollout.mean.items()}
+        c = cov[r if cov.shape[0] > 1 else 0, j]
+        lo, la, pj = safety.probability(ks[r, j], state, c, True)
+        cand = Scores(lo, la, pj, j + 1)
+        if best is None:
+            best = cand
+            continue
+        better = (pj > best.p_hazard) | ((pj == best.p_hazard) & (cand.delta < best.delta))
+        best = Scores(
+            *(
+                np.where(better, getattr(cand, f), getattr(best, f))
+                for f in ("delta_lon", "delta_lat", "p_hazard", "step")
+            )
+        )
+    return best
 
 
 def score_faults(
