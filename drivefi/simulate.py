@@ -8,6 +8,7 @@ fault steps, keeping only outcome summaries) and the benchmarks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -44,13 +45,14 @@ class StepRecord:
     live: np.ndarray  # runs still inside the scenario's duration
 
 
-class Recorder:
-    def record(self, rec: StepRecord) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+class Recorder(Protocol):
+    """Anything that takes every step's record (outcome summaries, full traces)."""
+
+    def record(self, rec: StepRecord) -> None: ...
 
 
 @dataclass
-class OutcomeRecorder(Recorder):
+class OutcomeRecorder:
     """Per-run summary: min deltas, first hazard step, collision and departure steps."""
 
     n: int
@@ -92,7 +94,7 @@ TRACE_ACT = ["throttle", "brake", "steer"]
 TRACE_SAFETY = ["d_stop_lon", "d_stop_lat", "d_safe_lon", "d_safe_lat", "delta_lon", "delta_lat"]
 
 
-class TraceRecorder(Recorder):
+class TraceRecorder:
     """Full per-step columns, shape (N, steps), rows aligned on the absolute step index."""
 
     def __init__(self, n: int, steps: int, points: list[str]):
@@ -131,7 +133,7 @@ class TraceRecorder(Recorder):
         self.filled[rows, k] = True
 
 
-class SnapshotRecorder(Recorder):
+class SnapshotRecorder:
     """World and ADS state of run 0 at every step (for a golden run)."""
 
     def __init__(self):

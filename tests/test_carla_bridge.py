@@ -290,7 +290,7 @@ def test_options_and_contract_limits():
     b = bridge_on(FakeCarla(sc), sc)
     with pytest.raises(ValueError, match="n=1"):
         b.reset(sc, n=2)
-    with pytest.raises(NotImplementedError, match="embedded"):
+    with pytest.raises(InputError, match="embedded"):
         b.restore(None)
 
 

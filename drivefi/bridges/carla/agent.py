@@ -28,6 +28,7 @@ that needs only pseudo-sensors also runs on the embedded simulator.
 
 from __future__ import annotations
 
+import abc
 import enum
 import hashlib
 import importlib.util
@@ -74,29 +75,31 @@ class RoadOption(enum.IntEnum):
     CHANGELANERIGHT = 6
 
 
-class AutonomousAgent:
-    """A drop-in for ``leaderboard.autoagents.autonomous_agent.AutonomousAgent`` (not on PyPI)."""
+class AutonomousAgent(abc.ABC):
+    """A drop-in for ``leaderboard.autoagents.autonomous_agent.AutonomousAgent`` (not on PyPI);
+    a subclass must define ``run_step``."""
 
     def __init__(self, carla_host: str = "127.0.0.1", carla_port: int = 2000, debug: bool = False):
         self.carla_host, self.carla_port, self.debug = carla_host, carla_port, debug
         self._global_plan = None
         self._global_plan_world_coord = None
 
-    def setup(self, path_to_conf_file):
-        pass
+    def setup(self, path_to_conf_file):  # noqa: B027 - optional hook, as in the Leaderboard
+        """Read the agent's configuration; nothing to do by default."""
 
     def sensors(self) -> list[dict]:
         return []
 
+    @abc.abstractmethod
     def run_step(self, input_data, timestamp):
-        raise NotImplementedError
+        """The agent's control for this frame: a ``carla.VehicleControl``."""
 
     def set_global_plan(self, global_plan_gps, global_plan_world_coord):
         self._global_plan = global_plan_gps
         self._global_plan_world_coord = global_plan_world_coord
 
-    def destroy(self):
-        pass
+    def destroy(self):  # noqa: B027 - optional hook, as in the Leaderboard
+        """Release the agent's resources; nothing to release by default."""
 
 
 _MODULES: dict[str, tuple[object, set[str]]] = {}

@@ -236,9 +236,8 @@ class CarlaBridge:
         self._teardown()
 
     def restore(self, state):
-        raise NotImplementedError(
-            "snapshots need the embedded bridge; CARLA runs start from step 0"
-        )
+        """CARLA has no snapshots: every run starts from step 0 (refused as a usage error)."""
+        raise InputError("snapshots need the embedded bridge; CARLA runs start from step 0")
 
     def __enter__(self) -> CarlaBridge:
         return self

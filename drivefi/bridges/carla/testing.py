@@ -393,7 +393,7 @@ class FakeCarla:
             elif isinstance(cmd, carla.command.ApplyTargetVelocity):
                 a.set_velocity(cmd.velocity)
             else:  # pragma: no cover - commands the bridge does not send
-                raise NotImplementedError(type(cmd).__name__)
+                raise TypeError(f"the fake server does not apply {type(cmd).__name__} commands")
             out.append(
                 SimpleNamespace(actor_id=cmd.actor_id, error="" if ok else "actor not found")
             )
