@@ -26,6 +26,30 @@ console = Console()
 err_console = Console(stderr=True)
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables.")
+SimOpt = typer.Option("embedded", "--sim", help="Where runs execute: embedded | carla.")
+CarlaHostOpt = typer.Option("localhost", "--carla-host", help="CARLA server host.")
+CarlaPortOpt = typer.Option(2000, "--carla-port", help="CARLA server RPC port.")
+CarlaTimeoutOpt = typer.Option(
+    10.0, "--carla-timeout", help="Seconds before a tick counts as failed."
+)
+CarlaRestartOpt = typer.Option(
+    None, "--carla-restart-cmd", help="Command that restarts the server."
+)
+
+
+def bridge_options(
+    sim: str, host: str, port: int, timeout: float, restart_cmd: str | None = None
+) -> dict | None:
+    """Check ``--sim``; for CARLA, the bridge options once the server has answered (else exit 2)."""
+    if sim == "embedded":
+        return None
+    if sim != "carla":
+        raise InputError(f"--sim: expected embedded or carla, got '{sim}'")
+    from drivefi.bridges.carla.connection import check_server
+
+    opts = {"host": host, "port": port, "timeout": timeout, "restart_cmd": restart_cmd}
+    check_server(**opts)
+    return opts
 
 
 def emit_json(obj: dict) -> None:
@@ -88,10 +112,10 @@ def record_cmd(
     seed: int = typer.Option(
         None, "--seed", help="Seed of the sensor noise (default: the scenario's)."
     ),
-    sim: str = typer.Option("embedded", "--sim", help="embedded | carla"),
-    carla_host: str = typer.Option("localhost", "--carla-host"),
-    carla_port: int = typer.Option(2000, "--carla-port"),
-    carla_timeout: float = typer.Option(10.0, "--carla-timeout"),
+    sim: str = SimOpt,
+    carla_host: str = CarlaHostOpt,
+    carla_port: int = CarlaPortOpt,
+    carla_timeout: float = CarlaTimeoutOpt,
     agent: str = typer.Option(None, "--agent", help="User agent FILE.py:CLASS (carla)."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -100,21 +124,17 @@ def record_cmd(
     from drivefi.scenario import load_scenario
 
     sc = load_scenario(scenario)
-    if sim == "embedded":
+    opts = bridge_options(sim, carla_host, carla_port, carla_timeout)
+    if opts is None:
         trace = record_golden(sc, seed).trace
-    elif sim == "carla":
+    else:
         from drivefi.bridges.carla.agent import load_agent_ads
         from drivefi.bridges.carla.bridge import make_carla_bridge
-        from drivefi.bridges.carla.connection import check_server
         from drivefi.bridges.carla.run import record_golden_carla
 
-        opts = {"host": carla_host, "port": carla_port, "timeout": carla_timeout}
-        check_server(**opts)
         bridge = make_carla_bridge(sc, **opts)
         ads = load_agent_ads(agent, sc, seed, bridge=bridge) if agent else None
         trace = record_golden_carla(sc, bridge, ads, seed)
-    else:
-        raise InputError(f"--sim: expected embedded or carla, got '{sim}'")
     out = out or Path("out") / f"{sc.name}.golden.parquet"
     write_trace(trace, out)
     summary = {**trace.summary(), "trace": str(out)}

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from drivefi.ads import INJECTION_POINTS, POINTS_BY_NAME
+from drivefi.atomic import atomic_path
 from drivefi.errors import InputError
 from drivefi.faults import ANY_POINT, MODELS, Fault
 
@@ -113,8 +114,6 @@ def random_plan(
 
 
 def write_plan(plan: Plan, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     buf.write(f"# drivefi plan scenario={plan.scenario} steps={plan.steps}\n")
     extra = list(plan.extra)
@@ -131,10 +130,9 @@ def write_plan(plan: Plan, path: str | Path) -> Path:
             f.seed,
         ]
         w.writerow(row + [plan.extra[c][i] for c in extra])
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(buf.getvalue())
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+    return Path(path)
 
 
 def _int(src, row, name, text, lo=None, hi=None) -> int:

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from drivefi import __version__
+from drivefi.atomic import atomic_path
 from drivefi.errors import InputError
 from drivefi.scenario import Scenario
 from drivefi.simulate import Simulation, Snapshot, SnapshotRecorder, TraceRecorder
@@ -80,16 +81,13 @@ def record_golden(scenario: Scenario, seed: int | None = None) -> Golden:
 
 
 def write_trace(trace: Trace, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(trace.frame, preserve_index=False)
     table = table.replace_schema_metadata(
         {**(table.schema.metadata or {}), META_KEY: json.dumps(trace.meta)}
     )
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
 
 
 def read_trace(path: str | Path) -> Trace:

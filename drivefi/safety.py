@@ -228,7 +228,7 @@ def d_safe(
     if np.shape(obj_s)[-1] > 0:
         ohl, ohw = 0.5 * obj_len, 0.5 * obj_wid
         o_lat = lateral_extent(ohl, ohw, obj_psi)
-        o_lon = ohl * np.abs(np.cos(obj_psi)) + ohw * np.abs(np.sin(obj_psi))
+        o_lon = lateral_extent(ohw, ohl, obj_psi)
         ds = (obj_s - s[..., None]) * (1.0 - np.asarray(kappa)[..., None] * d[..., None])
         lo_, hi_ = np.asarray(lane_lo)[..., None], np.asarray(lane_hi)[..., None]
         in_lane = (obj_d + o_lat > lo_) & (obj_d - o_lat < hi_)

@@ -9,7 +9,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from drivefi.cli import JsonOpt, console, emit_json, kv_table
+from drivefi.cli import (
+    CarlaHostOpt,
+    CarlaPortOpt,
+    CarlaRestartOpt,
+    CarlaTimeoutOpt,
+    JsonOpt,
+    SimOpt,
+    bridge_options,
+    console,
+    emit_json,
+    kv_table,
+)
 from drivefi.errors import InputError
 
 
@@ -83,13 +94,11 @@ def pipeline_cmd(
     durations: str = typer.Option("1,5,20", "--durations", help="Fault durations in steps."),
     workers: int = typer.Option(2, "--workers", min=1),
     seed: int = typer.Option(0, "--seed"),
-    sim: str = typer.Option(
-        "embedded", "--sim", help="Where faults are injected: embedded | carla."
-    ),
-    carla_host: str = typer.Option("localhost", "--carla-host"),
-    carla_port: int = typer.Option(2000, "--carla-port"),
-    carla_timeout: float = typer.Option(10.0, "--carla-timeout"),
-    carla_restart_cmd: str = typer.Option(None, "--carla-restart-cmd"),
+    sim: str = SimOpt,
+    carla_host: str = CarlaHostOpt,
+    carla_port: int = CarlaPortOpt,
+    carla_timeout: float = CarlaTimeoutOpt,
+    carla_restart_cmd: str = CarlaRestartOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """The main job: golden -> training runs -> fit -> search -> validate -> random baseline -> summary."""
@@ -97,21 +106,13 @@ def pipeline_cmd(
     from drivefi.scenario import load_scenario
 
     sc = load_scenario(scenario)
-    bridge_options = None
-    if sim == "carla":
-        from drivefi.bridges.carla.connection import check_server
-
-        bridge_options = {"host": carla_host, "port": carla_port, "timeout": carla_timeout,
-                          "restart_cmd": carla_restart_cmd}  # fmt: skip
-        check_server(**bridge_options)
-        if workers > 1:
-            workers = 1  # one ticking client per server
-    elif sim != "embedded":
-        raise InputError(f"--sim: expected embedded or carla, got '{sim}'")
+    opts = bridge_options(sim, carla_host, carla_port, carla_timeout, carla_restart_cmd)
+    if opts is not None:
+        workers = 1  # one ticking client per server
     err = Console(stderr=True)
     s = run_pipeline(sc, out, budget, training_runs, _ints(durations, "--durations"), workers, seed,
                      progress=not as_json, log=lambda m: err.print(m, style="dim", markup=False),
-                     sim=sim, bridge_options=bridge_options)  # fmt: skip
+                     sim=sim, bridge_options=opts)  # fmt: skip
     if as_json:
         emit_json(s.as_dict())
         return

@@ -11,6 +11,7 @@ import numpy as np
 
 from drivefi.ads.injector import InjectionPoint, Injector
 from drivefi.bridges.base import Observation
+from drivefi.safety import lateral_extent
 from drivefi.scenario import SensorNoise
 
 RANGE = 150.0  # detection range [m]; "nothing ahead" reads as this distance
@@ -37,28 +38,32 @@ def noise_table(seed: int, steps: int) -> np.ndarray:
     return np.random.default_rng([seed, 0xD21F]).standard_normal((steps + 1, NOISE_CHANNELS))
 
 
+def nearest_ahead(ds, dd, psi, length, width, half_lane, ego_half_len):
+    """The nearest object ahead in the ego's lane and within RANGE, per run (arrays (N, A)):
+    (its index, its bumper-to-bumper gap, its half-extent along the lane); gap is inf when none."""
+    o_lat = lateral_extent(0.5 * length, 0.5 * width, psi)
+    o_lon = lateral_extent(0.5 * width, 0.5 * length, psi)
+    gap = ds - ego_half_len - o_lon
+    gaps = np.where((np.abs(dd) < half_lane + o_lat) & (ds > 0) & (gap < RANGE), gap, np.inf)
+    n = gaps.shape[0]
+    if gaps.shape[1] == 0:
+        return np.zeros(n, np.int64), np.full(n, np.inf), np.zeros(n)
+    j = np.argmin(gaps, axis=1)
+    rows = np.arange(n)
+    return j, gaps[rows, j], o_lon[rows, j]
+
+
 def perceive(
     obs: Observation, noise: np.ndarray, sigma: SensorNoise, ego_len: float, inj: Injector
 ):
     """Returns (obstacle_distance, obstacle_speed, lane_offset, heading_error, speed), each (N,)."""
     k = obs.k
     z = noise[np.minimum(k, len(noise) - 1)]
-    half_w = 0.5 * obs.lane_width[:, None]
-    o_lat = 0.5 * obs.obj_wid * np.abs(np.cos(obs.obj_psi)) + 0.5 * obs.obj_len * np.abs(
-        np.sin(obs.obj_psi)
-    )
-    o_lon = 0.5 * obs.obj_len * np.abs(np.cos(obs.obj_psi)) + 0.5 * obs.obj_wid * np.abs(
-        np.sin(obs.obj_psi)
-    )
-    gap = obs.obj_ds - 0.5 * ego_len - o_lon
-    in_lane = (np.abs(obs.obj_dd) < half_w + o_lat) & (obs.obj_ds > 0) & (gap < RANGE)
-    gaps = np.where(in_lane, gap, np.inf)
-    if gaps.shape[1]:
-        j = np.argmin(gaps, axis=1)
-        rows = np.arange(len(k))
-        near, near_v = gaps[rows, j], obs.obj_vlon[rows, j]
-    else:
-        near, near_v = np.full(len(k), np.inf), np.zeros(len(k))
+    j, near, _ = nearest_ahead(
+        obs.obj_ds, obs.obj_dd, obs.obj_psi, obs.obj_len, obs.obj_wid,
+        0.5 * obs.lane_width[:, None], 0.5 * ego_len,
+    )  # fmt: skip
+    near_v = obs.obj_vlon[np.arange(len(k)), j] if obs.obj_vlon.shape[1] else np.zeros(len(k))
     seen = np.isfinite(near)
     dist = np.where(seen, np.maximum(near + sigma.distance * z[:, 0], 0.0), RANGE)
     ospeed = np.where(seen, np.maximum(near_v + sigma.speed * z[:, 1], 0.0), 0.0)

@@ -6,7 +6,18 @@ from pathlib import Path
 
 import typer
 
-from drivefi.cli import JsonOpt, console, emit_json, kv_table
+from drivefi.cli import (
+    CarlaHostOpt,
+    CarlaPortOpt,
+    CarlaRestartOpt,
+    CarlaTimeoutOpt,
+    JsonOpt,
+    SimOpt,
+    bridge_options,
+    console,
+    emit_json,
+    kv_table,
+)
 from drivefi.errors import InputError
 
 plan_app = typer.Typer(no_args_is_help=True, help="Make fault plans (CSV).")
@@ -99,7 +110,7 @@ def campaign_run(
     plan: Path = typer.Argument(..., help="Plan CSV."),
     db: Path = typer.Option(..., "--db", help="Results database (SQLite); created or resumed."),
     workers: int = typer.Option(1, "--workers", min=1, help="Parallel worker processes."),
-    sim: str = typer.Option("embedded", "--sim", help="embedded | carla"),
+    sim: str = SimOpt,
     executor: str = typer.Option("local", "--executor", help="local | ray"),
     ray_address: str = typer.Option(
         None, "--ray-address", help="Ray cluster address (default: start a local one)."
@@ -109,14 +120,10 @@ def campaign_run(
         None, "--seed", help="Seed of the sensor noise (default: the scenario's)."
     ),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Faults per lock-step batch."),
-    carla_host: str = typer.Option("localhost", "--carla-host"),
-    carla_port: int = typer.Option(2000, "--carla-port"),
-    carla_timeout: float = typer.Option(
-        10.0, "--carla-timeout", help="Seconds before a tick counts as failed."
-    ),
-    carla_restart_cmd: str = typer.Option(
-        None, "--carla-restart-cmd", help="Command that restarts the server."
-    ),
+    carla_host: str = CarlaHostOpt,
+    carla_port: int = CarlaPortOpt,
+    carla_timeout: float = CarlaTimeoutOpt,
+    carla_restart_cmd: str = CarlaRestartOpt,
     retries: int = typer.Option(
         2, "--retries", min=0, help="Retries of a failed run before it is marked error."
     ),
@@ -133,8 +140,6 @@ def campaign_run(
 
     if keep_traces not in ("none", "hazards", "all"):
         raise InputError(f"--keep-traces: expected none, hazards or all, got '{keep_traces}'")
-    if sim not in ("embedded", "carla"):
-        raise InputError(f"--sim: expected embedded or carla, got '{sim}'")
     sc = load_scenario(scenario)
     points = None
     if agent:
@@ -142,20 +147,10 @@ def campaign_run(
 
         points = agent_points(agent)
     p = read_plan(plan, points)
-    bridge_options = {}
-    if sim == "carla":
-        bridge_options = {
-            "host": carla_host,
-            "port": carla_port,
-            "timeout": carla_timeout,
-            "restart_cmd": carla_restart_cmd,
-        }
-        from drivefi.bridges.carla.connection import check_server
-
-        check_server(**bridge_options)
+    opts = bridge_options(sim, carla_host, carla_port, carla_timeout, carla_restart_cmd)
     summary = run_campaign(
         sc, p, db, make_executor(executor, workers, ray_address), seed, sim, keep_traces, batch_size,
-        progress=True, bridge_options=bridge_options, retries=retries, agent=agent,
+        progress=True, bridge_options=opts, retries=retries, agent=agent,
     )  # fmt: skip
     if as_json:
         emit_json(summary.as_dict())

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from drivefi.ads.perception import nearest_ahead
 from drivefi.errors import InputError
 from drivefi.tbn.structure import (
     APPLIED,
@@ -45,14 +46,12 @@ class LeadTable:
     """The nearest in-lane object ahead of the ego (as the reference perception selects it)."""
 
     def __init__(self, scenario):
-        from drivefi.ads.perception import RANGE
         from drivefi.bridges.embedded import EmbeddedBridge
 
         self.bridge = EmbeddedBridge(scenario)
         self.half_len = 0.5 * scenario.ego.vehicle.length
         self.half_w = 0.5 * scenario.road.lane_width
         self.lane_c = self.bridge.lane_c
-        self.range = RANGE
 
     def at(self, k: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
         """lead_s (object centre along the road), lead_off (ego half length + object half extent)
@@ -62,24 +61,15 @@ class LeadTable:
         if self.bridge.actors.count == 0:
             return {"lead_s": s + NO_LEAD, "lead_off": np.zeros_like(s), "lead_v": np.zeros_like(s)}
         obj = self.bridge.actors_at(k)
-        o_lat = 0.5 * obj.width * np.abs(np.cos(obj.psi)) + 0.5 * obj.length * np.abs(
-            np.sin(obj.psi)
-        )
-        o_lon = 0.5 * obj.length * np.abs(np.cos(obj.psi)) + 0.5 * obj.width * np.abs(
-            np.sin(obj.psi)
-        )
-        ds = obj.s - s[:, None]
-        gap = ds - self.half_len - o_lon
-        in_lane = (
-            (np.abs(obj.d - self.lane_c) < self.half_w + o_lat) & (ds > 0) & (gap < self.range)
-        )
-        gaps = np.where(in_lane, gap, np.inf)
-        j = np.argmin(gaps, axis=1)
+        j, gap, o_lon = nearest_ahead(
+            obj.s - s[:, None], obj.d - self.lane_c, obj.psi, obj.length, obj.width,
+            self.half_w, self.half_len,
+        )  # fmt: skip
         rows = np.arange(len(k))
-        seen = np.isfinite(gaps[rows, j])
+        seen = np.isfinite(gap)
         return {
             "lead_s": np.where(seen, obj.s[rows, j], s + NO_LEAD),
-            "lead_off": np.where(seen, self.half_len + o_lon[rows, j], 0.0),
+            "lead_off": np.where(seen, self.half_len + o_lon, 0.0),
             "lead_v": np.where(seen, obj.v_lon[rows, j], 0.0),
         }
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drivefi.atomic import atomic_path
 from drivefi.errors import InputError
 from drivefi.tbn.model import CPD, TBNModel
 from drivefi.tbn.structure import STRUCTURE, STRUCTURE_VERSION
@@ -56,12 +57,9 @@ def to_json(model: TBNModel) -> dict:
 
 
 def save_model(model: TBNModel, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(to_json(model), indent=1))
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(to_json(model), indent=1))
+    return Path(path)
 
 
 def _cpd(name: str, d: dict) -> CPD:

@@ -27,6 +27,7 @@ from drivefi.ads.control import ControlParams
 from drivefi.ads.control import reference as speed_reference
 from drivefi.ads.perception import RANGE
 from drivefi.ads.planning import PlannerParams
+from drivefi.vehicle import steer_target as vehicle_steer_target
 
 PLANNER = PlannerParams()
 CONTROL = ControlParams()
@@ -113,12 +114,11 @@ FeatureFn = Callable[[Cols, Cols, Context], np.ndarray]
 
 
 def steer_target(steer, v, c: Context):
-    """Road-wheel angle the steering actuator moves toward (mirrors drivefi.vehicle)."""
-    cmd = steer * c.phi_max
+    """Road-wheel angle the steering actuator moves toward: the vehicle's own function (the
+    Context carries its parameters); traces without a lateral-acceleration limit clip at phi_max."""
     if c.a_lat_max is None:
-        return np.clip(cmd, -c.phi_max, c.phi_max)
-    lim = np.minimum(np.arctan(c.wheelbase * c.a_lat_max / np.maximum(v, 1.0) ** 2), c.phi_max)
-    return np.clip(cmd, -lim, lim)
+        return np.clip(steer * c.phi_max, -c.phi_max, c.phi_max)
+    return vehicle_steer_target(steer, v, c)
 
 
 def _ref_kappa(cur: Cols, c: Context):
