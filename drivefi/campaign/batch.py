@@ -7,31 +7,19 @@ safe at its first step and the faulty run reached a hazard (or an accident).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from drivefi.campaign.context import BatchContext
+from drivefi.campaign.outcome import label
 from drivefi.faults import Fault, FaultInjector
 from drivefi.recorder import Golden, Trace, record_golden, trace_meta, write_trace
 from drivefi.scenario import Scenario
 from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
 
-
-@dataclass(frozen=True)
-class BatchContext:
-    """What a worker needs to run batches of one campaign (picklable)."""
-
-    scenario: Scenario
-    seed: int
-    sim: str = "embedded"
-    keep_traces: str = "none"  # none | hazards | all
-    trace_dir: str | None = None
-    campaign_id: int = 0
-    bridge_options: dict = field(default_factory=dict)  # for non-embedded bridges
-    retries: int = 2
-    agent: str | None = None  # FILE:CLASS of a user agent (carla)
+__all__ = ["BatchContext", "golden_for", "label", "run_batch"]
 
 
 _GOLDEN: dict[tuple, Golden] = {}
@@ -46,36 +34,9 @@ def golden_for(scenario: Scenario, seed: int) -> Golden:
     return _GOLDEN[key]
 
 
-def label(rec: OutcomeRecorder, golden_safe: np.ndarray) -> list[dict]:
-    rows = []
-    for i in range(rec.n):
-        accident = rec.collision_step[i] >= 0 or rec.departure_step[i] >= 0
-        hazard = rec.first_hazard[i] >= 0
-        outcome = "accident" if accident else "hazard" if hazard else "masked"
-        rows.append(
-            {
-                "status": "ok",
-                "outcome": outcome,
-                "min_delta_lon": float(rec.min_delta_lon[i]),
-                "min_delta_lat": float(rec.min_delta_lat[i]),
-                "first_hazard_step": int(rec.first_hazard[i]),
-                "collision_step": int(rec.collision_step[i]),
-                "departure_step": int(rec.departure_step[i]),
-                "golden_safe": int(golden_safe[i]),
-                "critical": int(bool(golden_safe[i]) and (hazard or accident)),
-                "attempts": 1,
-                "error": None,
-            }
-        )
-    return rows
-
-
 def run_batch(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> list[dict]:
-    """Run ``batch`` ((plan index, fault) pairs); return one outcome row per fault."""
-    if ctx.sim != "embedded":
-        from drivefi.campaign.remote import run_batch_on_bridge
-
-        return run_batch_on_bridge(ctx, batch)
+    """Run ``batch`` ((plan index, fault) pairs) on the embedded simulator; one outcome row per
+    fault. (:func:`drivefi.campaign.dispatch.run_batch` picks the bridge.)"""
     golden = golden_for(ctx.scenario, ctx.seed)
     idx = [i for i, _ in batch]
     faults = [f for _, f in batch]

@@ -1,17 +1,36 @@
 """Executors: run batches of faults somewhere and hand back their outcomes as they complete.
 
-The runner only needs ``run(ctx, batches)`` yielding each batch's result; ``local`` runs them in
-this process (workers = 1) or a process pool, ``ray`` on a Ray cluster.
+The runner only needs ``run(ctx, batches)`` yielding each batch's result (``batches`` is consumed
+lazily: each batch is claimed from the results store when the executor asks for it); optional
+``start()`` (called before the store is opened) and ``close()``. ``local`` runs batches in this
+process (workers = 1) or a process pool, ``ray`` on a Ray cluster, ``carla-pool`` on Ray actors that
+each own one CARLA server.
+
+The local pool's workers die with the campaign (:mod:`drivefi.campaign.containment`). A worker that
+dies under it (the OOM killer, a signal) breaks the pool: the pool is replaced and every batch that
+was in flight runs again; a batch that keeps breaking pools is split until the fault that does it is
+alone, and that fault is stored as an error with the reason.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing as mp
 import os
+import sys
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
-from drivefi.campaign.batch import BatchContext, run_batch
+from drivefi.campaign.context import BatchContext
+from drivefi.campaign.dispatch import run_batch
+from drivefi.campaign.outcome import error_row
+
+log = logging.getLogger("drivefi.campaign")
+
+MAX_BREAKS = 3  # pools a single fault may break before it is stored as an error
 
 
 class Executor(Protocol):
@@ -24,14 +43,27 @@ class Executor(Protocol):
 _CTX: BatchContext | None = None
 
 
-def _init_worker(ctx: BatchContext) -> None:
+def _init_worker(ctx: BatchContext, campaign_pid: int) -> None:
     global _CTX
+    from drivefi.campaign.containment import die_with
+
+    die_with(campaign_pid)
     _CTX = ctx
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _run_in_worker(batch: list) -> list[dict]:
     return run_batch(_CTX, batch)
+
+
+def _mp_context():
+    """forkserver on Linux (workers forked from a clean process, not from the multi-threaded
+    campaign), else the platform's default."""
+    if sys.platform.startswith("linux"):
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["drivefi.campaign.batch"])
+        return ctx
+    return mp.get_context()
 
 
 class LocalExecutor:
@@ -42,34 +74,122 @@ class LocalExecutor:
     def __init__(self, workers: int = 1):
         self.workers = max(1, workers)
 
+    def _pool(self, ctx: BatchContext) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            self.workers,
+            mp_context=_mp_context(),
+            initializer=_init_worker,
+            initargs=(ctx, os.getpid()),
+        )
+
     def run(self, ctx: BatchContext, batches: Iterable[list]) -> Iterator[list[dict]]:
         if self.workers == 1:
             for b in batches:
                 yield run_batch(ctx, b)
             return
-        with ProcessPoolExecutor(self.workers, initializer=_init_worker, initargs=(ctx,)) as pool:
-            it = iter(batches)
-            pending = set()
-            for b in it:
-                pending.add(pool.submit(_run_in_worker, b))
-                if len(pending) >= 2 * self.workers:
-                    break
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        it = iter(batches)
+        retry: deque = deque()  # (batch, breaks) to run again on a fresh pool
+        pending: dict = {}  # future -> (batch, breaks)
+        pool = self._pool(ctx)
+        try:
+            while True:
+                while len(pending) < 2 * self.workers:
+                    item = retry.popleft() if retry else None
+                    if item is None:
+                        b = next(it, None)
+                        if b is None:
+                            break
+                        item = (b, 0)
+                    pending[pool.submit(_run_in_worker, item[0])] = item
+                if not pending:
+                    return
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                broken = False
                 for fut in done:
-                    yield fut.result()
-                    nxt = next(it, None)
-                    if nxt is not None:
-                        pending.add(pool.submit(_run_in_worker, nxt))
+                    item = pending.pop(fut)
+                    try:
+                        rows = fut.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        pending[fut] = item  # handled with the rest below
+                        continue
+                    yield rows
+                if broken:
+                    lost = []
+                    for fut, item in pending.items():
+                        if fut.done() and not fut.cancelled() and fut.exception() is None:
+                            yield fut.result()  # finished before the pool broke
+                        else:
+                            lost.append(item)
+                    pending.clear()
+                    _discard(pool)
+                    log.warning(
+                        "a campaign worker process died (killed by a signal, e.g. the OOM killer); "
+                        "starting a new pool and running its %d batch(es) again",
+                        len(lost),
+                    )
+                    for rows in _requeue(lost, retry):
+                        yield rows
+                    pool = self._pool(ctx)
+        finally:
+            _discard(pool)
 
 
-def make_executor(kind: str, workers: int, address: str | None = None) -> Executor:
+def _requeue(lost: list, retry: deque) -> Iterator[list[dict]]:
+    """Queue the batches of a broken pool again; split repeat offenders; give up on a lone fault."""
+    for batch, breaks in lost:
+        breaks += 1
+        if breaks >= MAX_BREAKS and len(batch) == 1:
+            idx = batch[0][0]
+            yield [error_row(idx, breaks, [f"the worker process died {breaks} times running it"])]
+        elif breaks >= MAX_BREAKS - 1 and len(batch) > 1:
+            half = len(batch) // 2
+            retry.append((batch[:half], breaks))
+            retry.append((batch[half:], breaks))
+        else:
+            retry.append((batch, breaks))
+
+
+def _discard(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: cancel what waits, kill its workers (never leave one behind)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        try:
+            if p.is_alive():
+                p.kill()
+        except (OSError, ValueError, AttributeError):
+            pass
+    for p in procs:
+        try:
+            p.join(timeout=2.0)
+        except (OSError, ValueError, AttributeError, AssertionError):
+            pass
+
+
+def make_executor(
+    kind: str,
+    workers: int,
+    address: str | None = None,
+    timeout: float | None = None,
+    servers: list | None = None,
+) -> Executor:
+    """``local`` or ``ray`` (``address`` joins a cluster within ``timeout`` seconds); with
+    ``servers`` (CARLA host:port list) the Ray actor pool of CARLA servers."""
+    from drivefi.errors import InputError
+
+    if servers:
+        if kind not in ("ray", "local"):
+            raise InputError(f"--executor: expected local or ray, got '{kind}'")
+        from drivefi.campaign.carla_pool import CarlaPoolExecutor
+
+        return CarlaPoolExecutor(servers, address, timeout)
     if kind == "local":
+        if address:
+            raise InputError("--ray-address: needs --executor ray")
         return LocalExecutor(workers)
     if kind == "ray":
         from drivefi.campaign.ray_executor import RayExecutor
 
-        return RayExecutor(workers, address)
-    from drivefi.errors import InputError
-
+        return RayExecutor(workers, address, timeout)
     raise InputError(f"--executor: expected local or ray, got '{kind}'")

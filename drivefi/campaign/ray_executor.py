@@ -1,48 +1,37 @@
-"""Ray executor: batches run as Ray tasks on a cluster (or a local Ray started on demand)."""
+"""Ray executor: batches run as Ray tasks on a cluster (or a local, loopback-only Ray).
+
+Up to 2 x ``workers`` batches are in flight (on a cluster, ``workers`` defaults to its CPU count);
+results are yielded as tasks finish. A task whose worker process dies is retried by Ray
+(``max_retries``), so a killed worker does not fail the campaign.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import islice
 
-from drivefi.campaign.batch import BatchContext, run_batch
-from drivefi.errors import InputError
+from drivefi.campaign.context import BatchContext
+from drivefi.campaign.dispatch import run_batch
+from drivefi.campaign.ray_session import RaySession
+
+TASK_RETRIES = 3
 
 
 class RayExecutor:
-    """Up to 2 x ``workers`` batches in flight; results are yielded as tasks finish."""
-
     name = "ray"
 
-    def __init__(self, workers: int = 2, address: str | None = None):
-        try:
-            import ray
-        except ImportError:
-            raise InputError(
-                "--executor ray: the 'ray' package is not installed (pip install 'drivefi[ray]')"
-            ) from None
-        self.ray = ray
+    def __init__(self, workers: int = 2, address: str | None = None, timeout: float | None = None):
         self.workers = max(1, workers)
         self.address = address
+        self.session = RaySession(address, num_cpus=None if address else self.workers, timeout=timeout)
 
-    def _start(self) -> None:
-        ray = self.ray
-        if ray.is_initialized():
-            return
-        try:
-            if self.address:
-                ray.init(address=self.address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as err:
-            raise InputError(
-                f"--ray-address {self.address}: cannot join the Ray cluster ({err})"
-            ) from None
+    def start(self) -> None:
+        """Start or join Ray (an unreachable address is an exit-2 error before any file is made)."""
+        self.session.start()
 
     def run(self, ctx: BatchContext, batches: Iterable[list]) -> Iterator[list[dict]]:
-        self._start()
-        ray = self.ray
-        task = ray.remote(run_batch)
+        ray = self.session.start()
+        task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(run_batch)
         ctx_ref = ray.put(ctx)
         it = iter(batches)
         pending = [task.remote(ctx_ref, b) for b in islice(it, 2 * self.workers)]
@@ -54,5 +43,4 @@ class RayExecutor:
                 pending.append(task.remote(ctx_ref, nxt))
 
     def close(self) -> None:
-        if self.ray.is_initialized() and not self.address:
-            self.ray.shutdown()
+        self.session.close()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from drivefi.campaign.batch import BatchContext, label
+from drivefi.campaign.context import BatchContext
+from drivefi.campaign.outcome import error_row, label
 from drivefi.errors import SimulatorError
 from drivefi.faults import Fault, FaultInjector
 from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
@@ -102,12 +103,7 @@ def run_batch_on_bridge(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> li
             row["attempts"] = attempt
             break
         else:
-            row = {
-                "status": "error",
-                "outcome": None,
-                "attempts": ctx.retries + 1,
-                "error": "; ".join(reasons),
-            }
+            row = error_row(idx, ctx.retries + 1, reasons)
         row["idx"] = idx
         rows.append(row)
     return rows

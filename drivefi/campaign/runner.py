@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +20,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from drivefi.campaign.batch import BatchContext
+from drivefi.campaign.context import BatchContext
 from drivefi.campaign.executor import Executor, LocalExecutor
-from drivefi.campaign.store import ResultsStore
+from drivefi.campaign.lease import Lease
+from drivefi.campaign.store import LEASE_S, ResultsStore
+from drivefi.errors import InputError
 from drivefi.plan import Plan
 from drivefi.scenario import Scenario
 
@@ -62,40 +67,100 @@ def run_campaign(
     bridge_options: dict | None = None,
     retries: int = 2,
     agent: str | None = None,
+    lease: float = LEASE_S,
+    poll: float = 0.5,
 ) -> CampaignSummary:
-    """Run every fault of ``plan`` not yet stored in ``db``; outcomes are committed batch by batch."""
+    """Run every fault of ``plan`` not yet stored in ``db``; outcomes are committed batch by batch.
+
+    Faults are claimed from the store batch by batch, so campaigns started on one store share the
+    remaining work; when nothing is left to claim, the campaign waits for the faults that others
+    run (taking them over if those campaigns die) and returns once every fault has an outcome.
+    The executor is started (a Ray cluster joined, a server pool checked) before the store is
+    created, so a bad executor setup leaves no file behind.
+    """
     plan.check_scenario(scenario)
     seed = scenario.seed if seed is None else seed
+    own_executor = executor is None
     executor = executor or LocalExecutor(1)
-    store = ResultsStore(db)
+    trace_dir = None
+    if keep_traces != "none":
+        trace_dir = _trace_dir(db)
+    start = getattr(executor, "start", None)
+    with _sigterm_exits():
+        try:
+            if start is not None:
+                start()
+            return _run(scenario, plan, db, executor, seed, sim, keep_traces, trace_dir,
+                        batch_size, progress, bridge_options or {}, retries, agent, lease, poll)  # fmt: skip
+        finally:
+            if own_executor and hasattr(executor, "close"):
+                executor.close()
+
+
+def _trace_dir(db: str | Path) -> str:
+    path = Path(str(Path(db).with_suffix("")) + ".traces")
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: is a file, expected the folder for --keep-traces traces")
+    return str(path)
+
+
+@contextmanager
+def _sigterm_exits():
+    """SIGTERM ends the campaign like Ctrl-C (claims given back, workers stopped), not abruptly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.getsignal(signal.SIGTERM)
+    if old is not signal.SIG_DFL:
+        yield
+        return
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
-        settings = {
-            "keep_traces": keep_traces,
-            "executor": executor.name,
-            "bridge": bridge_options or {},
-        }
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _run(scenario, plan, db, executor, seed, sim, keep_traces, trace_dir, batch_size, progress,
+         bridge_options, retries, agent, lease_s, poll) -> CampaignSummary:  # fmt: skip
+    store = ResultsStore(db, write=True)
+    lease = Lease(db, lease_s)
+    try:
+        settings = {"keep_traces": keep_traces, "executor": executor.name, "bridge": {
+            k: v for k, v in bridge_options.items() if isinstance(v, str | int | float | bool | None)
+        }}  # fmt: skip
         camp = store.open_campaign(scenario.name, plan.digest(), seed, sim, plan.faults, settings)
-        done = store.done(camp)
-        pending = [(i, f) for i, f in enumerate(plan.faults) if i not in done]
-        trace_dir = None
-        if keep_traces != "none":
-            trace_dir = str(Path(db).with_suffix("")) + ".traces"
-            Path(trace_dir).mkdir(parents=True, exist_ok=True)
+        since = time.time()
+        lease.start(store)
+        if trace_dir is not None:
+            try:
+                Path(trace_dir).mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise InputError(f"{trace_dir}: cannot create ({err.strerror or err})") from None
         ctx = BatchContext(
-            scenario,
-            seed,
-            sim,
-            keep_traces,
-            trace_dir,
-            camp.id,
-            bridge_options or {},
-            retries,
-            agent,
+            scenario, seed, sim, keep_traces, trace_dir, camp.id, bridge_options, retries, agent
         )
+        n_open = store.open_count(camp, since)
         workers = getattr(executor, "workers", 1)
         if batch_size is None:
             cap = 1 if sim != "embedded" else (256 if keep_traces != "none" else 2048)
-            batch_size = max(1, min(cap, math.ceil(len(pending) / (4 * workers)) if pending else 1))
+            batch_size = max(1, min(cap, math.ceil(n_open / (4 * workers)) if n_open else 1))
+
+        def claimed():
+            while True:
+                idxs = store.claim(camp, lease.owner, batch_size, since, lease.lease)
+                if not idxs:
+                    return
+                yield [(i, plan.faults[i]) for i in idxs]
+
+        def finished() -> int:
+            c = next(c for c in store.campaigns() if c["id"] == camp.id)
+            return c["done"] + c["error"]
+
         t0 = time.perf_counter()
         ran = 0
         columns = (
@@ -111,13 +176,21 @@ def run_campaign(
             *columns, console=Console(stderr=True), disable=not progress, transient=False
         ) as bar:
             task = bar.add_task(
-                f"campaign {scenario.name}", total=camp.total, completed=len(done), rate=0.0
+                f"campaign {scenario.name}", total=camp.total, completed=finished(), rate=0.0
             )
-            for rows in executor.run(ctx, batches_of(pending, batch_size)):
-                store.write(camp, rows)
-                ran += len(rows)
-                el = time.perf_counter() - t0
-                bar.update(task, advance=len(rows), rate=ran / el if el > 0 else 0.0)
+            show = getattr(executor, "show_status", None)
+            if show is not None:
+                show(bar)
+            while True:
+                for rows in executor.run(ctx, claimed()):
+                    store.write(camp, rows, lease.owner)
+                    ran += len(rows)
+                    el = time.perf_counter() - t0
+                    bar.update(task, completed=finished(), rate=ran / el if el > 0 else 0.0)
+                if store.open_count(camp, since) == 0:
+                    break
+                time.sleep(poll)  # the rest is claimed by other campaigns: wait, or take it over
+                bar.update(task, completed=finished())
         wall = time.perf_counter() - t0
         stats = next(c for c in store.campaigns() if c["id"] == camp.id)
         return CampaignSummary(
@@ -125,4 +198,5 @@ def run_campaign(
             stats["accident"], stats["error"], stats["critical"], wall, ran / wall if wall > 0 else 0.0,
         )  # fmt: skip
     finally:
+        lease.stop(store)
         store.close()

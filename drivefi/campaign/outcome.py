@@ -1,0 +1,47 @@
+"""Outcome rows: label a batch of recorded runs masked / hazard / accident, critical or not.
+
+``accident``: collision or road departure; ``hazard``: delta_lon <= 0 or delta_lat <= 0 at some
+step; else ``masked``. A fault is ``critical`` when the golden run was safe at its first step and
+the faulty run reached a hazard (or an accident).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from drivefi.simulate import OutcomeRecorder
+
+
+def label(rec: OutcomeRecorder, golden_safe: np.ndarray) -> list[dict]:
+    rows = []
+    for i in range(rec.n):
+        accident = rec.collision_step[i] >= 0 or rec.departure_step[i] >= 0
+        hazard = rec.first_hazard[i] >= 0
+        outcome = "accident" if accident else "hazard" if hazard else "masked"
+        rows.append(
+            {
+                "status": "ok",
+                "outcome": outcome,
+                "min_delta_lon": float(rec.min_delta_lon[i]),
+                "min_delta_lat": float(rec.min_delta_lat[i]),
+                "first_hazard_step": int(rec.first_hazard[i]),
+                "collision_step": int(rec.collision_step[i]),
+                "departure_step": int(rec.departure_step[i]),
+                "golden_safe": int(golden_safe[i]),
+                "critical": int(bool(golden_safe[i]) and (hazard or accident)),
+                "attempts": 1,
+                "error": None,
+            }
+        )
+    return rows
+
+
+def error_row(idx: int, attempts: int, reasons: list[str]) -> dict:
+    """The row of a fault whose every attempt failed: status error, with the reasons."""
+    return {
+        "idx": idx,
+        "status": "error",
+        "outcome": None,
+        "attempts": attempts,
+        "error": "; ".join(reasons),
+    }
