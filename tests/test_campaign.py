@@ -214,20 +214,6 @@ def test_cli_plan_status_export(tmp_path, capsys):
     assert main(["campaign", "status", "--db", str(tmp_path / "none.db")]) == 2
 
 
-@pytest.mark.slow
-def test_ray_executor_matches_local(tmp_path):
-    from drivefi.campaign.ray_executor import RayExecutor
-
-    plan = small_plan(stride=100)
-    ex = RayExecutor(2)
-    try:
-        run_campaign(SC, plan, tmp_path / "ray.db", ex, progress=False, batch_size=9)
-    finally:
-        ex.close()
-    run_campaign(SC, plan, tmp_path / "local.db", progress=False)
-    assert outcome_rows(tmp_path / "ray.db").equals(outcome_rows(tmp_path / "local.db"))
-
-
 def test_report_html(tmp_path, capsys):
     _, db, _ = _db_with_outcomes(tmp_path)
     out = tmp_path / "r.html"

@@ -125,11 +125,12 @@ class RaySession:
         if self.ray is not None:
             return self.ray
         ray = import_ray(local=not self.address)
+        if self.address:
+            check_address(self.address, self.timeout)
         if ray.is_initialized():  # a session the caller runs (tests, notebooks): use it
             self.ray = ray
             return ray
         if self.address:
-            check_address(self.address, self.timeout)
             ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
         else:
             from drivefi.campaign.reaper import start_reaper

@@ -491,4 +491,12 @@ class ResultsStore:
         return df.loc[df["status"] == "error", cols].reset_index(drop=True)
 
     def close(self) -> None:
+        """Close; the last campaign to close a store switches it back to a rollback journal, so a
+        finished store is one self-contained file (a read-only reader then creates nothing)."""
+        if self.write_mode:
+            try:
+                if self.db.execute("SELECT COUNT(*) FROM runners").fetchone()[0] == 0:
+                    self.db.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.DatabaseError:
+                pass  # another connection is open: it stays in WAL mode
         self.db.close()
