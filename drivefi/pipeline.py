@@ -75,11 +75,13 @@ def run_pipeline(
     log=print,
     sim: str = "embedded",
     bridge_options: dict | None = None,
+    executor=None,
 ) -> PipelineSummary:
     """Run the main job. With ``sim="carla"`` the golden run, training runs, fit and search use the
     embedded twin of the scenario (same road, actors and reference ADS), and the validation and
     random-FI campaigns run on the CARLA server: the simulator's time goes to the faults that
-    matter."""
+    matter. ``executor`` (default: local processes, ``workers``) runs both campaigns; a Ray
+    executor also runs the training runs, spread over its cluster."""
     from drivefi.search import search
     from drivefi.tbn import fit_model, save_model, training_set
 
@@ -99,7 +101,8 @@ def run_pipeline(
     times["golden"] = time.perf_counter() - t
 
     t = stage(f"training: golden + {training_runs} random-fault runs")
-    ts = training_set(scenario, runs=training_runs, seed=seed, golden=golden)
+    ts = training_set(scenario, runs=training_runs, seed=seed, golden=golden,
+                      map_chunks=getattr(executor, "map_chunks", None))  # fmt: skip
     times["training"] = time.perf_counter() - t
 
     t = stage("fit 3-TBN (MLE)")
@@ -113,7 +116,7 @@ def run_pipeline(
     s.candidates_scored, s.predicted_critical = res.candidates, len(res.plan.faults)
     times["search"] = time.perf_counter() - t
 
-    ex = LocalExecutor(workers)
+    ex = executor or LocalExecutor(workers)
     db = out / "results.db"
     top = Plan(res.plan.scenario, res.plan.steps, res.plan.faults[:budget])
     s.injected = len(top.faults)

@@ -100,15 +100,25 @@ def loopback(addr: str) -> bool:
 def test_local_ray_matches_local_and_listens_on_loopback_only(tmp_path):
     from drivefi.campaign.ray_executor import RayExecutor
 
+    from drivefi.recorder import record_golden
+    from drivefi.tbn.dataset import simulate_training
+
     plan = small_plan()
+    golden = record_golden(SC)
     ex = RayExecutor(2)
     ex.start()
     try:
         run_campaign(SC, plan, tmp_path / "ray.db", ex, progress=False, batch_size=9)
+        spread = simulate_training(SC, 12, seed=1, golden=golden, map_chunks=ex.map_chunks)
         procs = descendants(os.getpid())
         socks = listening(procs | {os.getpid()})
     finally:
         ex.close()
+    # the pipeline's training runs spread over Ray: the same traces as in one local batch
+    here = simulate_training(SC, 12, seed=1, golden=golden)
+    assert len(spread) == len(here) == 13
+    for a, b in zip(spread, here, strict=True):
+        assert a.frame.equals(b.frame) and a.meta == b.meta
     assert len(procs) >= 4  # GCS, raylet, agents, workers
     assert socks, "Ray opened no listening socket?"
     outside = [s for s in socks if not loopback(s[1])]

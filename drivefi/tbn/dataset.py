@@ -315,19 +315,15 @@ def random_faults(scenario, runs: int, seed: int = 0, points=POINTS, durations=D
     return out
 
 
-def simulate_training(scenario, runs: int = 200, seed: int = 0, golden=None) -> list:
-    """Golden trace plus ``runs`` random-fault traces, all fault runs batched in one simulation and
-    started from the golden run's snapshot two steps before their fault."""
+def fault_run_traces(scenario, faults: list, golden) -> list:
+    """Traces of ``faults`` run in one lock-step batch, each started from the golden run's snapshot
+    two steps before its fault (runs are independent: any split of ``faults`` gives the same)."""
     from drivefi.ads import INJECTION_POINTS
     from drivefi.faults import FaultInjector
-    from drivefi.recorder import Trace, record_golden, trace_frame, trace_meta
+    from drivefi.recorder import Trace, trace_frame, trace_meta
     from drivefi.simulate import Simulation, TraceRecorder
 
-    golden = golden or record_golden(scenario)
-    traces = [golden.trace]
-    if runs <= 0:
-        return traces
-    faults = random_faults(scenario, runs, seed)
+    runs = len(faults)
     sim = Simulation(scenario)
     rec = TraceRecorder(runs, sim.steps, sim.points)
     starts = np.array([max(f.start - 2, 0) for f in faults])
@@ -338,6 +334,7 @@ def simulate_training(scenario, runs: int = 200, seed: int = 0, golden=None) -> 
         recorders=[rec],
     )
     ads = golden.snapshots.ads
+    traces = []
     for i, f in enumerate(faults):
         meta = trace_meta(scenario, sim.seed, f.as_row())
         # the stack's state the run starts from (its trackers, speed reference, integral)
@@ -346,8 +343,31 @@ def simulate_training(scenario, runs: int = 200, seed: int = 0, golden=None) -> 
     return traces
 
 
-def training_set(scenario, runs: int = 200, seed: int = 0, golden=None) -> TrainingSet:
+def simulate_training(
+    scenario, runs: int = 200, seed: int = 0, golden=None, map_chunks=None
+) -> list:
+    """Golden trace plus ``runs`` random-fault traces, the fault runs batched in lock-step and
+    started from the golden run's snapshot two steps before their fault. ``map_chunks(fn,
+    scenario, faults, golden)`` (e.g. a Ray executor's) may spread the runs over workers; it
+    returns ``fn``'s trace lists in the order of ``faults``."""
+    from drivefi.recorder import record_golden
+
+    golden = golden or record_golden(scenario)
+    traces = [golden.trace]
+    if runs <= 0:
+        return traces
+    faults = random_faults(scenario, runs, seed)
+    if map_chunks is None:
+        return traces + fault_run_traces(scenario, faults, golden)
+    for part in map_chunks(fault_run_traces, scenario, faults, golden):
+        traces += part
+    return traces
+
+
+def training_set(
+    scenario, runs: int = 200, seed: int = 0, golden=None, map_chunks=None
+) -> TrainingSet:
     """What the pipeline calls: a scenario's golden run plus ``runs`` random-fault runs."""
-    traces = simulate_training(scenario, runs, seed, golden)
+    traces = simulate_training(scenario, runs, seed, golden, map_chunks)
     src = [f"{scenario.name}:golden"] + [f"{scenario.name}:fault{i}" for i in range(runs)]
     return from_traces(traces, src, scenario)
