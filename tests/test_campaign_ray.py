@@ -31,7 +31,9 @@ ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
 def small_plan(stride=100):
-    return exhaustive(SC, ["control.steer", "planning.target_speed"], durations=[1, 5], stride=stride)
+    return exhaustive(
+        SC, ["control.steer", "planning.target_speed"], durations=[1, 5], stride=stride
+    )
 
 
 def rows(db):
@@ -218,5 +220,7 @@ def test_kill_9_of_a_ray_campaign_leaves_no_process_behind(tmp_path):
     while alive(seen) and time.time() - t0 < 5:
         time.sleep(0.1)
     left = alive(seen)
-    names = {p: Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in left if Path(f"/proc/{p}").exists()}
+    names = {
+        p: Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in left if Path(f"/proc/{p}").exists()
+    }
     assert not left, f"left behind after 5 s: {names}"

@@ -80,8 +80,12 @@ def foreign_sqlite(path: Path) -> bytes:
 
 @pytest.mark.parametrize(
     "argv",
-    [["campaign", "status"], ["campaign", "export", "--csv", "X"], ["campaign", "run", "lead_brake", "PLAN"],
-     ["report", "--out", "X"]],  # fmt: skip
+    [
+        ["campaign", "status"],
+        ["campaign", "export", "--csv", "X"],
+        ["campaign", "run", "lead_brake", "PLAN"],
+        ["report", "--out", "X"],
+    ],  # fmt: skip
 )
 def test_foreign_sqlite_file_is_refused_and_left_byte_identical(tmp_path, capsys, argv, done_db):
     db = tmp_path / "foreign.sqlite"
@@ -145,7 +149,9 @@ def test_read_only_store_can_be_read(tmp_path, done_db, capsys):
 
 def test_export_of_an_unknown_campaign_exit_2(tmp_path, capsys, done_db):
     out = tmp_path / "x.csv"
-    rc = main(["campaign", "export", "--db", str(done_db[0]), "--csv", str(out), "--campaign", "999"])
+    rc = main(
+        ["campaign", "export", "--db", str(done_db[0]), "--csv", str(out), "--campaign", "999"]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "campaign 999" in err and "campaigns: 1" in err
     assert not out.exists()
@@ -161,11 +167,17 @@ def test_status_counts_errors_apart_and_the_store_gives_their_reasons(tmp_path, 
     store.close()
     assert main(["campaign", "status", "--db", str(db), "--json"]) == 0
     c = json.loads(capsys.readouterr().out)["campaigns"][0]
-    assert (c["planned"], c["done"], c["error"], c["pending"]) == (len(plan.faults), 0, len(plan.faults), 0)
+    assert (c["planned"], c["done"], c["error"], c["pending"]) == (
+        len(plan.faults),
+        0,
+        len(plan.faults),
+        0,
+    )
     errors = ResultsStore(db).errors(camp.id)
     assert list(errors["error"]) == [f"tick {i} timed out" for i in range(len(plan.faults))]
-    assert main(["campaign", "errors", "--db", str(db)]) == 0
-    assert "tick 0 timed out" in capsys.readouterr().out
+    assert main(["campaign", "errors", "--db", str(db), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["errors"]
+    assert shown[0]["error"] == "tick 0 timed out" and shown[0]["attempts"] == 3
 
 
 # -- atomic outputs ------------------------------------------------------------------------------
@@ -219,7 +231,17 @@ def test_export_to_a_full_disk_exit_2(capsys, done_db):
 def test_killed_export_never_leaves_a_truncated_csv(tmp_path, done_db):
     out = tmp_path / "x.csv"
     out.write_text("previous,export\n")
-    cmd = [sys.executable, "-m", "drivefi", "campaign", "export", "--db", str(done_db[0]), "--csv", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "drivefi",
+        "campaign",
+        "export",
+        "--db",
+        str(done_db[0]),
+        "--csv",
+        str(out),
+    ]
     for delay in (0.5, 1.0, 1.5, 2.0, 3.0):
         p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
@@ -230,6 +252,20 @@ def test_killed_export_never_leaves_a_truncated_csv(tmp_path, done_db):
 
 
 # -- concurrent campaigns and killed processes -----------------------------------------------------
+def stored(db: Path) -> int:
+    """Outcomes stored so far (0 while the store is being created)."""
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.DatabaseError:
+        return 0
+    try:
+        return con.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0]
+    except sqlite3.DatabaseError:
+        return 0
+    finally:
+        con.close()
+
+
 def _run_cmd(db, plan_path, *extra):
     return [sys.executable, "-m", "drivefi", "campaign", "run", "lead_brake", str(plan_path),
             "--db", str(db), "--json", *extra]  # fmt: skip
@@ -269,12 +305,8 @@ def test_kill_9_of_a_campaign_leaves_no_process_behind(tmp_path):
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         seen |= descendants(proc.pid)
-        if len(seen) >= 3 and db.exists():  # forkserver + two workers
-            try:
-                if sqlite3.connect(db).execute("SELECT COUNT(*) FROM outcomes").fetchone()[0]:
-                    break
-            except sqlite3.DatabaseError:
-                pass
+        if len(seen) >= 3 and db.exists() and stored(db):  # forkserver + two workers
+            break
         time.sleep(0.1)
     seen |= descendants(proc.pid)
     assert proc.poll() is None and len(seen) >= 3
@@ -296,7 +328,11 @@ def test_a_killed_pool_worker_does_not_fail_the_campaign(tmp_path):
         deadline = time.time() + 120
         while time.time() < deadline:
             workers = [p for p in descendants(me) if Path(f"/proc/{p}/stat").exists()]
-            grand = [p for p in workers if int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1]) != me]
+            grand = [
+                p
+                for p in workers
+                if int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1]) != me
+            ]
             if len(grand) >= 2:
                 time.sleep(1.0)
                 os.kill(grand[0], signal.SIGKILL)  # as the OOM killer would

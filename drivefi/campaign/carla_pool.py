@@ -323,8 +323,13 @@ class CarlaPoolExecutor:
     def status(self) -> list[dict]:
         """Per server: address, state, ok runs, restarts, removed."""
         return [
-            {"server": s.server.address, "state": s.state, "ok": s.ok, "restarts": s.restarts,
-             "removed": s.removed}  # fmt: skip
+            {
+                "server": s.server.address,
+                "state": s.state,
+                "ok": s.ok,
+                "restarts": s.restarts,
+                "removed": s.removed,
+            }  # fmt: skip
             for s in self.slots
         ]
 

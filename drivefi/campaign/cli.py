@@ -23,6 +23,63 @@ from drivefi.errors import InputError
 plan_app = typer.Typer(no_args_is_help=True, help="Make fault plans (CSV).")
 campaign_app = typer.Typer(no_args_is_help=True, help="Run fault plans and read their results.")
 
+# where faults run (campaign run, pipeline)
+ExecutorOpt = typer.Option("local", "--executor", help="local | ray")
+RayAddressOpt = typer.Option(
+    None,
+    "--ray-address",
+    help="Ray cluster to join (host:port of the head, ray://host:port or auto); "
+    "default with --executor ray: a local Ray on 127.0.0.1 only.",
+)
+RayTimeoutOpt = typer.Option(
+    20.0, "--ray-timeout", min=1.0, help="Seconds to reach and join --ray-address (else exit 2)."
+)
+CarlaServersOpt = typer.Option(
+    None,
+    "--carla-servers",
+    help="A pool of CARLA servers, host:port[,host:port...] or @FILE (one a line): one Ray actor "
+    "per server; --carla-restart-cmd may use {host} and {port}.",
+)
+CarlaRunTimeoutOpt = typer.Option(
+    None,
+    "--carla-run-timeout",
+    min=1.0,
+    help="Seconds a pool server may take for one run before it counts as hung "
+    "(default 60 + 0.25 x scenario steps).",
+)
+
+
+def executor_and_bridge(
+    executor: str,
+    workers: int,
+    ray_address: str | None,
+    ray_timeout: float,
+    sim: str,
+    carla_servers: str | None,
+    carla_host: str,
+    carla_port: int,
+    carla_timeout: float,
+    carla_restart_cmd: str | None,
+    carla_run_timeout: float | None = None,
+):
+    """The campaign's executor and bridge options from the command line (checked, nothing started)."""
+    from drivefi.campaign.executor import make_executor
+
+    if executor not in ("local", "ray"):
+        raise InputError(f"--executor: expected local or ray, got '{executor}'")
+    if carla_servers:
+        from drivefi.campaign.carla_pool import CarlaPoolExecutor, parse_servers
+
+        if sim != "carla":
+            raise InputError("--carla-servers: needs --sim carla")
+        servers = parse_servers(carla_servers)
+        ex = CarlaPoolExecutor(
+            servers, ray_address, ray_timeout, carla_restart_cmd, carla_run_timeout
+        )
+        return ex, {"timeout": carla_timeout}
+    opts = bridge_options(sim, carla_host, carla_port, carla_timeout, carla_restart_cmd)
+    return make_executor(executor, workers, ray_address, ray_timeout), opts
+
 
 def _csv_list(text: str | None, conv=str, what: str = "list") -> list | None:
     if not text:
@@ -111,10 +168,9 @@ def campaign_run(
     db: Path = typer.Option(..., "--db", help="Results database (SQLite); created or resumed."),
     workers: int = typer.Option(1, "--workers", min=1, help="Parallel worker processes."),
     sim: str = SimOpt,
-    executor: str = typer.Option("local", "--executor", help="local | ray"),
-    ray_address: str = typer.Option(
-        None, "--ray-address", help="Ray cluster address (default: start a local one)."
-    ),
+    executor: str = ExecutorOpt,
+    ray_address: str = RayAddressOpt,
+    ray_timeout: float = RayTimeoutOpt,
     keep_traces: str = typer.Option("none", "--keep-traces", help="none | hazards | all"),
     seed: int = typer.Option(
         None, "--seed", help="Seed of the sensor noise (default: the scenario's)."
@@ -124,6 +180,8 @@ def campaign_run(
     carla_port: int = CarlaPortOpt,
     carla_timeout: float = CarlaTimeoutOpt,
     carla_restart_cmd: str = CarlaRestartOpt,
+    carla_servers: str = CarlaServersOpt,
+    carla_run_timeout: float = CarlaRunTimeoutOpt,
     retries: int = typer.Option(
         2, "--retries", min=0, help="Retries of a failed run before it is marked error."
     ),
@@ -132,8 +190,8 @@ def campaign_run(
     ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Run a fault plan; outcomes are stored as they arrive, so re-running resumes."""
-    from drivefi.campaign.executor import make_executor
+    """Run a fault plan; outcomes are stored as they arrive, so re-running resumes. Campaigns
+    started on one --db share its remaining faults."""
     from drivefi.campaign.runner import run_campaign
     from drivefi.plan import read_plan
     from drivefi.scenario import load_scenario
@@ -147,11 +205,18 @@ def campaign_run(
 
         points = agent_points(agent)
     p = read_plan(plan, points)
-    opts = bridge_options(sim, carla_host, carla_port, carla_timeout, carla_restart_cmd)
-    summary = run_campaign(
-        sc, p, db, make_executor(executor, workers, ray_address), seed, sim, keep_traces, batch_size,
-        progress=True, bridge_options=opts, retries=retries, agent=agent,
-    )  # fmt: skip
+    ex, opts = executor_and_bridge(executor, workers, ray_address, ray_timeout, sim, carla_servers,
+                                   carla_host, carla_port, carla_timeout, carla_restart_cmd,
+                                   carla_run_timeout)  # fmt: skip
+    try:
+        summary = run_campaign(
+            sc, p, db, ex, seed, sim, keep_traces, batch_size,
+            progress=True, bridge_options=opts, retries=retries, agent=agent,
+        )  # fmt: skip
+    finally:
+        ex_close = getattr(ex, "close", None)
+        if ex_close is not None:
+            ex_close()
     if as_json:
         emit_json(summary.as_dict())
     else:
@@ -160,16 +225,17 @@ def campaign_run(
 
 @campaign_app.command("status")
 def campaign_status(db: Path = typer.Option(..., "--db"), as_json: bool = JsonOpt) -> None:
-    """Progress and outcome counts of every campaign in a results database."""
+    """Progress and outcome counts of every campaign in a results database (read-only): done
+    counts stored outcomes, error the faults whose runs failed, pending the rest."""
     from rich.table import Table
 
     from drivefi.campaign.store import SUMMARY_COLUMNS, ResultsStore
 
-    if not db.is_file():
-        raise InputError(f"{db}: results database not found")
     store = ResultsStore(db)
-    rows = store.campaigns()
-    store.close()
+    try:
+        rows = store.campaigns()
+    finally:
+        store.close()
     if as_json:
         emit_json({"db": str(db), "campaigns": rows})
         return
@@ -180,6 +246,39 @@ def campaign_status(db: Path = typer.Option(..., "--db"), as_json: bool = JsonOp
     for r in rows:
         t.add_row(*(str(r[c]) for c in cols))
     console.print(t)
+    failed = sum(r["error"] for r in rows)
+    if failed:
+        console.print(
+            f"{failed} fault(s) failed to run: `drivefi campaign errors --db {db}` shows why"
+        )
+
+
+@campaign_app.command("errors")
+def campaign_errors(
+    db: Path = typer.Option(..., "--db"),
+    campaign: int = typer.Option(None, "--campaign", help="Only this campaign id."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """The faults whose runs failed, with every attempt's reason (read-only)."""
+    from rich.table import Table
+
+    from drivefi.campaign.store import ResultsStore
+
+    store = ResultsStore(db)
+    try:
+        frame = store.errors(campaign)
+    finally:
+        store.close()
+    if as_json:
+        emit_json({"db": str(db), "errors": frame.to_dict(orient="records")})
+        return
+    t = Table(title=f"Failed runs in {db}")
+    for c in ("campaign", "idx", "point", "model", "start", "duration", "attempts", "error"):
+        t.add_column(c, overflow="fold")
+    for r in frame.itertuples(index=False):
+        t.add_row(*(str(getattr(r, c)) for c in ("campaign", "idx", "point", "model", "start",
+                                                 "duration", "attempts", "error")))  # fmt: skip
+    console.print(t)
 
 
 @campaign_app.command("export")
@@ -189,16 +288,17 @@ def campaign_export(
     campaign: int = typer.Option(None, "--campaign", help="Only this campaign id."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Write every fault with its outcome to CSV."""
+    """Write every fault with its outcome to CSV (atomically: never a truncated file)."""
+    from drivefi.atomic import atomic_path
     from drivefi.campaign.store import ResultsStore
 
-    if not db.is_file():
-        raise InputError(f"{db}: results database not found")
     store = ResultsStore(db)
-    frame = store.outcomes(campaign)
-    store.close()
-    csv.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(csv, index=False)
+    try:
+        frame = store.outcomes(campaign)
+    finally:
+        store.close()
+    with atomic_path(csv) as tmp:
+        frame.to_csv(tmp, index=False)
     info = {"csv": str(csv), "rows": len(frame)}
     emit_json(info) if as_json else console.print(kv_table("Export", info))
 

@@ -23,7 +23,9 @@ class RayExecutor:
     def __init__(self, workers: int = 2, address: str | None = None, timeout: float | None = None):
         self.workers = max(1, workers)
         self.address = address
-        self.session = RaySession(address, num_cpus=None if address else self.workers, timeout=timeout)
+        self.session = RaySession(
+            address, num_cpus=None if address else self.workers, timeout=timeout
+        )
 
     def start(self) -> None:
         """Start or join Ray (an unreachable address is an exit-2 error before any file is made)."""

@@ -46,7 +46,9 @@ def import_ray(local: bool):
             "--executor ray: the 'ray' package is not installed (pip install 'drivefi[ray]')"
         ) from None
     if local:
-        ray_constants.ENABLE_RAY_CLUSTER = False  # read at call time by services.get_node_ip_address
+        ray_constants.ENABLE_RAY_CLUSTER = (
+            False  # read at call time by services.get_node_ip_address
+        )
     return ray
 
 

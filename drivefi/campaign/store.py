@@ -158,10 +158,10 @@ class ResultsStore:
         try:
             self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
             self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-            if kind != "store":
-                self._tx(self._create)  # new, empty or version 1: schema and markers
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            if kind != "store":
+                self._tx(self._create)  # new, empty or version 1: schema and markers
         except sqlite3.DatabaseError as err:
             raise self._error(err) from None
         except OSError as err:
