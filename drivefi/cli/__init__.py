@@ -28,8 +28,9 @@ from drivefi.errors import DriveFIError
 
 GROUPS = ("scenarios", "record", "plan", "campaign", "report", "fit", "search", "pipeline")
 
-# The click that typer runs on: typer >= 0.2x vendors it as ``typer._click``, older ones import
-# ``click``; its exceptions are the ones a parse error raises.
+# The click that typer runs on (recent typer vendors it as ``typer._click``, older typer imports
+# ``click``): its exceptions are the ones a parse error raises. pyproject bounds typer to the
+# versions tests/test_cli_usage.py has checked.
 _click = getattr(typer.core, "_click", None) or typer.core.click
 ClickException = _click.exceptions.ClickException
 UsageError = _click.exceptions.UsageError
@@ -67,6 +68,9 @@ def build_app() -> typer.Typer:
     return app
 
 
+app = build_app()
+
+
 def _error(text: str) -> None:
     err_console.print(text, style="bold red", markup=False, highlight=False, soft_wrap=True)
 
@@ -81,7 +85,7 @@ def _usage_line(e: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    cmd = typer.main.get_command(build_app())
+    cmd = typer.main.get_command(app)
     try:
         rv = cmd.main(args=argv, prog_name="drivefi", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
