@@ -3,6 +3,7 @@ campaign (kill -9 included), an unreachable cluster refused within its time-out.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import signal
@@ -101,7 +102,6 @@ def loopback(addr: str) -> bool:
 @pytest.mark.slow
 def test_local_ray_matches_local_and_listens_on_loopback_only(tmp_path):
     from drivefi.campaign.ray_executor import RayExecutor
-
     from drivefi.recorder import record_golden
     from drivefi.tbn.dataset import simulate_training
 
@@ -159,10 +159,8 @@ def test_a_port_that_is_not_ray_exit_2_within_the_time_out(tmp_path):
         srv.settimeout(0.2)
         conns = []
         while not stop.is_set():
-            try:
+            with contextlib.suppress(OSError):
                 conns.append(srv.accept()[0])
-            except OSError:
-                pass
         for c in conns:
             c.close()
 

@@ -85,13 +85,13 @@ def foreign_sqlite(path: Path) -> bytes:
         ["campaign", "export", "--csv", "X"],
         ["campaign", "run", "lead_brake", "PLAN"],
         ["report", "--out", "X"],
-    ],  # fmt: skip
+    ],
 )
 def test_foreign_sqlite_file_is_refused_and_left_byte_identical(tmp_path, capsys, argv, done_db):
     db = tmp_path / "foreign.sqlite"
     before = foreign_sqlite(db)
     argv = [a.replace("X", str(tmp_path / "out")).replace("PLAN", str(done_db[1])) for a in argv]
-    argv = argv[:1] + [str(db)] + argv[1:] if argv[0] == "report" else argv + ["--db", str(db)]
+    argv = [*argv[:1], str(db), *argv[1:]] if argv[0] == "report" else [*argv, "--db", str(db)]
     rc = main(argv)
     err = capsys.readouterr().err
     assert rc == 2 and "not a DriveFI results database" in err and str(db) in err

@@ -329,7 +329,7 @@ class CarlaPoolExecutor:
                 "ok": s.ok,
                 "restarts": s.restarts,
                 "removed": s.removed,
-            }  # fmt: skip
+            }
             for s in self.slots
         ]
 

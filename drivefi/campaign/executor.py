@@ -14,6 +14,7 @@ alone, and that fault is stored as an error with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -155,16 +156,12 @@ def _discard(pool: ProcessPoolExecutor) -> None:
     procs = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for p in procs:
-        try:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             if p.is_alive():
                 p.kill()
-        except (OSError, ValueError, AttributeError):
-            pass
     for p in procs:
-        try:
+        with contextlib.suppress(OSError, ValueError, AttributeError, AssertionError):
             p.join(timeout=2.0)
-        except (OSError, ValueError, AttributeError, AssertionError):
-            pass
 
 
 def make_executor(

@@ -8,6 +8,7 @@ dies stops beating and other campaigns on the store take its claims over after `
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
@@ -50,7 +51,5 @@ class Lease:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
         if store is not None:
-            try:
+            with contextlib.suppress(DriveFIError):  # else the lease runs out by itself
                 store.unregister(self.owner)
-            except DriveFIError:
-                pass  # the lease runs out by itself

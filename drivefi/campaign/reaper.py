@@ -10,6 +10,7 @@ running with the same start time, then exits. Linux only (it needs /proc).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -64,10 +65,8 @@ def watch(root: int) -> None:
     for pid, start in seen.items():
         st = _stat(pid)
         if st is not None and st[1] == start:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
 
 
 def start_reaper(root: int | None = None) -> subprocess.Popen | None:

@@ -219,9 +219,9 @@ class ResultsStore:
             return "store" if version == SCHEMA_VERSION else "legacy"
         if not tables and user_version == 0 and app_id == 0:
             return "empty"  # SQLite header only (a run killed while creating the store)
-        if tables and tables <= LEGACY_TABLES | {"sqlite_sequence"} and tables >= LEGACY_TABLES:
-            if user_version == 0 and app_id == 0 and self._legacy_columns():
-                return "legacy"
+        legacy = LEGACY_TABLES <= tables <= LEGACY_TABLES | {"sqlite_sequence"}
+        if legacy and user_version == 0 and app_id == 0 and self._legacy_columns():
+            return "legacy"
         raise InputError(
             f"{p}: not a DriveFI results database (an SQLite file with other tables: "
             f"{', '.join(sorted(tables)) or 'none'}); give a new --db path"

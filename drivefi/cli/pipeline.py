@@ -1,0 +1,122 @@
+"""``drivefi pipeline``: the main job, from the golden run to the summary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from drivefi.cli.options import (
+    CarlaHostOpt,
+    CarlaPortOpt,
+    CarlaRestartOpt,
+    CarlaRunTimeoutOpt,
+    CarlaServersOpt,
+    CarlaTimeoutOpt,
+    ExecutorOpt,
+    JsonOpt,
+    RayAddressOpt,
+    RayTimeoutOpt,
+    ScenarioArg,
+    SimOpt,
+    console,
+    emit_json,
+    err_console,
+    executor_and_bridge,
+    int_list,
+    kv_table,
+)
+
+
+def pipeline_cmd(
+    scenario: str = ScenarioArg,
+    out: Path = typer.Option(..., "--out", help="Folder for every artefact."),
+    budget: int = typer.Option(
+        300, "--budget", min=1, help="Faults to inject to validate the search (and for random FI)."
+    ),
+    training_runs: int = typer.Option(
+        300, "--training-runs", min=10, help="Random-fault runs to fit the 3-TBN on."
+    ),
+    durations: str = typer.Option("1,5,20", "--durations", help="Fault durations in steps."),
+    workers: int = typer.Option(2, "--workers", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    sim: str = SimOpt,
+    executor: str = ExecutorOpt,
+    ray_address: str = RayAddressOpt,
+    ray_timeout: float = RayTimeoutOpt,
+    carla_host: str = CarlaHostOpt,
+    carla_port: int = CarlaPortOpt,
+    carla_timeout: float = CarlaTimeoutOpt,
+    carla_restart_cmd: str = CarlaRestartOpt,
+    carla_servers: str = CarlaServersOpt,
+    carla_run_timeout: float = CarlaRunTimeoutOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """The main job: golden -> training runs -> fit -> search -> validate -> random baseline -> summary."""
+    from drivefi.pipeline import run_pipeline
+    from drivefi.scenario import load_scenario
+
+    sc = load_scenario(scenario)
+    if sim != "embedded" and not carla_servers:
+        workers = 1  # one ticking client per server
+    durs = int_list(durations, "--durations")
+    ex, opts = executor_and_bridge(executor, workers, ray_address, ray_timeout, sim, carla_servers,
+                                   carla_host, carla_port, carla_timeout, carla_restart_cmd,
+                                   carla_run_timeout)  # fmt: skip
+    start = getattr(ex, "start", None)
+    try:
+        if start is not None:
+            start()  # join the cluster (or fail) before any artefact is written
+        s = run_pipeline(sc, out, budget, training_runs, durs, workers, seed,
+                         progress=not as_json,
+                         log=lambda m: err_console.print(m, style="dim", markup=False),
+                         sim=sim, bridge_options=opts, executor=ex)  # fmt: skip
+    finally:
+        close = getattr(ex, "close", None)
+        if close is not None:
+            close()
+    if as_json:
+        emit_json(s.as_dict())
+        return
+    g = s.golden
+    console.print(
+        f"golden run: {g['steps']} steps, min delta_lon {g['min_delta_lon']:.2f} m at {g['min_delta_lon_t']:.2f} s, "
+        f"min delta_lat {g['min_delta_lat']:.2f} m at {g['min_delta_lat_t']:.2f} s, "
+        f"collision {'yes' if g['collision'] else 'no'}",
+        highlight=False,
+    )
+    t = Table(title=f"DriveFI pipeline: {sc.name}")
+    t.add_column("")
+    t.add_column("Bayesian search", justify="right")
+    t.add_column("random FI", justify="right")
+    t.add_row("candidates scored", f"{s.candidates_scored:,}", "")
+    t.add_row("predicted critical", f"{s.predicted_critical:,}", "")
+    t.add_row("injected", f"{s.injected:,}", f"{s.random_injected:,}")
+    t.add_row("hazards (critical)", f"{s.confirmed_hazards:,}", f"{s.random_hazards:,}")
+    t.add_row("of which accidents", f"{s.confirmed_accidents:,}", f"{s.random_accidents:,}")
+    t.add_row("precision", f"{s.precision:.3f}", "")
+    t.add_row(
+        "hazards per injection",
+        f"{s.hazards_per_injection_search:.3f}",
+        f"{s.hazards_per_injection_random:.4f}",
+    )
+    sp = (
+        "inf (random found none)"
+        if s.speedup is None and s.hazards_per_injection_search > 0
+        else f"{s.speedup or 0:.1f}x"
+    )
+    t.add_row("speed-up", sp, "")
+    console.print(t)
+    console.print(
+        kv_table("Wall time per stage [s]", {k: round(v, 2) for k, v in s.stage_seconds.items()})
+    )
+    console.print(
+        f"artefacts in {out}/: golden.parquet model.json search_plan.csv random_plan.csv results.db report.html"
+    )
+    sys.stdout.flush()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pipeline")(pipeline_cmd)
