@@ -348,3 +348,25 @@ def test_a_killed_pool_worker_does_not_fail_the_campaign(tmp_path):
     assert s.done == len(plan.faults) and s.error == 0
     run_campaign(SC, plan, tmp_path / "b.db", progress=False)
     assert rows(tmp_path / "a.db").equals(rows(tmp_path / "b.db"))
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--carla-servers", "a:1,b:2"], "--carla-servers: needs --sim carla"),
+        (["--sim", "carla", "--carla-servers", "a:x"], "expected host:port"),
+        (
+            ["--executor", "ray", "--ray-address", "127.0.0.1:1", "--ray-timeout", "3"],
+            "--ray-address 127.0.0.1:1: no Ray cluster answers within 3 s",
+        ),  # fmt: skip
+        (["--executor", "dask"], "--executor: expected local or ray"),
+        (["--ray-address", "10.0.0.1:6379"], "--ray-address: needs --executor ray"),
+    ],
+)
+def test_bad_executor_options_exit_2_and_no_db(tmp_path, capsys, done_db, extra, needle):
+    db = tmp_path / "r.db"
+    t0 = time.time()
+    rc = main(["campaign", "run", "lead_brake", str(done_db[1]), "--db", str(db), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and "Traceback" not in err, err
+    assert time.time() - t0 < 10 and not db.exists()

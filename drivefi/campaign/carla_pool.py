@@ -100,13 +100,13 @@ class ServerWorker:
         import numpy as np
 
         from drivefi.campaign.outcome import label
-        from drivefi.campaign.remote import _attempt, golden_safe_steps
+        from drivefi.campaign.remote import run_once, golden_safe_steps
         from drivefi.simulate import OutcomeRecorder
 
         try:
             safe = golden_safe_steps(self.ctx)
             out = OutcomeRecorder(1, from_step=fault.start)
-            _attempt(self.ctx, fault, lambda names: [out])
+            run_once(self.ctx, fault, lambda names: [out])
         except SimulatorError as err:
             return {"idx": idx, "failed": str(err)}
         row = label(out, np.array([safe[fault.start]]))[0]

@@ -35,7 +35,7 @@ def make_ads(ctx: BatchContext, bridge=None):
     return None
 
 
-def _attempt(ctx: BatchContext, fault: Fault | None, recorders_for) -> None:
+def run_once(ctx: BatchContext, fault: Fault | None, recorders_for) -> None:
     """One run on a fresh bridge: ``recorders_for(points)`` makes the recorders."""
     bridge = make_bridge(ctx)
     try:
@@ -67,7 +67,7 @@ def golden_safe_steps(ctx: BatchContext) -> np.ndarray:
                 return made
 
             try:
-                _attempt(ctx, None, recorders_for)
+                run_once(ctx, None, recorders_for)
             except SimulatorError as err:
                 last = err
                 continue
@@ -95,7 +95,7 @@ def run_batch_on_bridge(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> li
         for attempt in range(1, ctx.retries + 2):
             out = OutcomeRecorder(1, from_step=fault.start)
             try:
-                _attempt(ctx, fault, lambda names, out=out: [out])
+                run_once(ctx, fault, lambda names, out=out: [out])
             except SimulatorError as err:
                 reasons.append(f"attempt {attempt}: {err}")
                 continue
