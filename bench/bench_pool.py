@@ -37,6 +37,18 @@ def outcomes(db: Path):
         store.close()
 
 
+def embedded(sc, args, out: Path, ray_ex: RayExecutor, start_s: float) -> None:
+    plan = random_plan(sc, "m-random", args.faults, 5, seed=11)
+    print(f"embedded campaign: lead_brake, {args.faults} m-random faults, {args.workers} workers")
+    local = run_campaign(sc, plan, out / "local.db", LocalExecutor(args.workers), progress=False)
+    print(f"  local executor  {local.runs_per_s:8.1f} runs/s  ({local.wall_s:.1f} s)")
+    ray = run_campaign(sc, plan, out / "ray.db", ray_ex, progress=False)
+    print(f"  ray executor    {ray.runs_per_s:8.1f} runs/s  ({ray.wall_s:.1f} s; Ray start-up "
+          f"{start_s:.1f} s not counted)")  # fmt: skip
+    same = outcomes(out / "local.db").equals(outcomes(out / "ray.db"))
+    print(f"  outcomes equal: {same}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=2)
@@ -45,24 +57,18 @@ def main() -> None:
     ap.add_argument("--carla-duration", type=float, default=4.0, help="scenario seconds (CARLA)")
     ap.add_argument("--tick-ms", type=float, default=20.0)
     ap.add_argument("--servers", default="1,2,4")
+    ap.add_argument("--skip-embedded", action="store_true", help="only the CARLA pool")
     args = ap.parse_args()
     out = Path(tempfile.mkdtemp(prefix="drivefi-bench-pool-"))
 
     sc = load_scenario("lead_brake")
-    plan = random_plan(sc, "m-random", args.faults, 5, seed=11)
-    print(f"embedded campaign: lead_brake, {args.faults} m-random faults, {args.workers} workers")
-    local = run_campaign(sc, plan, out / "local.db", LocalExecutor(args.workers), progress=False)
-    print(f"  local executor  {local.runs_per_s:8.1f} runs/s  ({local.wall_s:.1f} s)")
     ray_ex = RayExecutor(args.workers)
     t0 = time.perf_counter()
     ray_ex.start()
     start_s = time.perf_counter() - t0
     try:
-        ray = run_campaign(sc, plan, out / "ray.db", ray_ex, progress=False)
-        print(f"  ray executor    {ray.runs_per_s:8.1f} runs/s  ({ray.wall_s:.1f} s; Ray start-up "
-              f"{start_s:.1f} s not counted)")  # fmt: skip
-        same = outcomes(out / "local.db").equals(outcomes(out / "ray.db"))
-        print(f"  outcomes equal: {same}")
+        if not args.skip_embedded:
+            embedded(sc, args, out, ray_ex, start_s)
 
         csc = sc.model_copy(update={"duration": args.carla_duration})
         cplan = random_plan(csc, "m-random", args.carla_faults, 5, seed=12)

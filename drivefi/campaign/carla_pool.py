@@ -88,12 +88,15 @@ class ServerWorker:
             cfg_opts = {k: v for k, v in opts.items() if k != "client_factory"}
             restart_server(carla_config(**cfg_opts), opts.get("client_factory"))
 
-    def ready(self) -> bool:
-        """Connect and record the golden run on this server (once per actor process)."""
+    def ready(self) -> int:
+        """Connect and record the golden run on this server (once per actor process); returns the
+        actor's process id (the driver tells a restarted actor from the one it killed by it)."""
+        import os
+
         from drivefi.campaign.remote import golden_safe_steps
 
         golden_safe_steps(self.ctx)
-        return self.restarted
+        return os.getpid()
 
     def run(self, idx: int, fault) -> dict:
         """One attempt of one fault: the outcome row, or ``{"failed": reason}``."""
@@ -129,6 +132,7 @@ class _Slot:
     task: int | None = None
     recheck_at: float | None = None  # restarting: ask ready() again at this time
     started: float = 0.0  # when the restart began
+    pid: int | None = None  # the actor process that last answered ready()
 
 
 class CarlaPoolExecutor:
@@ -229,9 +233,10 @@ class CarlaPoolExecutor:
         queue: deque = deque()  # faults to retry first
         exhausted = False
         while True:
-            for s in self.slots:  # hand work to every idle server
+            for s in self.slots:  # restarting servers: ask again whether they are up
                 if s.recheck_at is not None and time.monotonic() >= s.recheck_at:
                     s.ref, s.recheck_at = s.actor.ready.remote(), None
+            for s in self.slots:  # hand work to every idle server
                 if s.removed or s.ref is not None or s.recheck_at is not None:
                     continue
                 item = queue.popleft() if queue else None
@@ -288,8 +293,13 @@ class CarlaPoolExecutor:
             self._set(s, "idle")
             yield [res]
             return
-        if res is True or res is False:  # ready() answered
-            s.failures = 0 if res is False else s.failures
+        if isinstance(res, int) and not isinstance(res, bool):  # ready() answered: a process id
+            if s.restarts and res == s.pid:  # the killed instance answered before it died
+                s.recheck_at = time.monotonic() + 0.5
+                return
+            if not s.restarts:
+                s.failures = 0
+            s.pid = res
             self._set(s, "idle")
             return
         reason = res["failed"] if isinstance(res, dict) else str(res)
