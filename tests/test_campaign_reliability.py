@@ -358,7 +358,7 @@ def test_a_killed_pool_worker_does_not_fail_the_campaign(tmp_path):
         (
             ["--executor", "ray", "--ray-address", "127.0.0.1:1", "--ray-timeout", "3"],
             "--ray-address 127.0.0.1:1: no Ray cluster answers within 3 s",
-        ),  # fmt: skip
+        ),
         (["--executor", "dask"], "--executor: expected local or ray"),
         (["--ray-address", "10.0.0.1:6379"], "--ray-address: needs --executor ray"),
     ],

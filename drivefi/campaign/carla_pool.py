@@ -103,7 +103,7 @@ class ServerWorker:
         import numpy as np
 
         from drivefi.campaign.outcome import label
-        from drivefi.campaign.remote import run_once, golden_safe_steps
+        from drivefi.campaign.remote import golden_safe_steps, run_once
         from drivefi.simulate import OutcomeRecorder
 
         try:
