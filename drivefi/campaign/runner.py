@@ -80,6 +80,16 @@ def run_campaign(
     """
     plan.check_scenario(scenario)
     seed = scenario.seed if seed is None else seed
+    if not 0 <= int(seed) < 2**63:
+        raise InputError(f"--seed: expected a whole number from 0 to 2^63-1, got {seed}")
+    big = next(
+        (i for i, f in enumerate(plan.faults) if f.seed is not None and not 0 <= f.seed < 2**63),
+        None,
+    )
+    if big is not None:
+        raise InputError(
+            f"plan row {big + 1}, field 'seed': expected 0 to 2^63-1, got {plan.faults[big].seed}"
+        )
     own_executor = executor is None
     executor = executor or LocalExecutor(1)
     trace_dir = None
