@@ -34,6 +34,8 @@ way. No clock, no randomness: the same inputs give the same controls, bit for bi
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import math
 from pathlib import Path
@@ -87,6 +89,44 @@ def steady_kalman_gain(a, h, q, r) -> np.ndarray:
     return p @ h.T @ np.linalg.inv(h @ p @ h.T + r)
 
 
+@functools.lru_cache(maxsize=16)
+def kalman_gains(dt: float):
+    """Gains of the two filters (as plain floats), solved once per process and period."""
+    # ego speed: x = (v, acceleration bias), input the acceleration command, z = speedometer
+    k = steady_kalman_gain(
+        np.array([[1.0, dt], [0.0, 1.0]]), np.array([[1.0, 0.0]]),
+        np.diag([0.05, 0.5]) * dt, np.array([[0.01]]),
+    )  # fmt: skip
+    k_speed = (float(k[0, 0]), float(k[1, 0]))
+    # lead: x = (gap, lead speed, lead acceleration), input the ego speed, z = (gap, lead speed)
+    k = steady_kalman_gain(
+        np.array([[1.0, dt, 0.5 * dt * dt], [0.0, 1.0, dt], [0.0, 0.0, 1.0]]),
+        np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
+        np.diag([0.05, 0.5, 200.0]) * dt, np.diag([0.04, 0.01]),
+    )  # fmt: skip
+    return k_speed, tuple(tuple(float(x) for x in row) for row in k)
+
+
+@functools.lru_cache(maxsize=16)
+def lqr_gains(dt: float, wheelbase: float, q: tuple, r: float, v_step: float):
+    """LQR gains (k_e, k_psi, k_u) at speeds 0, v_step, ..., 46 m/s, solved once per process.
+
+    Lane-error model over one period: x = (lane offset e, heading error psi, last wheel angle
+    minus the lane-following angle u), input du (u = u_prev + du held over the period):
+    e' = v psi, psi' = v u / L. Cost: sum x' diag(q) x + r du^2.
+    """
+    gains = []
+    for v in np.arange(0.0, 46.0 + 1e-9, v_step):
+        v = max(v, 0.5)
+        bp, be = v * dt / wheelbase, 0.5 * v * v * dt * dt / wheelbase
+        a = np.array([[1.0, v * dt, be], [0.0, 1.0, bp], [0.0, 0.0, 1.0]])
+        b = np.array([[be], [bp], [1.0]])
+        rr = np.array([[r]])
+        p = solve_discrete_are(a, b, np.diag(q), rr)
+        gains.append(tuple(float(x) for x in np.linalg.solve(rr + b.T @ p @ b, b.T @ p @ a)[0]))
+    return tuple(gains)
+
+
 class FsmAgent(AutonomousAgent):
     """Cruise / follow / stop / brake state machine over Kalman-filtered estimates, LQR steering."""
 
@@ -107,6 +147,7 @@ class FsmAgent(AutonomousAgent):
     A_MIN, A_MAX = -8.5, 2.5  # acceleration command range [m/s^2]
     Q_LAT = (1.0, 40.0, 20.0)  # LQR weights of offset, heading error, wheel angle
     R_LAT = 2000.0  # LQR weight of the wheel-angle change per step
+    V_STEP = 2.0  # speed grid of the LQR gains [m/s]
 
     def setup(self, path_to_conf_file):
         conf = {}
@@ -116,20 +157,8 @@ class FsmAgent(AutonomousAgent):
         cruise = conf.get("cruise_speed")
         self.cruise = None if cruise is None else float(cruise)
         self.dt = dt = float(conf.get("dt", 0.05))
-        # ego speed filter: x = (v, acceleration bias), input: the acceleration command
-        k = steady_kalman_gain(
-            np.array([[1.0, dt], [0.0, 1.0]]), np.array([[1.0, 0.0]]),
-            np.diag([0.05, 0.5]) * dt, np.array([[0.01]]),
-        )  # fmt: skip
-        self.k_speed = (float(k[0, 0]), float(k[1, 0]))
-        # lead filter: x = (gap, lead speed, lead acceleration), input: ego speed; z = (gap, speed)
-        k = steady_kalman_gain(
-            np.array([[1.0, dt, 0.5 * dt * dt], [0.0, 1.0, dt], [0.0, 0.0, 1.0]]),
-            np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
-            np.diag([0.05, 0.5, 200.0]) * dt, np.diag([0.04, 0.01]),
-        )  # fmt: skip
-        self.k_lead = tuple(tuple(float(x) for x in row) for row in k)
-        self.v_top, self.lqr = self._lqr_gains()
+        self.k_speed, self.k_lead = kalman_gains(dt)
+        self.lqr = lqr_gains(dt, self.car["wheelbase"], self.Q_LAT, self.R_LAT, self.V_STEP)
         # run state (plain data)
         self.set_speed = self.cruise
         self.mode = CRUISE
@@ -139,30 +168,28 @@ class FsmAgent(AutonomousAgent):
         self.a_cmd = 0.0
         self.u_dev = 0.0  # last wheel angle minus the lane-following angle then
 
+    def set_global_plan(self, global_plan_gps, global_plan_world_coord):
+        """The route, kept as plain data (GPS dicts; x, y, z, yaw tuples) so that the agent stays
+        copyable (``carla.Transform`` cannot be deep-copied). This agent drives by its lane."""
+        self._global_plan = [(dict(g), int(o)) for g, o in global_plan_gps]
+        self._global_plan_world_coord = [
+            ((t.location.x, t.location.y, t.location.z, t.rotation.yaw), int(o))
+            for t, o in global_plan_world_coord
+        ]
+
     def sensors(self):
         return [
             {"type": "sensor.speedometer", "reading_frequency": 20, "id": "speed"},
             {"type": "drivefi.observation", "id": "obs"},
         ]
 
-    def _lqr_gains(self):
-        """LQR gains for x = (lane offset, heading error, last wheel angle - lane angle), input
-        the wheel-angle change per step, for speeds 0, 1, ..., 45 m/s: (top speed, gains)."""
-        dt, wb = self.dt, self.car["wheelbase"]
-        speeds = np.arange(0.0, 46.0, 1.0)
-        gains = []
-        for v in speeds:
-            v = max(v, 0.5)
-            # e' = v psi, psi' = v u / L with u = u_prev + du held over the step
-            bp, be = v * dt / wb, 0.5 * v * v * dt * dt / wb
-            a = np.array([[1.0, v * dt, be], [0.0, 1.0, bp], [0.0, 0.0, 1.0]])
-            b = np.array([[be], [bp], [1.0]])
-            q, r = np.diag(self.Q_LAT), np.array([[self.R_LAT]])
-            p = solve_discrete_are(a, b, q, r)
-            gains.append((np.linalg.solve(r + b.T @ p @ b, b.T @ p @ a))[0])
-        return float(speeds[-1]), [tuple(float(x) for x in g) for g in gains]
-
     # -- snapshot hooks -------------------------------------------------------------------------
+    def __deepcopy__(self, memo):
+        """A snapshot: the run state is copied, the gains solved in ``setup`` are shared."""
+        new = copy.copy(self)
+        new.set_state(copy.deepcopy(self.get_state(), memo))
+        return new
+
     _STATE = ("set_speed", "mode", "v_est", "bias", "lead_id", "gap", "v_lead", "a_lead",
               "a_cmd", "u_dev")  # fmt: skip
 
@@ -287,7 +314,7 @@ class FsmAgent(AutonomousAgent):
     def _steer(self, v: float, ob: dict) -> float:
         """Wheel angle minus the lane-following angle: the LQR's (gains interpolated in speed)."""
         u_prev = self.u_dev if self.u_dev == self.u_dev else 0.0
-        x = min(max(v, 0.0), self.v_top - 1e-9)
+        x = min(max(v / self.V_STEP, 0.0), len(self.lqr) - 1.000001)
         if x != x:  # a non-finite speed: hold the wheel where it is
             return u_prev
         i = int(x)

@@ -38,6 +38,7 @@ No clock, no randomness: the same inputs give the same controls, bit for bit.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -74,6 +75,7 @@ CAR = {  # the bundled scenarios' car; a configuration file may override any of 
     "wheelbase": 2.9, "length": 4.7, "phi_max": 0.6, "accel_max": 3.5, "brake_max": 9.5,
     "v_max": 50.0, "drag": 0.0004, "rolling": 0.1, "tau": 0.1,
 }  # fmt: skip
+_LATERAL_GAINS: dict[tuple, list] = {}  # explicit lateral gains, per parameters (read-only)
 
 
 def get_entry_point():
@@ -128,7 +130,7 @@ class MpcAgent(AutonomousAgent):
         self.eff_seq = (seq * seq).sum(axis=1)  # sum of acc^2 = eff_seq + 2 d eff_x + d^2 eff_lag
         self.eff_x = (seq * lag).sum(axis=1)
         self.eff_lag = float((lag * lag).sum())
-        self.lat_gains = self._lateral_gains().tolist()  # plain floats: cheap to interpolate
+        self.lat_gains = self._lateral_gains()
         # run state (plain data)
         self.set_speed = self.cruise
         self.a_cmd = 0.0
@@ -137,6 +139,15 @@ class MpcAgent(AutonomousAgent):
         self.obj_v: list[float] = []
         self.obj_a: list[float] = []
 
+    def set_global_plan(self, global_plan_gps, global_plan_world_coord):
+        """The route, kept as plain data (GPS dicts; x, y, z, yaw tuples) so that the agent stays
+        copyable (``carla.Transform`` cannot be deep-copied). This agent drives by its lane."""
+        self._global_plan = [(dict(g), int(o)) for g, o in global_plan_gps]
+        self._global_plan_world_coord = [
+            ((t.location.x, t.location.y, t.location.z, t.rotation.yaw), int(o))
+            for t, o in global_plan_world_coord
+        ]
+
     def sensors(self):
         return [
             {"type": "sensor.speedometer", "reading_frequency": 20, "id": "speed"},
@@ -144,6 +155,12 @@ class MpcAgent(AutonomousAgent):
         ]
 
     # -- snapshot hooks -------------------------------------------------------------------------
+    def __deepcopy__(self, memo):
+        """A snapshot: the run state is copied, the tables made in ``setup`` are shared."""
+        new = copy.copy(self)
+        new.set_state(copy.deepcopy(self.get_state(), memo))
+        return new
+
     def get_state(self) -> dict:
         """The agent's run state as plain data (floats, lists, None)."""
         return {
@@ -265,16 +282,20 @@ class MpcAgent(AutonomousAgent):
                 a1 += 0.5 * (c0 - c2) / curv * float(self.A1[1] - self.A1[0])
         return a1, vel[best]
 
-    def _lateral_gains(self) -> np.ndarray:
+    def _lateral_gains(self) -> list:
         """Explicit solution of the lateral linear-quadratic program, for a grid of speed
         profiles v_j = max(v0 + a j dt, 0): the first move is u0 = k_e e0 + k_psi psi0 + k_u u_prev
-        (u: wheel angle minus the lane-following angle). Returns gains (len(V_GRID), len(A_GRID), 3).
+        (u: wheel angle minus the lane-following angle). Returns nested lists of plain floats
+        [speed][acceleration] -> (k_e, k_psi, k_u), computed once per process and parameters.
 
         The program, for n steps of dt: psi_{j+1} = psi_j + dt v_j u_j / L,
         e_{j+1} = e_j + dt v_j psi_j + dt^2 v_j^2 u_j / (2 L); minimise
         sum Q_E e^2 + Q_PSI psi^2 + R_U u^2 + R_DU (u_j - u_{j-1})^2.
         """
         n, dt, wb = self.H_LAT, self.DT, self.car["wheelbase"]
+        key = (n, dt, wb, self.Q_E, self.Q_PSI, self.R_U, self.R_DU, self.V_STEP, self.A_STEP)
+        if key in _LATERAL_GAINS:
+            return _LATERAL_GAINS[key]
         tril, strict = np.tril(np.ones((n, n))), np.tril(np.ones((n, n)), -1)
         d = np.eye(n) - np.eye(n, k=-1)
         v0, a = np.meshgrid(self.V_GRID, self.A_GRID, indexing="ij")
@@ -302,7 +323,8 @@ class MpcAgent(AutonomousAgent):
             self.Q_E * (g_e_t @ free_psi[..., None])[..., 0] + self.Q_PSI * (g_psi_t @ ones),
         )
         k_u = row0[..., 0] * self.R_DU
-        return np.stack([k_e, k_psi, k_u], axis=-1)
+        _LATERAL_GAINS[key] = np.stack([k_e, k_psi, k_u], axis=-1).tolist()
+        return _LATERAL_GAINS[key]
 
     def _plan_steer(self, v: float, v_end: float, e0: float, psi0: float) -> float:
         """Wheel angle minus the lane-following angle: the lateral plan's first move along the
