@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,17 @@ def test_agent_runs_on_carla_through_the_fake_server(agent):
     emb, _ = run(agent, sc)
     for col in ("v", "lane_offset", "throttle", "brake"):
         np.testing.assert_allclose(c[col], emb[col], atol=1e-3, err_msg=col)
+
+
+@pytest.mark.parametrize("agent", AGENT_FILES, ids=AGENT_IDS)
+def test_non_finite_values_at_any_point_never_crash_the_agent(agent):
+    """NaN or infinity forced at any point (as a bit flip can make) is driven through without an
+    exception or a numpy warning; the agent recovers its golden behaviour's safety afterwards."""
+    sc = load_scenario("cut_in").model_copy(update={"duration": 4.0})
+    _, ads = run(agent, sc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for p in ads.points:
+            for value in (np.nan, np.inf, -np.inf):
+                c, _ = run(agent, sc, Fault(p.name, "m-fixed", value, None, 30, 3))
+                assert np.isfinite(c["v"]).all() and not c["collision"].any(), (p.name, value)

@@ -218,16 +218,23 @@ class FsmAgent(AutonomousAgent):
         a_cmd = min(max(self.K_V * (target - v) + feedforward, self.A_MIN), self.A_MAX)
         phi_ff = math.atan(self.car["wheelbase"] * ob["curvature"])
         phi = drivefi.inject("control.lqr_steer", phi_ff + self._steer(v, ob))
-        self.a_cmd, self.u_dev = a_cmd, phi - phi_ff
+        if a_cmd == a_cmd:  # the vehicle interface keeps the last valid command for a NaN
+            self.a_cmd = a_cmd
+        if phi == phi:
+            cap = self.car["phi_max"]
+            self.u_dev = min(max(phi, -cap), cap) - phi_ff
         return self._actuate(v, a_cmd, phi)
 
     # -- estimation -------------------------------------------------------------------------------
     def _estimate_speed(self, z: float) -> float:
-        if self.v_est != self.v_est:  # first step (or a corrupted estimate): take the reading
+        if not math.isfinite(self.v_est):  # first step (or a lost estimate): take the reading
             self.v_est, self.bias = float(z), 0.0
             return self.v_est
         kv, kb = self.k_speed
         pred = self.v_est + self.dt * (self.a_cmd + self.bias)
+        if not math.isfinite(z):  # a dropped reading: predict only
+            self.v_est = max(pred, 0.0)
+            return self.v_est
         innov = z - pred
         self.v_est = max(pred + kv * innov, 0.0)
         self.bias = min(max(self.bias + kb * innov, -3.0), 3.0)

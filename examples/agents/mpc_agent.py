@@ -133,6 +133,7 @@ class MpcAgent(AutonomousAgent):
         self.lat_gains = self._lateral_gains()
         # run state (plain data)
         self.set_speed = self.cruise
+        self.v_last = 0.0
         self.a_cmd = 0.0
         self.u_dev = 0.0  # last wheel angle minus the lane-following angle then
         self.last_t = None
@@ -165,6 +166,7 @@ class MpcAgent(AutonomousAgent):
         """The agent's run state as plain data (floats, lists, None)."""
         return {
             "set_speed": self.set_speed,
+            "v_last": self.v_last,
             "a_cmd": self.a_cmd,
             "u_dev": self.u_dev,
             "last_t": self.last_t,
@@ -174,7 +176,8 @@ class MpcAgent(AutonomousAgent):
 
     def set_state(self, state: dict) -> None:
         """Continue from a state ``get_state`` returned (the dict is not kept)."""
-        self.set_speed, self.a_cmd = state["set_speed"], state["a_cmd"]
+        self.set_speed, self.v_last = state["set_speed"], state["v_last"]
+        self.a_cmd = state["a_cmd"]
         self.u_dev, self.last_t = state["u_dev"], state["last_t"]
         self.obj_v, self.obj_a = list(state["obj_v"]), list(state["obj_a"])
 
@@ -182,7 +185,11 @@ class MpcAgent(AutonomousAgent):
     def run_step(self, input_data, timestamp):
         v = float(input_data["speed"][1]["speed"])
         ob = input_data["obs"][1]
-        if self.set_speed is None:
+        if math.isfinite(v):
+            self.v_last = v
+        else:  # a reading that is not a number is a dropped one: the last valid one stands in
+            v = self.v_last
+        if self.set_speed is None and math.isfinite(v):
             self.set_speed = v  # engaged at the current speed, as a cruise control is
         dt = 0.05 if self.last_t is None else max(timestamp - self.last_t, 1e-3)
         self.last_t = float(timestamp)
@@ -193,8 +200,17 @@ class MpcAgent(AutonomousAgent):
         phi_ff = math.atan(self.car["wheelbase"] * ob["curvature"])  # lane-following angle
         u = self._plan_steer(v, float(vel[self.H_LAT - 1]), ob["lane_offset"], ob["heading_error"])
         phi = drivefi.inject("planning.wheel_angle", phi_ff + u)
-        self.a_cmd, self.u_dev = a_cmd, phi - phi_ff
+        self._remember(a_cmd, phi, phi_ff)
         return self._actuate(v, a_cmd, phi)
+
+    def _remember(self, a_cmd: float, phi: float, phi_ff: float) -> None:
+        """What the car does with the commands, for the next plan's start: within its physical
+        range, and (as the vehicle interface does) the last valid one for a non-finite command."""
+        car = self.car
+        if a_cmd == a_cmd:
+            self.a_cmd = min(max(a_cmd, -car["brake_max"]), car["accel_max"])
+        if phi == phi:
+            self.u_dev = min(max(phi, -car["phi_max"]), car["phi_max"]) - phi_ff
 
     # -- perception: tracks in the lane frame ----------------------------------------------------
     def _perceive(self, objects, half_lane: float, dt: float):
