@@ -112,24 +112,29 @@ class MpcAgent(AutonomousAgent):
         cruise = conf.get("cruise_speed")
         self.cruise = None if cruise is None else float(cruise)
         # candidate acceleration sequences (C, H), fixed for the whole run. A candidate starts
-        # from the last command through the actuator lag: acc = seq + (a_prev - a1) * lag, so
-        # speed and position are affine in (v, a_prev) and their parts are tabulated here.
+        # from the last command a_prev through the actuator lag: acc = seq + (a_prev - a1) lag,
+        # so speed and position are a table plus a row in (v, a_prev), and effort and jerk a
+        # quadratic in a_prev per candidate: all tabulated here.
         a1, a2 = np.meshgrid(self.A1, self.A2, indexing="ij")
         self.n1, self.n2 = a1.shape
-        seq = np.where(np.arange(self.H) < self.SEG1, a1.reshape(-1, 1), a2.reshape(-1, 1))
+        a1 = a1.reshape(-1, 1)  # row c = i1 * n2 + i2
+        seq = np.where(np.arange(self.H) < self.SEG1, a1, a2.reshape(-1, 1))
         dt = self.DT
         lag = np.exp(-(np.arange(self.H) + 0.5) * dt / self.car["tau"])
-        t_end = (np.arange(self.H) + 1.0) * dt
-        self.t_end = t_end
-        self.a1 = a1.reshape(-1)  # row c = i1 * n2 + i2
-        self.a1_col = a1.reshape(-1, 1)
-        self.vel_seq = dt * np.cumsum(seq, axis=1)
-        self.vel_lag = dt * np.cumsum(lag)
-        self.pos_seq = dt * (np.cumsum(self.vel_seq, axis=1) - 0.5 * self.vel_seq)
+        self.t_end = (np.arange(self.H) + 1.0) * dt
+        self.t_list = self.t_end.tolist()
+        vel_seq, self.vel_lag = dt * np.cumsum(seq, axis=1), dt * np.cumsum(lag)
+        pos_seq = dt * (np.cumsum(vel_seq, axis=1) - 0.5 * vel_seq)
         self.pos_lag = dt * (np.cumsum(self.vel_lag) - 0.5 * self.vel_lag)
-        self.eff_seq = (seq * seq).sum(axis=1)  # sum of acc^2 = eff_seq + 2 d eff_x + d^2 eff_lag
-        self.eff_x = (seq * lag).sum(axis=1)
-        self.eff_lag = float((lag * lag).sum())
+        self.vel0 = vel_seq - a1 * self.vel_lag  # speed = v + vel0 + a_prev vel_lag
+        self.pos0 = pos_seq - a1 * self.pos_lag  # position = v t + pos0 + a_prev pos_lag
+        # W_A sum(acc^2) + W_J (a_prev - a1)^2 = q0 + q1 a_prev + q2 a_prev^2
+        a1 = a1[:, 0]
+        e_seq, e_x, e_lag = (seq * seq).sum(axis=1), (seq * lag).sum(axis=1), (lag * lag).sum()
+        w_a, w_j = self.W_A, self.W_J
+        self.q0 = w_a * (e_seq - 2 * a1 * e_x + a1 * a1 * e_lag) + w_j * a1 * a1
+        self.q1 = 2 * w_a * (e_x - a1 * e_lag) - 2 * w_j * a1
+        self.q2 = w_a * e_lag + w_j
         self.lat_gains = self._lateral_gains()
         # run state (plain data)
         self.set_speed = self.cruise
@@ -252,20 +257,29 @@ class MpcAgent(AutonomousAgent):
         distance over the tracks predicted inside the corridor then (inf when none)."""
         acc_lead = tracks[lead][2] if lead is not None else 0.0
         acc_lead = drivefi.inject("prediction.lead_accel", acc_lead)
-        if not tracks:
-            return np.full(self.H, np.inf)
         if lead is not None:
             tracks[lead][2] = acc_lead
-        tr = np.array(tracks).T[:, :, None]  # fields x tracks x 1
-        gap, vlon, acc, dd, vlat, o_lat = tr
-        t = self.t_end
-        t_stop = np.where(acc < 0.0, vlon / np.where(acc < 0.0, -acc, 1.0), np.inf)
-        tt = np.minimum(t, np.maximum(t_stop, 0.0))
-        pos = gap + vlon * tt + 0.5 * acc * tt * tt
-        vo = np.maximum(vlon + acc * tt, 0.0)
-        inside = np.abs(dd + vlat * t) < half_lane + o_lat + self.PAD
-        room = np.where(inside, pos + vo * vo / (2.0 * self.B_OTHER), np.inf)
-        return room.min(axis=0)
+        room = [math.inf] * self.H
+        t_end, t_last = self.t_list, self.t_list[-1]
+        for gap, vlon, acc, dd, vlat, o_lat in tracks:
+            # the time window in which the track is inside the corridor: |dd + vlat t| < reach
+            reach = half_lane + o_lat + self.PAD
+            if vlat == 0.0:
+                t_in, t_out = (-math.inf, math.inf) if abs(dd) < reach else (0.0, 0.0)
+            else:
+                t1, t2 = (-reach - dd) / vlat, (reach - dd) / vlat
+                t_in, t_out = min(t1, t2), max(t1, t2)
+            if not (t_out > 0.0 and t_in < t_last):  # never inside over the horizon
+                continue
+            t_stop = max(vlon / -acc, 0.0) if acc < 0.0 else math.inf
+            for h, t in enumerate(t_end):
+                if t_in < t < t_out:
+                    tt = min(t, t_stop)
+                    vo = max(vlon + acc * tt, 0.0)
+                    r = gap + vlon * tt + 0.5 * acc * tt * tt + vo * vo / (2.0 * self.B_OTHER)
+                    if not r >= room[h]:  # the smaller; NaN (a corrupted track) wins
+                        room[h] = r
+        return np.array(room)
 
     # -- planning ---------------------------------------------------------------------------------
     def _plan_speed(self, v: float, room: np.ndarray, curvature: float):
@@ -274,20 +288,19 @@ class MpcAgent(AutonomousAgent):
         if abs(curvature) > 1e-6:
             v_ref = min(v_ref, math.sqrt(self.A_LAT / abs(curvature)))
         a_prev = self.a_cmd
-        d = a_prev - self.a1_col  # (C, 1): how far each candidate starts from the last command
-        vel = np.maximum(v + self.vel_seq + d * self.vel_lag, 0.0)
-        pos = np.maximum.accumulate(v * self.t_end + self.pos_seq + d * self.pos_lag, axis=1)
+        vel = self.vel0 + (v + a_prev * self.vel_lag)
+        np.maximum(vel, 0.0, out=vel)
+        pos = self.pos0 + (v * self.t_end + a_prev * self.pos_lag)
+        np.maximum.accumulate(pos, axis=1, out=pos)  # a stopped car stays where it stopped
         # shortfall of the envelope (room - pos - own stopping distance) below the margin
-        short = vel * (self.MARGIN_T + vel / (2.0 * self.B_OWN)) + pos + (self.MARGIN - room)
+        short = vel * (self.MARGIN_T + vel / (2.0 * self.B_OWN))
+        short += pos
+        short += self.MARGIN - room
         np.maximum(short, 0.0, out=short)
         dv = vel - v_ref
-        d = d[:, 0]
-        cost = (
-            self.W_V * np.einsum("ch,ch->c", dv, dv)
-            + self.W_S * np.einsum("ch,ch->c", short, short)
-            + self.W_A * (self.eff_seq + 2.0 * d * self.eff_x + d * d * self.eff_lag)
-            + self.W_J * d * d
-        )
+        cost = self.W_V * np.einsum("ch,ch->c", dv, dv)
+        cost += self.W_S * np.einsum("ch,ch->c", short, short)
+        cost += self.q0 + a_prev * (self.q1 + a_prev * self.q2)
         best = int(np.argmin(cost))
         i1 = best // self.n2
         a1 = float(self.A1[i1])
