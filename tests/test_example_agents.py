@@ -122,8 +122,8 @@ class _Spy:
 def test_state_hooks_and_deepcopy_are_faithful_snapshots(agent):
     """An agent restored at step k (from a deep copy, or a fresh agent given get_state() as
     plain JSON data) produces the very same controls from step k on."""
-    sc = load_scenario("cut_in").model_copy(update={"duration": 8.0})
-    k = 55  # the cut-in under way: trackers, filters and the state machine are all busy
+    sc = load_scenario("lead_brake").model_copy(update={"duration": 9.0})
+    k = 125  # the lead brakes since 6 s: trackers, filters and the state machine are all busy
     ads = AgentADS(str(agent), sc)
     spy = _Spy(ads.agent, k)
     Simulation(sc, ads=ads).run(1)
@@ -179,3 +179,47 @@ def test_non_finite_values_at_any_point_never_crash_the_agent(agent):
             for value in (np.nan, np.inf, -np.inf):
                 c, _ = run(agent, sc, Fault(p.name, "m-fixed", value, None, 30, 3))
                 assert np.isfinite(c["v"]).all() and not c["collision"].any(), (p.name, value)
+
+
+@pytest.mark.parametrize("agent", AGENT_FILES, ids=AGENT_IDS)
+def test_faulty_run_from_a_snapshot_equals_the_run_from_step_0(agent):
+    """World snapshot and agent deep copy at the fault's first step k, then the fault: the very
+    same steps (bit for bit) as the run that carries the fault from step 0."""
+    from drivefi.bridges.embedded import EmbeddedBridge
+
+    sc = load_scenario("lead_brake").model_copy(update={"duration": 9.0})
+    k = 125  # the lead brakes since 6 s
+    fault = Fault(
+        "planning.accel_cmd" if "mpc" in agent.stem else "estimation.gap",
+        "m-fixed",
+        2.0 if "mpc" in agent.stem else 10.0,
+        None,
+        k,
+        15,
+    )
+    full, _ = run(agent, sc, fault)
+    # the golden run up to step k, keeping the world and the agent there
+    bridge, ads = EmbeddedBridge(sc), AgentADS(str(agent), sc)
+    sim = Simulation(sc, bridge=bridge, ads=ads)
+    obs = sim.start(1)
+    for _ in range(k):
+        obs = bridge.step(ads.step(obs))
+    world, snap = bridge.snapshot(), copy.deepcopy(ads.agent)
+    ads.step(obs)  # the golden run goes on: the snapshot must not follow it
+    # the faulty run from the snapshot, on a fresh bridge and wrapper
+    bridge2, ads2 = EmbeddedBridge(sc), AgentADS(str(agent), sc)
+    ads2.reset(1)
+    ads2.agent = snap
+    ads2.injector = FaultInjector([fault], ads2.points)
+    obs = bridge2.restore(world)
+    for step in range(k, sc.steps):
+        act = ads2.step(obs)
+        applied = bridge2.guarded(act)
+        for col in ACTUATION:
+            assert getattr(applied, col)[0] == full[col][step], (col, step)
+        assert obs.v[0] == full["v"][step] and obs.lane_offset[0] == full["lane_offset"][step]
+        obs = bridge2.step(act)
+    assert (
+        np.abs(_actuation(full) - _actuation(golden(agent, "lead_brake"))[:, : sc.steps]).max()
+        > 0.05
+    )
