@@ -16,9 +16,9 @@ Architecture (one module per stage, an injection point at each seam)::
                 forward when following, through the inverse throttle/brake maps; lateral: an LQR
                 on the lane-error model (offset, heading error, last wheel angle; input: the
                 wheel-angle change), gains from ``scipy.linalg.solve_discrete_are`` on a speed
-                grid, computed once in ``setup`` -> ``control.lqr_steer``
+                grid, solved in ``setup`` (once per process) -> ``control.lqr_steer``
 
-Both Kalman gains are also solved once in ``setup`` (the filters' models are time-invariant),
+Both Kalman gains are also solved in ``setup`` (the filters' models are time-invariant),
 so a step is a few dozen float operations. Inputs: only the pseudo-sensors
 ``sensor.speedometer`` and ``drivefi.observation``, so it runs on the embedded simulator and on
 CARLA alike. Configuration (optional JSON file given to ``setup``): ``cruise_speed`` [m/s]
@@ -26,10 +26,13 @@ CARLA alike. Configuration (optional JSON file given to ``setup``): ``cruise_spe
 the filters and the LQR are designed for; default 0.05) and the car's parameters (``wheelbase``,
 ``length``, ``phi_max``, ``accel_max``, ``brake_max``, ``v_max``, ``drag``, ``rolling``).
 
-State: everything that changes during a run lives on the instance as plain floats, ints and a
-string (``copy.deepcopy`` of the agent is a faithful snapshot). ``get_state()`` returns it as a
-dict of plain data and ``set_state(state)`` restores it, for frameworks that snapshot agents that
-way. No clock, no randomness: the same inputs give the same controls, bit for bit.
+State: everything that changes during a run lives on the instance as plain floats, an int and a
+string; ``copy.deepcopy`` of the agent is a faithful snapshot (it copies that state and shares the
+gains solved in ``setup``). ``get_state()`` returns the state as a JSON-able dict of plain data
+and ``set_state(state)`` restores it, for frameworks that snapshot agents that way. No clock, no
+randomness: the same inputs give the same controls, bit for bit. A speed reading that is not a
+number counts as dropped (the filter predicts only); a non-finite value at any of the points is
+driven through without an exception.
 """
 
 from __future__ import annotations

@@ -3,23 +3,25 @@
 Architecture (one module per stage, an injection point at each seam)::
 
     perception  objects of the ``drivefi.observation`` pseudo-sensor -> tracks in the lane frame
-                (gap, speed, acceleration by differencing, lateral position and speed)
+                (gap, speed, acceleration by differencing the speed of the object at the same
+                index, lateral position and speed)
                 -> ``perception.lead_gap``: gap to the nearest object in the lane corridor now
     prediction  constant acceleration along the lane (stopping at v = 0), constant lateral speed
                 -> ``prediction.lead_accel``: the acceleration the lead is predicted with
                 every track's future position gives the room ahead over the horizon, counting
                 only the instants the track is predicted inside the ego's lane corridor (so a
                 vehicle cutting in or a pedestrian stepping in is planned for before it arrives)
-    planning    longitudinal: 287 two-piece acceleration sequences (4 s, 0.2 s steps) rolled out
-                on a point-mass model with the actuator lag, all at once with numpy; cost =
+    planning    longitudinal: 115 two-piece acceleration sequences (3.6 s in 0.3 s steps) rolled
+                out on a point-mass model with the actuator lag, all at once with numpy; cost =
                 speed tracking + effort + jerk + a soft safety-envelope constraint (room ahead
                 minus the ego's own stopping distance must stay above a speed-dependent margin);
                 the best sequence's first acceleration is refined by a parabola through its
                 neighbours -> ``planning.accel_cmd``
                 lateral: a linear-quadratic program on the kinematic lane-error model (offset,
-                heading error) along the chosen speed profile, solved in closed form (10 steering
-                moves, penalising offset, heading error, steering and steering rate)
-                -> ``planning.wheel_angle``
+                heading error) along the chosen speed profile (7 steering moves, penalising
+                offset, heading error, steering and steering rate); its explicit solution, a
+                linear law in (offset, heading error, last move), is tabulated in ``setup`` over
+                speed and acceleration and interpolated -> ``planning.wheel_angle``
     actuation   inverse longitudinal model (throttle and brake maps, rolling and air resistance)
                 and wheel angle / maximum wheel angle, as a ``carla.VehicleControl`` (CARLA
                 steers right for positive values)
@@ -30,10 +32,13 @@ the embedded simulator and on CARLA alike. Configuration (optional JSON file giv
 and the car's parameters (``wheelbase``, ``length``, ``phi_max``, ``accel_max``, ``brake_max``,
 ``v_max``, ``drag``, ``rolling``, ``tau``; defaults: the bundled scenarios' car).
 
-State: everything that changes during a run lives on the instance as plain floats and lists
-(``copy.deepcopy`` of the agent is a faithful snapshot). ``get_state()`` returns it as a dict of
-plain data and ``set_state(state)`` restores it, for frameworks that snapshot agents that way.
-No clock, no randomness: the same inputs give the same controls, bit for bit.
+State: everything that changes during a run lives on the instance as plain floats and lists;
+``copy.deepcopy`` of the agent is a faithful snapshot (it copies that state and shares the tables
+made in ``setup``). ``get_state()`` returns the state as a JSON-able dict of plain data and
+``set_state(state)`` restores it, for frameworks that snapshot agents that way. No clock, no
+randomness: the same inputs give the same controls, bit for bit. A speed reading that is not a
+number counts as dropped (the last valid one stands in); a non-finite value at any of the points
+is driven through without an exception.
 """
 
 from __future__ import annotations
