@@ -372,3 +372,33 @@ def test_bad_run_options_exit_2_and_no_db(tmp_path, capsys, done_db, extra, need
     err = capsys.readouterr().err
     assert rc == 2 and needle in err and "Traceback" not in err, err
     assert time.time() - t0 < 10 and not db.exists()
+
+
+LEGACY_SCHEMA = """
+CREATE TABLE campaigns (id INTEGER PRIMARY KEY, scenario TEXT NOT NULL, plan_hash TEXT NOT NULL,
+    seed INTEGER NOT NULL, sim TEXT NOT NULL, version TEXT NOT NULL, created REAL NOT NULL,
+    settings TEXT NOT NULL, UNIQUE (scenario, plan_hash, seed, sim));
+CREATE TABLE faults (campaign INTEGER NOT NULL, idx INTEGER NOT NULL, point TEXT, model TEXT,
+    value REAL, bit INTEGER, start INTEGER, duration INTEGER, seed INTEGER, PRIMARY KEY (campaign, idx));
+CREATE TABLE outcomes (campaign INTEGER NOT NULL, idx INTEGER NOT NULL, status TEXT NOT NULL,
+    outcome TEXT, min_delta_lon REAL, min_delta_lat REAL, first_hazard_step INTEGER,
+    collision_step INTEGER, departure_step INTEGER, golden_safe INTEGER, critical INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 1, error TEXT, finished REAL NOT NULL, PRIMARY KEY (campaign, idx));
+"""
+
+
+def test_a_store_of_the_unversioned_schema_is_read_and_upgraded(tmp_path, done_db, capsys):
+    """Stores written before the schema version (three tables, no markers) stay usable."""
+    db = tmp_path / "v1.db"
+    con = sqlite3.connect(db)
+    con.executescript(LEGACY_SCHEMA)
+    con.close()
+    before = db.read_bytes()
+    assert main(["campaign", "status", "--db", str(db), "--json"]) == 0  # read-only: unchanged
+    assert json.loads(capsys.readouterr().out)["campaigns"] == [] and db.read_bytes() == before
+    plan = small_plan(stride=200, durations=(1,))
+    s = run_campaign(SC, plan, db, progress=False)
+    assert s.done == len(plan.faults)
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    con.close()

@@ -199,7 +199,9 @@ class ResultsStore:
         try:
             db = sqlite3.connect(self._uri(), uri=True, timeout=2.0)
             try:
-                tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+                tables = {
+                    r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
                 user_version = db.execute("PRAGMA user_version").fetchone()[0]
                 app_id = db.execute("PRAGMA application_id").fetchone()[0]
                 meta = {}
