@@ -107,12 +107,13 @@ def test_local_ray_matches_local_and_listens_on_loopback_only(tmp_path):
 
     plan = small_plan()
     golden = record_golden(SC)
+    before = descendants(os.getpid())  # e.g. a process pool's forkserver from earlier tests
     ex = RayExecutor(2)
     ex.start()
     try:
         run_campaign(SC, plan, tmp_path / "ray.db", ex, progress=False, batch_size=9)
         spread = simulate_training(SC, 12, seed=1, golden=golden, map_chunks=ex.map_chunks)
-        procs = descendants(os.getpid())
+        procs = descendants(os.getpid()) - before
         socks = listening(procs | {os.getpid()})
     finally:
         ex.close()
