@@ -61,6 +61,24 @@ def check_output(path: str | Path, what: str = "output") -> Path:
     return path
 
 
+def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Refuse a folder for outputs that cannot be one (a file is there, or above it) or that
+    cannot be created or written; raise :class:`InputError` naming it."""
+    path = Path(path)
+    label = f"{what} {path}" if what else str(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{label}: not a folder (a file is there)")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"{label}: {parent} is a file, not a folder")
+        if parent.exists():
+            break
+    base = path if path.is_dir() else _nearest_existing(path)
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise InputError(f"{label}: folder {base} is not writable")
+    return path
+
+
 def _special(path: Path) -> bool:
     try:
         mode = path.stat().st_mode

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from drivefi.bridges.carla.settings import CarlaPlacement
 from drivefi.errors import InputError
@@ -74,7 +81,10 @@ class VehicleParams(_Strict):
     phi_max: float = Field(default=0.6, gt=0, lt=1.5, description="max road-wheel angle [rad]")
     steer_rate: float = Field(default=0.5, gt=0, le=20, description="steering-rate limit [rad/s]")
     response_time: float = Field(
-        default=0.1, ge=0, le=60, description="rho: steering held before it returns [s]"
+        default=0.1,
+        ge=0,
+        allow_inf_nan=True,
+        description="rho: steering held before it returns [s]; .inf holds it for the whole stop",
     )
     a_lat_max: float = Field(
         default=2.0,
@@ -89,6 +99,20 @@ class VehicleParams(_Strict):
         default=0.0004, ge=0, le=1, description="aerodynamic drag coefficient [1/m]"
     )
     rolling: float = Field(default=0.1, ge=0, le=5, description="rolling resistance [m/s^2]")
+
+    @field_validator("response_time", mode="before")
+    @classmethod
+    def _rho_number(cls, v):
+        if isinstance(v, float) and math.isnan(v):
+            raise ValueError("expected a finite number 0..60 s, or .inf (held for the whole stop)")
+        return v
+
+    @field_validator("response_time")
+    @classmethod
+    def _rho(cls, v: float) -> float:
+        if math.isfinite(v) and v > 60:
+            raise ValueError("expected 0..60 s, or .inf (steering held for the whole stop)")
+        return v
 
     @model_validator(mode="after")
     def _wheelbase_fits(self) -> VehicleParams:
