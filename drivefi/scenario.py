@@ -28,9 +28,10 @@ from pydantic import (
 
 from drivefi.bridges.carla.settings import CarlaPlacement
 from drivefi.errors import InputError
+from drivefi.resources import bundled_dir
 from drivefi.seeds import SEED_MAX
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIO_DIR = bundled_dir("scenarios")
 MAX_SCENARIO_BYTES = 1 << 20  # 1 MiB: the bundled scenarios are under 1 KiB
 MAX_STEPS = 100_000  # duration / dt: trace rows and per-step snapshots held in memory
 MAX_YAML_DEPTH = 50
