@@ -45,10 +45,14 @@ def pipeline_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """The main job: golden -> training runs -> fit -> search -> validate -> random baseline -> summary."""
+    from drivefi.atomic import check_output_dir
     from drivefi.pipeline import run_pipeline
     from drivefi.scenario import load_scenario
+    from drivefi.seeds import check_seed
 
     sc = load_scenario(scenario)
+    check_seed(seed)
+    check_output_dir(out, "--out")
     opts = bridge_options(sim, carla_host, carla_port, carla_timeout, carla_restart_cmd)
     if opts is not None:
         workers = 1  # one ticking client per server
