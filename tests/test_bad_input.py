@@ -224,6 +224,12 @@ add("scenario-bad-in-campaign", ["campaign", "run", "{d}/s.yaml", "{d}/p.csv", "
 add("scenario-bad-subprocess", RECORD, ["s.yaml", "finite"], {"s.yaml": scenario("actors.0.s", float("nan"))}, subprocess=True)  # fmt: skip
 add("scenario-binary-subprocess", RECORD, ["s.yaml", "binary"], {"s.yaml": b"\x00\xff" * 100}, subprocess=True)  # fmt: skip
 
+add("scenario-is-a-plan", RECORD, ["s.yaml", "expected a YAML mapping"], {"s.yaml": PLAN_HEAD + GOOD_ROW})  # fmt: skip
+add("scenario-is-parquet", RECORD, ["s.yaml", "binary"], {"s.yaml": lambda g: trace()(g)})
+add("scenario-actors-null", RECORD, ["s.yaml", "field 'actors'"], {"s.yaml": scenario("actors", None)})  # fmt: skip
+add("pipeline-durations-too-long", ["pipeline", "lead_brake", "--out", "{d}/run", "--durations", "1,1000"], ["--durations", "1000", "400"])  # fmt: skip
+add("search-durations-too-long", ["search", "lead_brake", "--model", "{d}/m.json", "--out", "{d}/p.csv", "--durations", "500"], ["--durations", "500", "400"], {"m.json": "{}"})  # fmt: skip
+
 # Plans, read by `campaign run` (refused before the results database exists)
 
 
@@ -280,6 +286,9 @@ plan_case("latin1", (PLAN_HEAD + "control.throttle,1-fixed,1.0,,10,1,0,caf\xe9\n
 plan_case("nul-in-row", plan(GOOD_ROW) + "control.throttle,1-fixed,1.0,,1\x000,1,0\n", ["binary"])
 plan_case("field-too-large", plan("control.throttle,1-fixed," + "1" * 200_000 + ",,10,1,0"), ["row 1"])  # fmt: skip
 plan_case("bom-then-bad-row", "\ufeff" + plan(GOOD_ROW, "control.throttle,1-fixed,7,,10,1,0"), ["row 2", "field 'value'"])  # fmt: skip
+plan_case("value-overflows", plan("control.throttle,1-fixed,1e400,,10,1,0"), ["row 1", "field 'value'"])  # fmt: skip
+plan_case("is-parquet", lambda g: trace()(g), ["binary"])
+plan_case("is-a-scenario", scenario(), ["missing first line"])
 plan_case("subprocess-ends-past", plan("control.brake,m-fixed,1.0,,399,2,0"), ["row 1", "ends after step 400"], subprocess=True)  # fmt: skip
 
 # Plans made by `plan random` and `plan exhaustive`: arguments refused before anything is written
@@ -290,7 +299,9 @@ add("random-points-one-bogus", [*RANDOM, "--model", "bitflip", "--count", "5", "
 add("random-model-bogus", [*RANDOM, "--model", "2-random", "--count", "5"], ["--model", "'2-random'"])  # fmt: skip
 add("random-model-fixed", [*RANDOM, "--model", "1-fixed", "--count", "5"], ["--model", "'1-fixed'"])  # fmt: skip
 add("random-count-zero", [*RANDOM, "--model", "1-random", "--count", "0"], ["--count"])
-add("random-count-text", [*RANDOM, "--model", "1-random", "--count", "many"], ["--count", "many"])
+add(
+    "random-count-text", [*RANDOM, "--model", "1-random", "--count", "many"], ["--count", "integer"]
+)
 add("random-count-huge", [*RANDOM, "--model", "1-random", "--count", "100000000"], ["--count", "100000000"])  # fmt: skip
 add("random-m-zero", [*RANDOM, "--model", "m-random", "--count", "5", "--m", "0"], ["--m"])
 add("random-m-too-long", [*RANDOM, "--model", "m-random", "--count", "5", "--m", "1000"], ["--m", "1..400", "1000"])  # fmt: skip
@@ -354,6 +365,7 @@ trace_case("metadata-seed-2^63", trace(edit_meta=setitem("seed", SEED_LIMIT)), [
 trace_case("metadata-scenario-number", trace(edit_meta=setitem("scenario", 7)), ["'scenario'"])
 trace_case("metadata-vehicle-list", trace(edit_meta=setitem("vehicle", [1])), ["'vehicle'"])
 trace_case("metadata-fault-text", trace(edit_meta=setitem("fault", "yes")), ["'fault'"])
+trace_case("is-a-scenario", scenario(), ["not a readable Parquet trace"])
 trace_case("missing-delta_lon", trace(edit_frame=lambda f: f.drop(columns=["delta_lon"])), ["delta_lon"])  # fmt: skip
 trace_case("missing-k", trace(edit_frame=lambda f: f.drop(columns=["k"])), ["lacks column(s) k"])
 trace_case("missing-several", trace(edit_frame=lambda f: f.drop(columns=["x", "y", "hazard"])), ["x, y, hazard"])  # fmt: skip

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from drivefi.cli.options import JsonOpt, ScenarioArg, console, emit_json, int_list, kv_table
+from drivefi.cli.options import (
+    JsonOpt,
+    ScenarioArg,
+    console,
+    durations_for,
+    emit_json,
+    kv_table,
+)
 
 
 def search_cmd(
@@ -41,6 +48,7 @@ def search_cmd(
     from drivefi.tbn import load_model
 
     sc = load_scenario(scenario)
+    durs = durations_for(durations, sc)
     check_output(out, "--out")
     g = None
     if golden:  # every file is checked before the model is loaded or anything is simulated
@@ -52,7 +60,7 @@ def search_cmd(
         min_prob = 0.5
     pts = [p.strip() for p in points.split(",")] if points else None
     res = search(sc, m, g, top=top, min_prob=min_prob, points=pts,
-                 models=tuple(x.strip() for x in models.split(",")), durations=int_list(durations, "--durations"))  # fmt: skip
+                 models=tuple(x.strip() for x in models.split(",")), durations=durs)  # fmt: skip
     write_plan(res.plan, out, "--out")
     info = {"plan": str(out), "scenario": sc.name, "candidates_scored": res.candidates,
             "predicted_critical": res.predicted_critical, "written": len(res.plan.faults),
