@@ -555,3 +555,19 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
             tmp.write_text("x")
     assert len(names) == 50  # unique temporary names: concurrent writers never share one
     assert np.all([not p.name.endswith(".tmp") for p in tmp_path.iterdir()])
+
+
+def test_accepted_edge_inputs(tmp_path):
+    """What the checks must not refuse: a BOM, rho = .inf, CRLF plan lines, the largest step count."""
+    from drivefi.plan import read_plan
+    from drivefi.scenario import MAX_STEPS, load_scenario
+
+    s = tmp_path / "s.yaml"
+    text = scenario("ego.vehicle.response_time", float("inf"))
+    s.write_bytes(("\ufeff" + text).encode("utf-8"))
+    assert load_scenario(s).ego.vehicle.response_time == float("inf")
+    s.write_text(scenario("dt", 600 / MAX_STEPS, yaml.safe_load(scenario("duration", 600.0))))
+    assert load_scenario(s).steps == MAX_STEPS
+    p = tmp_path / "p.csv"
+    p.write_bytes(plan(GOOD_ROW, "*,m-random,,,10,5,3").replace("\n", "\r\n").encode())
+    assert [f.model for f in read_plan(p).faults] == ["1-fixed", "m-random"]
