@@ -11,6 +11,7 @@ import copy
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -45,6 +46,7 @@ class Case:
     files: dict[str, object] = field(default_factory=dict)  # name -> text, bytes, DIR or f(golden)
     subprocess: bool = False
     unless_root: bool = False  # permissions do not bind root
+    full_disk: bool = False  # writes to /dev/full (skipped unless it is the character device)
 
 
 # --- file makers ------------------------------------------------------------------------------
@@ -407,8 +409,8 @@ add("scenario-rho-above-60", RECORD, ["s.yaml", "field 'ego.vehicle.response_tim
 add("record-out-read-only", ["record", "lead_brake", "--out", "{d}/ro/o.parquet"], ["{d}/ro", "not writable"], {"ro": DIR}, unless_root=True)  # fmt: skip
 add("plan-out-folder", [*RANDOM[:3], "--model", "1-random", "--count", "5", "--out", "{d}/o"], ["{d}/o", "folder"], {"o": DIR})  # fmt: skip
 add("plan-out-below-file", [*RANDOM[:3], "--model", "1-random", "--count", "5", "--out", "{d}/f/p.csv"], ["{d}/f", "is a file"], {"f": "x"})  # fmt: skip
-add("plan-out-dev-full", [*RANDOM[:3], "--model", "1-random", "--count", "5", "--out", "/dev/full"], ["/dev/full", "no space left"])  # fmt: skip
-add("exhaustive-out-dev-full", [*EXH[:3], "--stride", "50", "--out", "/dev/full"], ["/dev/full", "no space left"])  # fmt: skip
+add("plan-out-dev-full", [*RANDOM[:3], "--model", "1-random", "--count", "5", "--out", "/dev/full"], ["/dev/full", "no space left"], full_disk=True)  # fmt: skip
+add("exhaustive-out-dev-full", [*EXH[:3], "--stride", "50", "--out", "/dev/full"], ["/dev/full", "no space left"], full_disk=True)  # fmt: skip
 add("plan-out-folder-subprocess", [*RANDOM[:3], "--model", "1-random", "--count", "5", "--out", "{d}/o"], ["{d}/o", "folder"], {"o": DIR}, subprocess=True)  # fmt: skip
 add("search-out-folder", ["search", "lead_brake", "--model", "{d}/m.json", "--out", "{d}/o"], ["{d}/o", "folder"], {"o": DIR, "m.json": "{}"})  # fmt: skip
 add("search-out-below-file", ["search", "lead_brake", "--model", "{d}/m.json", "--out", "{d}/f/p.csv"], ["{d}/f", "is a file"], {"f": "x", "m.json": "{}"})  # fmt: skip
@@ -482,6 +484,8 @@ def test_the_table_is_large_and_unique():
 def test_bad_input(case: Case, tmp_path, capsys, monkeypatch, golden):
     if case.unless_root and os.geteuid() == 0:
         pytest.skip("folder permissions do not bind root")
+    if case.full_disk and not stat.S_ISCHR(os.stat("/dev/full").st_mode):
+        pytest.skip("/dev/full is not the full-disk device on this machine")
     d = tmp_path / "case"
     d.mkdir()
     materialise(case, d, golden)
