@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drivefi.bridges.carla.settings import CarlaPlacement
+from drivefi.placement import CarlaPlacement
 from drivefi.errors import InputError
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
