@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drivefi.placement import CarlaPlacement
 from drivefi.errors import InputError
+from drivefi.placement import CarlaPlacement
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 

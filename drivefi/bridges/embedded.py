@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivefi.actors import ActorSet, ActorStates
-from drivefi.bridges.base import Observation
+from drivefi.bridges.base import PREVIEW, Observation
 from drivefi.road import RoadGeometry
 from drivefi.safety import SafetyPotential, StopParams, combine, d_safe, d_stop
 from drivefi.scenario import Scenario
@@ -167,7 +167,18 @@ class EmbeddedBridge:
             obj_len=np.broadcast_to(obj.length, shape),
             obj_wid=np.broadcast_to(obj.width, shape),
             obj_kind=np.broadcast_to(obj.kind, shape),
+            curvature_ahead=self.curvature_ahead(st.s),
         )
+
+    def curvature_ahead(self, s):
+        """Largest |curvature| of the ego lane within each PREVIEW distance ahead of s, (N, P)."""
+        r, lc = self.road, self.lane_c
+        ends = np.append(r.s0[1:], np.inf)
+        k = np.abs(r.kappa / (1.0 - r.kappa * lc))  # each segment's lane-centre curvature
+        on = (ends[None, None, :] > s[:, None, None]) & (
+            r.s0[None, None, :] <= s[:, None, None] + PREVIEW[None, :, None]
+        )
+        return np.max(np.where(on, k, 0.0), axis=-1)
 
     def safety(self, st: WorldState | None = None) -> SafetyPotential:
         """Safety potential of every run at its current step."""

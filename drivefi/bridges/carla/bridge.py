@@ -42,7 +42,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from drivefi.actors import ActorSet, ActorStates
-from drivefi.bridges.base import Observation
+from drivefi.bridges.base import PREVIEW, Observation
 from drivefi.bridges.carla.connection import Session, connect, mark_broken
 from drivefi.bridges.carla.observe import observation_safety, wrap
 from drivefi.bridges.carla.opendrive import OpenDrive, from_carla, to_carla, write_opendrive
@@ -73,7 +73,6 @@ log = logging.getLogger("drivefi.carla")
 KIND_CODES = {"vehicle": 0, "pedestrian": 1, "static": 2}
 ACTOR_Z = {"vehicle": 0.05, "pedestrian": 0.95, "static": 0.05}  # kinematic actors' height [m]
 PSEUDO_SENSORS = {"sensor.speedometer", "sensor.opendrive_map", "drivefi.observation"}
-PREVIEW = np.arange(0.0, 85.0, 5.0)  # distances of the lane-curvature preview [m]
 
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 
@@ -715,6 +714,7 @@ class CarlaBridge:
             obj_len=np.broadcast_to(length, (1, n_act)),
             obj_wid=np.broadcast_to(width, (1, n_act)),
             obj_kind=np.broadcast_to(self.actor_set.kind, (1, n_act)),
+            curvature_ahead=np.array([[self.route.max_curvature_ahead(p.s, d) for d in PREVIEW]]),
         )
         self.lane_point = p
         # accidents: the embedded definitions, plus what the collision sensor reported so far
