@@ -86,14 +86,20 @@ class RoadGeometry:
         i = self.segment(s)
         return self.th0[i] + self.kappa[i] * (s - self.s0[i])
 
-    def to_frame(self, x, y) -> tuple[np.ndarray, np.ndarray]:
-        """(s, d) of points (x, y): the exact projection onto the nearest piece (module docstring)."""
+    def to_frame(self, x, y, s_range=None) -> tuple[np.ndarray, np.ndarray]:
+        """(s, d) of points (x, y): the exact projection onto the nearest piece (module docstring);
+        ``s_range`` = (lo, hi) considers only the pieces that overlap it (a frame that passes
+        the same place twice, e.g. a route around a loop, is then read where the point was last)."""
         x, y = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float))
         px, py = x[..., None], y[..., None]
-        along, d = arc_local(self.x0, self.y0, self.th0, self.kappa, px, py)
         ln = np.append(np.diff(self.s0), self.length - self.s0[-1])
         n = len(self.s0)
         idx = np.arange(n)
+        if s_range is not None:
+            keep = (self.s0 + ln >= s_range[0]) & (self.s0 <= s_range[1])
+            idx = idx[keep] if keep.any() else idx
+        s0, ln = self.s0[idx], ln[idx]
+        along, d = arc_local(self.x0[idx], self.y0[idx], self.th0[idx], self.kappa[idx], px, py)
         lo = np.where(idx == 0, -np.inf, -1e-9)
         hi = np.where(idx == n - 1, np.inf, ln + 1e-9)
         beside = (along >= lo) & (along <= hi)
@@ -105,7 +111,7 @@ class RoadGeometry:
         pick = np.take_along_axis
         a = pick(along, j[..., None], -1)[..., 0]
         dd = pick(d, j[..., None], -1)[..., 0]
-        return self.s0[j] + a, dd
+        return s0[j] + a, dd
 
     @property
     def width(self) -> float:

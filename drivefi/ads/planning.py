@@ -32,7 +32,7 @@ class PlannerParams:
     lead_brake: float = 8.0  # b_o: braking assumed for the object ahead [m/s^2]
     headway: float = 0.4  # T [s]
     standstill: float = 4.0  # s0 [m]
-    a_lat: float = 1.8  # lateral acceleration the curve speed allows [m/s^2]
+    a_lat: float = 1.6  # lateral acceleration the curve speed allows [m/s^2]
     curve_brake: float = 2.0  # b_c: braking toward a curve ahead [m/s^2]
 
 

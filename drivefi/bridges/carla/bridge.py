@@ -317,9 +317,9 @@ class CarlaBridge:
         self._ego = self._spawn(world, bp, x, y, h, z, cfg.spawn_z, "the ego")
         if cfg.match_steering:
             self._match_steering(self._ego)
-        steer0 = float(
-            np.arctan(self.vp.wheelbase * self.route.project(x, y).curvature) / self.vp.phi_max
-        )
+        x0, y0, _, _ = self.route.pose(e.s, 0.0)  # the lane's curvature where step 0 starts
+        k0 = self.route.project(float(x0), float(y0)).curvature
+        steer0 = float(np.arctan(self.vp.wheelbase * k0) / self.vp.phi_max)
         thr0 = equilibrium(self.vp, v0)
         self._iface = ActuatorState.start(thr0, steer0, v0, self.vp)
         self.applied = None
@@ -344,6 +344,8 @@ class CarlaBridge:
         self.events = []
         self._collided = np.zeros(1, bool)
         self._departed = np.zeros(1, bool)
+        self._hints: dict[int, float] = {-1: float(e.s)}
+        self._hints.update({i: float(s_) for i, s_ in enumerate(self._table.s[0])})
         self._spawn_sensors(world, lib)
         self.frame = None
         client.apply_batch(self._actor_commands(0))
@@ -646,7 +648,10 @@ class CarlaBridge:
         return x, y, th
 
     def _project(self, key: int, x: float, y: float) -> LanePoint:
-        return self.route.project(x, y)
+        """Project one tracked body (-1: the ego, i: actor i) near where it was last."""
+        p = self.route.project(x, y, self._hints.get(key))
+        self._hints[key] = p.s
+        return p
 
     def _front_wheel_angle(self, ego) -> float:
         """Road-wheel angle phi (left positive) from the front wheels, in radians."""

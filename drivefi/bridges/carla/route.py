@@ -30,6 +30,7 @@ from drivefi.road import RoadGeometry
 LOOKAHEAD = 60.0  # how far a branch is followed to judge where it leads [m]
 PROBE = 0.25  # spacing of the probes across a junction [m]
 MAX_REACH = 12.0  # farthest road edge searched from the lane centre [m]
+WINDOW = (30.0, 60.0, 15.0)  # a hinted projection: s behind, s ahead, largest offset [m]
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,17 @@ class RouteFrame:
     def curvature(self, s):
         return self.ref.curvature(s)
 
-    def project(self, x: float, y: float, hint: int | None = None) -> LanePoint:
-        """The lane-frame coordinates of point (x, y) (``hint`` is accepted for compatibility)."""
-        s, d = (float(v) for v in self.ref.to_frame(x, y))
+    def project(self, x: float, y: float, hint: float | None = None) -> LanePoint:
+        """The lane-frame coordinates of point (x, y). ``hint`` is the point's last ``s``: the
+        projection then looks near it first (WINDOW), so a route that passes the same place twice
+        is read where the point really is; a point far off that window is projected globally."""
+        s, d = None, None
+        if hint is not None:
+            s, d = (float(v) for v in self.ref.to_frame(x, y, (hint - WINDOW[0], hint + WINDOW[1])))
+            if abs(d - self.ref_offset) > WINDOW[2]:
+                s = None
+        if s is None:
+            s, d = (float(v) for v in self.ref.to_frame(x, y))
         r = self.ref
         i = int(r.segment(s))
         span = (r.length if i == len(r.s0) - 1 else r.s0[i + 1]) - r.s0[i]

@@ -223,7 +223,7 @@ class Dynamics:
     """A dynamic bicycle in the world plane (right-handed x, y, yaw), see the module docstring."""
 
     mass, iz, mu, g = 1850.0, 3200.0, 0.9, 9.81
-    c_front, c_rear = 90000.0, 110000.0  # cornering stiffness per axle [N/rad]
+    c_front, c_rear = 100000.0, 96000.0  # cornering stiffness per axle [N/rad]: mild understeer
     tau_drive, tau_brake = 0.25, 0.06  # powertrain and brake lags [s]
     drive_max, brake_max, v_top = 4.2, 9.0, 60.0  # [m/s^2], [m/s^2], [m/s]
     steer_speed = 6.0  # front-wheel rate of the steering rack [rad/s]
