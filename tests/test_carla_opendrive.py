@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from drivefi.ads import ReferenceADS
-from drivefi.bridges.carla.observe import RouteFrame, observation_safety
+from drivefi.bridges.carla.observe import observation_safety
+from drivefi.bridges.carla.route import RouteFrame, road_edges
 from drivefi.bridges.carla.opendrive import from_carla, to_carla, write_opendrive
 from drivefi.bridges.embedded import EmbeddedBridge
 from drivefi.road import RoadGeometry
@@ -24,12 +25,14 @@ carla = pytest.importorskip("carla")
 POS_TOL, HEAD_TOL, KAPPA_TOL = 1e-3, 1e-5, 1e-6
 
 
-def lane_route(cmap, od, lane, step=1.0):
+def lane_route(cmap, od, lane, lane_width, step=1.0):
+    """The bridge's lane frame of a generated road: reference line = the road's right edge."""
     wp = cmap.get_waypoint_xodr(od.road_id, od.lane_id(lane), 0.0)
     wps = [wp]
     while nxt := wps[-1].next(step):
         wps.append(nxt[0])
-    return RouteFrame.from_waypoints(wps, np.array([w.s for w in wps]) - od.lead_in)
+    lc = (lane + 0.5) * lane_width
+    return RouteFrame.from_waypoints(wps, road_edges, ref_offset=lc, s_start=wps[0].s - od.lead_in)
 
 
 @pytest.mark.parametrize("name", bundled_names())
@@ -57,14 +60,14 @@ def test_opendrive_of_bundled_scenario_matches_embedded_road(name):
     # the lane frame the bridge builds: offsets, heading, curvature, width, edges along the route
     lane = sc.ego.lane
     lc = (lane + 0.5) * w
-    route = lane_route(cmap, od, lane)
+    route = lane_route(cmap, od, lane, w)
     hint = None
     for s in np.arange(-40.0, geo.length + 100.0, 0.53):
         kap = float(geo.curvature(s))
         for off in (-1.4, 0.0, 0.9):
             x, y, th = geo.pose(s, lc + off)
             p = route.project(float(x), float(y), hint)
-            hint = p.index
+            hint = p.s
             assert abs(p.s - s) < POS_TOL and abs(p.offset - off) < POS_TOL, (s, off)
             assert abs(p.heading - th) < HEAD_TOL
             assert abs(p.curvature - kap / (1 - kap * lc)) < KAPPA_TOL
@@ -81,7 +84,7 @@ def test_right_turns_negative_curvature_and_transforms():
     )
     od = write_opendrive(road)
     cmap = carla.Map("r", od.xodr)
-    route = lane_route(cmap, od, 1, step=0.5)
+    route = lane_route(cmap, od, 1, 3.2, step=0.5)
     geo = RoadGeometry.from_road(road)
     for s in (50.0, 100.0, 150.0):
         x, y, _ = geo.pose(s, 1.5 * 3.2 + 0.4)
