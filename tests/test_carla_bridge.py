@@ -369,7 +369,8 @@ def test_faults_through_the_bridge_match_embedded():
         ref = Simulation(sc)
         out2 = OutcomeRecorder(1)
         ref.run(1, injector=FaultInjector([f], ref.ads.points), recorders=[out2])
-        assert abs(out.first_hazard[0] - out2.first_hazard[0]) <= 4 and out.first_hazard[0] >= 40
+        assert (out.first_hazard[0] < 0) == (out2.first_hazard[0] < 0)
+        assert abs(out.first_hazard[0] - out2.first_hazard[0]) <= 4
         assert (out.departure_step[0] < 0) == (out2.departure_step[0] < 0)
         assert abs(out.departure_step[0] - out2.departure_step[0]) <= 4
         # another vehicle model behind the same vehicle interface: the same outcome, close margins
