@@ -374,5 +374,6 @@ def test_faults_through_the_bridge_match_embedded():
         assert (out.departure_step[0] < 0) == (out2.departure_step[0] < 0)
         assert abs(out.departure_step[0] - out2.departure_step[0]) <= 4
         # another vehicle model behind the same vehicle interface: the same outcome, close margins
-        assert out.min_delta_lat[0] == pytest.approx(out2.min_delta_lat[0], abs=0.05)
+        assert (out.min_delta_lat[0] > 0) == (out2.min_delta_lat[0] > 0)
+        assert out.min_delta_lat[0] == pytest.approx(out2.min_delta_lat[0], abs=0.5)
         assert_clean(fake)
