@@ -110,3 +110,24 @@ def test_safety_from_observation_equals_embedded(name):
         for f in ("d_stop_lon", "d_stop_lat", "d_safe_lon", "d_safe_lat", "delta_lon", "delta_lat"):
             np.testing.assert_allclose(getattr(mine, f), getattr(ref, f), rtol=1e-9, atol=1e-9)
         obs = bridge.step(ads.step(obs))
+
+
+def test_generated_opendrive_carries_speed_limit_set_speed_and_ego_size():
+    import xml.etree.ElementTree as ET
+
+    from drivefi.bridges.carla.opendrive import opendrive_user_data, scenario_opendrive
+
+    sc = load_scenario("highway")
+    od = scenario_opendrive(sc)
+    speed = ET.fromstring(od.xodr.encode()).find("road/type/speed")
+    assert (float(speed.get("max")), speed.get("unit")) == (sc.ego.cruise_speed, "m/s")
+    vp = sc.ego.vehicle
+    assert opendrive_user_data(od.xodr) == {
+        "set_speed": sc.ego.cruise_speed,
+        "ego_length": vp.length,
+        "ego_width": vp.width,
+        "ego_wheelbase": vp.wheelbase,
+    }
+    cmap = carla.Map(sc.name, od.xodr)  # still a map carla reads, lanes as before
+    wp = cmap.get_waypoint_xodr(od.road_id, od.lane_id(1), od.odr_s(100.0))
+    assert wp.lane_width == pytest.approx(sc.road.lane_width)

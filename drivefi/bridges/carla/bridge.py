@@ -45,7 +45,7 @@ from drivefi.actors import ActorSet, ActorStates
 from drivefi.bridges.base import PREVIEW, Observation
 from drivefi.bridges.carla.connection import Session, connect, mark_broken
 from drivefi.bridges.carla.observe import observation_safety, wrap
-from drivefi.bridges.carla.opendrive import OpenDrive, from_carla, to_carla, write_opendrive
+from drivefi.bridges.carla.opendrive import OpenDrive, from_carla, scenario_opendrive, to_carla
 from drivefi.bridges.carla.route import (
     LanePoint,
     RouteFrame,
@@ -163,7 +163,7 @@ class CarlaBridge:
         self.town = self.placement.town if self.placement else None
         self.opendrive: OpenDrive | None = None
         if self.town is None:
-            self.opendrive = write_opendrive(scenario.road, name=scenario.name)
+            self.opendrive = scenario_opendrive(scenario)
         self.lane_c = (scenario.ego.lane + 0.5) * scenario.road.lane_width
         self.ref_offset = self.lane_c  # the reference line (s) lies this far right of the lane
         self.interface = VehicleInterface(self.vp, self.dt)

@@ -41,7 +41,12 @@ from unittest import mock
 
 import numpy as np
 
-from drivefi.bridges.carla.opendrive import from_carla, to_carla, write_opendrive
+from drivefi.bridges.carla.opendrive import (
+    from_carla,
+    scenario_opendrive,
+    to_carla,
+    write_opendrive,
+)
 from drivefi.bridges.embedded import obb_overlap
 from drivefi.scenario import Road, Scenario, Segment, VehicleParams
 
@@ -477,6 +482,8 @@ class FakeCarla:
         for r in [*(roads or []), *([scenario.road] if scenario is not None else [])]:
             self.known.add(write_opendrive(r, name=scenario.name if scenario else "drivefi").xodr)
             self.known.add(write_opendrive(r).xodr)
+        if scenario is not None:
+            self.known.add(scenario_opendrive(scenario).xodr)
         self.towns = dict(towns or {})
         self.revive_file = Path(revive_file) if revive_file else None
         self.fail_at, self.fail_kind = fail_at, fail_kind
