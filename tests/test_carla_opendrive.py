@@ -14,8 +14,8 @@ import pytest
 
 from drivefi.ads import ReferenceADS
 from drivefi.bridges.carla.observe import observation_safety
-from drivefi.bridges.carla.route import RouteFrame, road_edges
 from drivefi.bridges.carla.opendrive import from_carla, to_carla, write_opendrive
+from drivefi.bridges.carla.route import RouteFrame, road_edges
 from drivefi.bridges.embedded import EmbeddedBridge
 from drivefi.road import RoadGeometry
 from drivefi.scenario import Road, Segment, bundled_names, load_scenario
