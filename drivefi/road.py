@@ -28,8 +28,9 @@ class LaneFrame(Protocol):
     def to_frame(self, x, y) -> tuple[np.ndarray, np.ndarray]:
         """(s, d) of Cartesian points (x, y)."""
 
-    def pose(self, s, d=0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Cartesian (x, y) of lane-frame points (s, d) and the reference line's heading there."""
+    def pose(self, s, d=0.0) -> tuple[np.ndarray, ...]:
+        """Cartesian (x, y) of lane-frame points (s, d) and the reference line's heading there
+        (a map route adds the ground height z)."""
 
     def curvature(self, s) -> np.ndarray:
         """Curvature of the reference line at s [1/m] (left turns positive)."""

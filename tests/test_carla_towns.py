@@ -156,10 +156,12 @@ def test_ego_on_driving_lanes_inside_a_junction_is_not_off_the_road():
 
 
 # -- golden runs on towns -------------------------------------------------------------------------------
-def golden_on_town(name: str, town: str, road: int, lane: int, s: float):
+def golden_on_town(name: str, town: str, road: int, lane: int, s: float, route=()):
     sc = load_scenario(name)
     fake = FakeCarla(sc, towns={town: xodr(town)})
-    place = CarlaPlacement(town=town, ego={"road_id": road, "lane_id": lane, "s": s})
+    place = CarlaPlacement(
+        town=town, ego={"road_id": road, "lane_id": lane, "s": s}, route=list(route)
+    )
     bridge = make_carla_bridge(sc, client_factory=fake.client, placement=place)
     sim = Simulation(sc, bridge=bridge)
     rec, out = TraceRecorder(1, sim.steps, sim.points), OutcomeRecorder(1)
@@ -169,7 +171,9 @@ def golden_on_town(name: str, town: str, road: int, lane: int, s: float):
 
 
 def test_golden_run_on_a_town04_highway_curve_is_safe():
-    sc, _, c, out = golden_on_town("highway", "Town04", 37, 5, 20.0)
+    # placed as the README's example (its route is the straight way the bridge would take anyway)
+    route = [{"road_id": 36, "lane_id": 5}, {"x": 410.1, "y": -181.5}]
+    sc, _, c, out = golden_on_town("highway", "Town04", 37, 5, 20.0, route)
     assert out.collision_step[0] < 0 and out.departure_step[0] < 0 and out.first_hazard[0] < 0
     assert out.min_delta_lat[0] > 0.3 and out.min_delta_lon[0] > 1.0
     # the curve (radius ~160 m) needs more than 2 m/s^2 at the scenario's 30 m/s: the reference
@@ -196,3 +200,29 @@ def test_golden_run_through_a_town01_junction_is_safe():
     ]
     assert sum(inside) >= 5
     assert np.abs(c["heading_error"][0]).max() < 0.02 and np.abs(c["lane_offset"][0]).max() < 0.1
+
+
+def test_one_lane_frame_for_the_embedded_road_and_a_map_route():
+    """RoadGeometry (the embedded road) and RouteFrame (a map route) answer the same lane-frame
+    questions the same way: to_frame inverts pose, on the road's own OpenDRIVE."""
+    from drivefi.bridges.carla.opendrive import scenario_opendrive
+    from drivefi.road import RoadGeometry
+
+    sc = load_scenario("curved_following")
+    geo = RoadGeometry.from_road(sc.road)
+    od = scenario_opendrive(sc)
+    cmap = carla.Map(sc.name, od.xodr)
+    wps = walk(cmap.get_waypoint_xodr(0, od.lane_id(0), 0.0), 1.0, od.length, forward=True)
+    lc = 0.5 * sc.road.lane_width
+    route = RouteFrame.from_waypoints(wps, road_edges, ref_offset=lc, s_start=wps[0].s - od.lead_in)
+    s = np.linspace(0.0, 600.0, 97)
+    d = np.linspace(-0.5, 6.5, 97)
+    for frame in (geo, route):  # the route's d is measured from its lane's centre
+        x, y = frame.pose(s, d)[:2]
+        s2, d2 = frame.to_frame(x, y)
+        np.testing.assert_allclose(s2, s, atol=1e-3)
+        np.testing.assert_allclose(d2, d, atol=1e-3)
+    gx, gy, _ = geo.pose(s, d)
+    rx, ry, _, _ = route.pose(s, d - lc)
+    np.testing.assert_allclose(np.hypot(gx - rx, gy - ry), 0.0, atol=2e-3)
+    np.testing.assert_allclose(route.curvature(s), geo.curvature(s), atol=1e-5)

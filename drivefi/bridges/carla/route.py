@@ -121,7 +121,10 @@ class RouteFrame:
 
     # -- the lane frame -------------------------------------------------------------------------
     def to_frame(self, x, y):
-        return self.ref.to_frame(x, y)
+        """(s, offset from the lane centre) of points (x, y): the lane frame with d measured from
+        the route's lane, as :meth:`pose` takes it."""
+        s, d = self.ref.to_frame(x, y)
+        return s, d - self.ref_offset
 
     def curvature(self, s):
         return self.ref.curvature(s)
