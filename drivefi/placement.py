@@ -17,8 +17,8 @@ lane 0, here a line ``(ego.lane + 0.5) * lane_width`` to the right of the ego la
 ego starts at the scenario's ``ego.s``, scripted actors move in that frame, and an actor with a
 road/lane/s placement starts where that waypoint projects onto it.
 
-This module only validates (pydantic); it imports nothing of DriveFI but the errors, so the
-scenario schema can use it.
+This module only validates (pydantic) and imports nothing of DriveFI, so the scenario schema can
+use it (it sits below :mod:`drivefi.scenario`; :mod:`drivefi.bridges.carla.settings` re-exports it).
 """
 
 from __future__ import annotations

@@ -271,3 +271,33 @@ def test_sensor_data_per_type_reaches_the_agent_as_the_leaderboard_hands_it():
     imu = data["IMU"]
     assert imu.shape == (7,) and imu.dtype == np.float64 and 0.0 <= imu[6] < 2 * math.pi
     b.close()
+
+
+def test_a_town_already_on_the_server_is_not_reloaded():
+    from drivefi.scenario import Road, Segment
+
+    sc = short("lead_brake", 1.0)
+    town = Road(lanes=2, segments=[Segment(length=400.0)])
+    fake = FakeCarla(sc, towns={"Town98": town})
+    place = {"town": "Town98", "ego": {"road_id": 0, "lane_id": -2, "s": 60.0}}
+    for _ in range(2):  # a fresh connection each time: only the server knows what it has loaded
+        forget_sessions()
+        b = make_carla_bridge(sc, client_factory=fake.client, placement=place)
+        b.reset(sc)
+        b.close()
+    assert fake.loaded == ["Town98"]
+    calls = [c.load_world_if_different.call_args for _, _, c in fake.clients]
+    assert calls[-1].args == ("Town98",) and calls[-1].kwargs == {"reset_settings": False}
+    assert all(not c.load_world.called for _, _, c in fake.clients)
+
+
+def test_the_scenario_schema_imports_no_bridge():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, drivefi.scenario; "
+        "bad = [m for m in sys.modules if m.startswith('drivefi.bridges')]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

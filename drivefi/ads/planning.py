@@ -40,7 +40,7 @@ def curve_speed(curvature, ahead, preview, p: PlannerParams = PlannerParams()):
     """Largest speed (N,) that keeps v^2 |kappa| <= a_lat here and can slow to it for every curve
     of the preview ((N, P) largest |kappa| within ``preview`` (P,) metres; None: none given)."""
     here = np.sqrt(p.a_lat / np.maximum(np.abs(curvature), 1e-9))
-    if ahead is None:
+    if ahead is None or not ahead.any():
         return here
     # the largest curvature within D_j lies beyond D_(j-1) (else D_(j-1) sees it): brake from there
     preview = np.asarray(preview, float)

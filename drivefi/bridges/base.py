@@ -10,7 +10,7 @@ import numpy as np
 from drivefi.safety import SafetyPotential
 from drivefi.vehicle import Actuation
 
-PREVIEW = np.arange(5.0, 125.0, 5.0)  # distances of the lane-curvature preview [m]
+PREVIEW = np.arange(10.0, 130.0, 10.0)  # distances of the lane-curvature preview [m]
 
 
 @dataclass(frozen=True)

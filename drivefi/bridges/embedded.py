@@ -172,13 +172,14 @@ class EmbeddedBridge:
 
     def curvature_ahead(self, s):
         """Largest |curvature| of the ego lane within each PREVIEW distance ahead of s, (N, P)."""
-        r, lc = self.road, self.lane_c
-        ends = np.append(r.s0[1:], np.inf)
-        k = np.abs(r.kappa / (1.0 - r.kappa * lc))  # each segment's lane-centre curvature
-        on = (ends[None, None, :] > s[:, None, None]) & (
-            r.s0[None, None, :] <= s[:, None, None] + PREVIEW[None, :, None]
-        )
-        return np.max(np.where(on, k, 0.0), axis=-1)
+        r = self.road
+        out = np.zeros((len(s), len(PREVIEW)))
+        for j in np.flatnonzero(r.kappa):  # straight segments add nothing
+            k = abs(r.kappa[j] / (1.0 - r.kappa[j] * self.lane_c))  # the lane centre's
+            end = r.s0[j + 1] if j + 1 < len(r.s0) else np.inf
+            on = (end > s)[:, None] & ((r.s0[j] - s)[:, None] <= PREVIEW)
+            np.maximum(out, k * on, out=out)
+        return out
 
     def safety(self, st: WorldState | None = None) -> SafetyPotential:
         """Safety potential of every run at its current step."""

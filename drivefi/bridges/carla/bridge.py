@@ -142,6 +142,7 @@ class CarlaBridge:
         self._tm = None
         self._seed = 0
         self.applied = None  # the vehicle interface's output of the last step
+        self._held = False  # the ego held at its starting speed (until the first tick)
         self.frame: int | None = None
         self.frame0: int | None = None
         self.k = 0
@@ -326,6 +327,7 @@ class CarlaBridge:
         # the starting speed, held through the first tick: a constant velocity (the vehicle's own
         # frame) until step 0's frame, then the vehicle is released to its physics
         self._ego.enable_constant_velocity(carla.Vector3D(v0, 0.0, 0.0))
+        self._held = True
         self._ego.apply_control(carla.VehicleControl(throttle=thr0, steer=-steer0, brake=0.0))
         self._v0 = v0
 
@@ -352,6 +354,7 @@ class CarlaBridge:
         self._tick()
         v0 = self._v0
         self._ego.disable_constant_velocity()
+        self._held = False
         th = from_carla(self._ego.get_transform())[2]
         self._ego.set_target_velocity(carla.Vector3D(v0 * math.cos(th), -v0 * math.sin(th), 0.0))
         self.frame0 = self.frame
@@ -792,8 +795,9 @@ class CarlaBridge:
         if self._tm is not None:
             attempt("traffic manager", lambda: self._tm.set_synchronous_mode(False))
         self._tm = None
-        if self._ego is not None and self.applied is None:
+        if self._ego is not None and self._held:
             attempt("constant velocity", self._ego.disable_constant_velocity)
+        self._held = False
         spawned = [*self._sensors, *self._actors, *([self._ego] if self._ego is not None else [])]
         if spawned and client is not None:
             import carla

@@ -363,8 +363,6 @@ class _Actor:
             m.stop.side_effect = rpc(self.stop)
             m.is_listening.side_effect = lambda: self.listener is not None
         self.mock = m
-        self.pending_velocity = None
-        self.constant_pending = None
         if self.physics and parent is None:
             x, y, th = from_carla(transform)
             self.body = Dynamics(x, y, th, server.vehicle.wheelbase)
@@ -384,9 +382,7 @@ class _Actor:
     def set_velocity(self, vec) -> None:
         if self.body is None:
             self.velocity = vec  # kinematic: reported as set
-        elif self.server.frame <= self.born:
-            self.pending_velocity = None  # no physics body yet: lost
-        else:
+        elif self.server.frame > self.born:  # before its first tick there is no body: lost
             self.body.set_world_velocity(float(vec.x), -float(vec.y))
             self._publish()
 
