@@ -293,7 +293,6 @@ class CarlaBridge:
         # the user's settings, captured before a map load or anything else can change them
         self.world = client.get_world()
         self._original_settings = self.world.get_settings()
-        self._world_id = self.world.id
         self.active = True  # from here on, clean-up restores these settings
         _LIVE.add(self)
         self.world = self._load_world(client)
@@ -329,7 +328,6 @@ class CarlaBridge:
         self._ego.enable_constant_velocity(carla.Vector3D(v0, 0.0, 0.0))
         self._held = True
         self._ego.apply_control(carla.VehicleControl(throttle=thr0, steer=-steer0, brake=0.0))
-        self._v0 = v0
 
         for i, a in enumerate(scenario.actors):
             chosen = None
@@ -352,7 +350,6 @@ class CarlaBridge:
         self.frame = None
         client.apply_batch(self._actor_commands(0))
         self._tick()
-        v0 = self._v0
         self._ego.disable_constant_velocity()
         self._held = False
         th = from_carla(self._ego.get_transform())[2]
