@@ -26,8 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from drivefi.bridges.carla.settings import CarlaPlacement
 from drivefi.errors import InputError
+from drivefi.placement import CarlaPlacement
 from drivefi.resources import bundled_dir
 from drivefi.seeds import SEED_MAX
 
