@@ -1,0 +1,498 @@
+"""The report of a results database: what to act on first, then the evidence.
+
+Sections: summary; search vs random fault injection; distinct critical cases with the command that
+replays each; timelines of the most severe cases (faulty run against the golden run); heat map of
+critical faults over injection point x start time; the search's predictions against outcomes;
+per-campaign details. Times are in seconds (step x dt).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from drivefi import __version__
+from drivefi.atomic import atomic_path
+from drivefi.faults import Fault
+from drivefi.report import page as H
+from drivefi.report import plots
+from drivefi.report.data import CampaignData, group_cases, load_campaigns
+
+TOP_CASES = 6  # cases shown with timelines
+
+
+def _fault(r) -> Fault:
+    return Fault(
+        str(r["point"]), str(r["model"]),
+        None if pd.isna(r["value"]) else float(r["value"]),
+        None if pd.isna(r["bit"]) else int(r["bit"]),
+        int(r["start"]), int(r["duration"]), int(r["seed"]),
+    )  # fmt: skip
+
+
+def _replay_cmd(c: CampaignData, r, out: str) -> str:
+    from drivefi.replay import command_for
+
+    seed = c.info["seed"]
+    default = c.scenario.seed if c.scenario is not None else None
+    return command_for(c.info["scenario"], _fault(r), None if seed == default else seed, out)
+
+
+def _value_text(case) -> str:
+    return case["kind"]
+
+
+def _fmt_range(a: float, b: float, unit: str = "s") -> str:
+    return f"{a:.2f} {unit}" if abs(a - b) < 1e-9 else f"{a:.2f}–{b:.2f} {unit}"
+
+
+class Report:
+    """Builds the page from the database's campaigns."""
+
+    def __init__(self, db: Path, camps: list[CampaignData], top: int = TOP_CASES):
+        self.db, self.camps, self.top = db, camps, top
+        self.by_id = {c.id: c for c in camps}
+        self.cases = group_cases(camps)
+        self.notes: list[str] = [n for c in camps for n in c.notes]
+        self.timelines: dict[int, str] = {}  # case number -> HTML of its timeline
+
+    # --- comparison ----------------------------------------------------------------------------
+
+    def roles(self) -> tuple[CampaignData | None, CampaignData | None]:
+        """The search and random campaigns to compare (same scenario, seed and simulator)."""
+        search = [c for c in self.camps if c.label == "search"]
+        random = [c for c in self.camps if c.label == "random"]
+        for s in reversed(search):
+            for r in reversed(random):
+                key = ("scenario", "seed", "sim")
+                if all(s.info[k] == r.info[k] for k in key):
+                    return s, r
+        return (search[-1] if search else None), (random[-1] if random else None)
+
+    def comparison(self) -> tuple[str, dict]:
+        s, r = self.roles()
+        if s is None and r is None:
+            return (
+                "<p>No campaign is labelled as the search or the random baseline (campaigns run "
+                "by <code>drivefi pipeline</code> are; others can be labelled with "
+                "<code>drivefi campaign run --label</code>).</p>",
+                {},
+            )
+        rows, figs = [], {}
+        for c in (s, r):
+            if c is None:
+                continue
+            ok = c.ok
+            ncases = 0
+            if not self.cases.empty:
+                ncases = int(self.cases["by_label"].map(lambda d, lab=c.label: lab in d).sum())
+            tth = ok.loc[ok["critical"] == 1, "time_to_hazard"]
+            rows.append({
+                "role": H.role(c.label, c.title), "injected": len(ok),
+                "critical": int(ok["critical"].sum()),
+                "accidents": int((ok["critical"].astype(bool) & (ok["outcome"] == "accident")).sum()),
+                "rate": f"{c.rate():.3f}" if c.rate() is not None else "–",
+                "cases": ncases,
+                "tth": f"{tth.median():.2f} s" if len(tth) else "–",
+                "errors": int((c.outcomes["status"] == "error").sum()),
+            })  # fmt: skip
+            figs[c.label] = c
+        speed = None
+        if s is not None and r is not None and s.rate() is not None and r.rate() is not None:
+            speed = s.rate() / r.rate() if r.rate() > 0 else np.inf
+        cols = [("role", "campaign"), ("injected", "faults injected"),
+                ("critical", "critical faults"), ("accidents", "of which accidents"),
+                ("rate", "critical per injection"), ("cases", "distinct cases found"),
+                ("tth", "median time to hazard"), ("errors", "failed runs")]  # fmt: skip
+        out = H.table(rows, cols, raw={"role"})
+        if speed is not None:
+            text = (
+                f"{speed:.1f}x" if np.isfinite(speed)
+                else f"∞ (random injection found no critical fault in {len(r.ok)})"
+            )  # fmt: skip
+            out += (
+                f"<p><b>Speed-up of the search: {text}</b> more critical faults per injection "
+                f"than random fault injection drawn from the same candidate space at the same "
+                f"budget.</p>"
+            )
+        panels = [(c.title, c.label, c.ok) for c in (s, r) if c is not None]
+        if any((p[2]["critical"] == 1).any() for p in panels):
+            out += "<h3>Time from fault start to first hazard</h3>" + H.img(
+                plots.png(plots.time_to_hazard(panels)), "time to hazard histogram"
+            )
+        return out, {"search": s, "random": r, "speedup": speed}
+
+    # --- cases ---------------------------------------------------------------------------------
+
+    def case_rows(self) -> list[dict]:
+        rows = []
+        for _, k in self.cases.iterrows():
+            c = self.by_id[k["rep_cid"]]
+            found = ", ".join(f"{lab} {n}" for lab, n in sorted(k["by_label"].items()))
+            n = int(k["case"])
+            name = f"case{n}"
+            link = f'<a href="#{name}">{n}</a>' if n in self.timelines else str(n)
+            rows.append({
+                "case": link, "outcome": H.badge(k["outcome"]),
+                "what": H.esc(f"{k['point']} = {k['kind']}"),
+                "length": _fmt_range(k["dur_min"], k["dur_max"]),
+                "starts": _fmt_range(k["t_first"], k["t_last"]),
+                "count": f"{k['count']} ({found})",
+                "tth": k["tth_min"], "lon": k["min_delta_lon"], "lat": k["min_delta_lat"],
+                "_after": '<span class="muted">replay:</span> ' + H.code(_replay_cmd(c, k["rep"], f"{name}.parquet"))
+                if c.scenario is not None and c.info["sim"] == "embedded" else "",
+            })  # fmt: skip
+        return rows
+
+    def cases_section(self) -> str:
+        if self.cases.empty:
+            return "<p>No critical fault: every injected fault was masked.</p>"
+        n_faults = int(self.cases["count"].sum())
+        cols = [("case", "case"), ("outcome", "outcome"), ("what", "fault (point = value)"),
+                ("length", "fault length"), ("starts", "fault starts"),
+                ("count", "faults (by campaign)"), ("tth", "earliest time to hazard [s]"),
+                ("lon", "worst delta_lon [m]"), ("lat", "worst delta_lat [m]")]  # fmt: skip
+        return (
+            f"<p>{n_faults} critical faults fall into <b>{len(self.cases)} distinct cases</b>: "
+            "same injection point and corrupted value, same outcome, fault windows that overlap "
+            "or touch. Most severe first (accidents, then the smallest margin). Each command "
+            "re-runs the case's most severe fault on the embedded simulator and writes its trace "
+            "and a plot against the golden run.</p>"
+            + H.table(self.case_rows(), cols, raw={"case", "outcome", "what"})
+        )
+
+    # --- timelines -----------------------------------------------------------------------------
+
+    def build_timelines(self) -> None:
+        """Replay (or read the kept trace of) the most severe fault of each top case."""
+        from drivefi.replay import kept_trace, replay_many
+
+        if self.cases.empty:
+            return
+        top = self.cases.head(self.top)
+        by_run: dict[tuple, list] = {}
+        for _, k in top.iterrows():
+            c = self.by_id[k["rep_cid"]]
+            by_run.setdefault((c.id,), []).append(k)
+        for (cid,), ks in by_run.items():
+            c = self.by_id[cid]
+            if c.scenario is None:
+                continue
+            if c.info["sim"] == "embedded":
+                reps = replay_many(c.scenario, [_fault(k["rep"]) for k in ks], c.info["seed"])
+                for k, rp in zip(ks, reps, strict=True):
+                    self._timeline(k, c, rp.trace.frame, rp.golden, rp.outcome)
+                continue
+            for k in ks:
+                path = kept_trace(self.db, cid, int(k["rep_idx"]))
+                if path is None:
+                    self.notes.append(
+                        f"case {k['case']}: campaign {cid} ran on {c.info['sim']} without kept "
+                        "traces (--keep-traces hazards), so its timeline cannot be shown"
+                    )
+                    continue
+                from drivefi.recorder import read_trace
+
+                frame = read_trace(path).frame
+                self._timeline(k, c, frame, None, k["rep"].to_dict(), kept=path)
+
+    def _timeline(self, k, c: CampaignData, faulty, golden, outcome, kept=None) -> None:
+        r = k["rep"]
+        f = _fault(r)
+        dt = c.dt
+        n = int(k["case"])
+        tth = outcome.get("first_hazard_step")
+        stored = r
+        same = all(
+            np.isclose(float(outcome[m]), float(stored[m]), rtol=0, atol=1e-9)
+            for m in ("min_delta_lon", "min_delta_lat")
+        )
+        title = (
+            f"Case {n}: {f.point} = {k['kind']} for {f.duration * dt:.2f} s from "
+            f"{f.start * dt:.2f} s → {k['outcome']}"
+        )
+        fig = plots.timeline(faulty, golden, f.as_row(), dt, "", tth)
+        src = (
+            f"kept trace {H.esc(kept)}" if kept is not None
+            else "replayed on the embedded simulator"
+            + ("" if same else " (<b>differs from the stored outcome</b>)")
+        )  # fmt: skip
+        members = k["members"].copy()
+        members["start [s]"] = members["start"] * dt
+        members["length [s]"] = members["duration"] * dt
+        mrows = [{
+            "campaign": f"{self.by_id[int(m['cid'])].label or ''} {int(m['cid'])}",
+            "fault": int(m["idx"]), "model": m["model"], "start": m["start [s]"],
+            "length": m["length [s]"], "outcome": H.badge(m["outcome"]),
+            "tth": m["time_to_hazard"], "lon": m["min_delta_lon"], "lat": m["min_delta_lat"],
+        } for _, m in members.sort_values("start").iterrows()]  # fmt: skip
+        mcols = [("campaign", "campaign"), ("fault", "fault #"), ("model", "model"),
+                 ("start", "start [s]"), ("length", "length [s]"), ("outcome", "outcome"),
+                 ("tth", "time to hazard [s]"), ("lon", "min delta_lon [m]"),
+                 ("lat", "min delta_lat [m]")]  # fmt: skip
+        tth_s = r["time_to_hazard"]
+        self.timelines[n] = (
+            f'<div class="case" id="case{n}"><h3>{H.esc(title)}</h3>'
+            f"<p>{k['count']} critical fault(s) starting {_fmt_range(k['t_first'], k['t_last'])}; "
+            f"shown: fault #{int(r['idx'])} of campaign {int(r['cid'])} ({src}): first hazard "
+            f"{'–' if pd.isna(tth_s) else f'{tth_s:.2f} s'} after the fault started, worst "
+            f"delta_lon {r['min_delta_lon']:.2f} m, delta_lat {r['min_delta_lat']:.2f} m.</p>"
+            + H.img(plots.png(fig), f"timeline of case {n}")
+            + (H.cmd(_replay_cmd(c, r, f"case{n}.parquet")) if kept is None else "")
+            + f"<details><summary>all {len(mrows)} faults of this case</summary>"
+            + H.table(mrows, mcols, raw={"outcome"})
+            + "</details></div>"
+        )
+
+    # --- heat map, calibration, details --------------------------------------------------------
+
+    def heatmap_section(self) -> str:
+        out = []
+        groups: dict[tuple, list[CampaignData]] = {}
+        for c in self.camps:
+            if len(c.ok):
+                groups.setdefault((c.info["scenario"], c.info["seed"], c.info["sim"]), []).append(c)
+        for (scen, seed, sim), cs in groups.items():
+            sc = cs[0].scenario
+            if sc is None:
+                continue
+            from drivefi.ads import INJECTION_POINTS
+
+            points = [p.name for p in INJECTION_POINTS]
+            extra = sorted({p for c in cs for p in c.ok["point"].unique()} - set(points) - {"*"})
+            golden = None
+            if sim == "embedded":
+                from drivefi.campaign.batch import golden_for
+
+                golden = golden_for(sc, seed).trace.frame
+            panels = [(f"{c.title}: critical faults by injection point and start time", c.ok)
+                      for c in cs]  # fmt: skip
+            fig = plots.heatmap(panels, points + extra, sc.duration, golden, sc.dt)
+            out.append(
+                f"<h3>{H.esc(scen)} ({H.esc(sim)}, seed {seed})</h3>"
+                + H.img(plots.png(fig), f"heat map of critical faults, {scen}")
+            )
+        if not out:
+            return "<p>No outcomes to map.</p>"
+        return (
+            "<p>Red cells: critical faults injected at that point with a start time in that bin "
+            "(darker: more). Grey dots: faults injected there, none critical. Empty: nothing "
+            "injected. The strip on top is the golden run's margin: the stack is most exposed "
+            "where it is smallest.</p>" + "".join(out)
+        )
+
+    def calibration_section(self) -> str:
+        out = []
+        for c in self.camps:
+            if not c.has_predictions or not len(c.ok):
+                continue
+            ok = c.ok[c.ok["p_hazard"].notna()]
+            bins = np.array([0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0 + 1e-9])
+            idx = np.clip(np.digitize(ok["p_hazard"], bins) - 1, 0, len(bins) - 2)
+            hz = ok["outcome"].isin(["hazard", "accident"])
+            rows = []
+            for i in range(len(bins) - 1):
+                m = idx == i
+                if m.any():
+                    rows.append({
+                        "bin": f"{bins[i]:.2f}–{min(bins[i + 1], 1.0):.2f}", "n": int(m.sum()),
+                        "pred": f"{ok['p_hazard'][m].mean():.3f}",
+                        "obs": f"{hz[m].mean():.3f}",
+                        "crit": int(ok["critical"][m].sum()),
+                    })  # fmt: skip
+            pdl = ok["predicted_delta"]
+            worst = ok[["min_delta_lon", "min_delta_lat"]].min(axis=1)
+            agree = ((pdl <= 0) == hz).mean()
+            cols = [("bin", "predicted P(hazard)"), ("n", "faults"), ("pred", "mean predicted"),
+                    ("obs", "observed hazard rate"), ("crit", "critical")]  # fmt: skip
+            out.append(
+                f"<h3>{H.role(c.label, c.title)}</h3>"
+                f"<p>Predictions from <code>{H.esc(c.plan_file)}</code>. The sign of the predicted "
+                f"delta agrees with the observed outcome for {agree:.1%} of the {len(ok)} faults; "
+                f"median |predicted − observed min delta| = "
+                f"{np.nanmedian(np.abs(pdl - worst)):.2f} m.</p>"
+                + H.table(rows, cols)
+                + H.img(plots.png(plots.calibration(c.ok, bins)), "calibration plot")
+            )
+        if not out:
+            return (
+                "<p>No campaign of this database ran a search plan with predictions (give the "
+                "plan file with <code>--plan</code> to compare).</p>"
+            )
+        return (
+            "<p>Only faults the search predicted critical (P(hazard) ≥ its threshold) are injected, "
+            "so the bins start there; a well-calibrated search has observed rates close to the "
+            "predicted ones.</p>" + "".join(out)
+        )
+
+    def details_section(self) -> str:
+        from drivefi.campaign.store import SUMMARY_COLUMNS
+
+        out = []
+        rows = [{**c.info, "role": H.role(c.label, c.label or "–")} for c in self.camps]
+        cols = [("id", "id"), ("role", "role")] + [(k, k) for k in SUMMARY_COLUMNS if k != "id"]
+        out.append(H.table(rows, cols, raw={"role"}))
+        for c in self.camps:
+            out.append(f"<h3>{H.role(c.label, c.title)} {H.esc(c.info['scenario'])}</h3>")
+            if not len(c.ok):
+                out.append("<p>No outcomes yet.</p>")
+                continue
+            piv = c.ok.pivot_table(index="point", columns="model", values="critical",
+                                   aggfunc="sum", fill_value=0)  # fmt: skip
+            out.append("<p>Critical faults by point and fault model:</p>" + piv.to_html())
+            out.append(H.img(plots.png(plots.margins(c.outcomes)), "margins after each fault"))
+            worst = c.ok[c.ok["critical"] == 1].copy()
+            worst["w"] = worst[["min_delta_lon", "min_delta_lat"]].min(axis=1)
+            worst = worst.sort_values("w").head(15)
+            wrows = [{
+                "fault": int(r["idx"]), "point": r["point"], "model": r["model"],
+                "value": "–" if pd.isna(r["value"]) else f"{r['value']:g}",
+                "start": r["t_start"], "length": r["t_end"] - r["t_start"],
+                "outcome": H.badge(r["outcome"]), "tth": r["time_to_hazard"],
+                "lon": r["min_delta_lon"], "lat": r["min_delta_lat"],
+            } for _, r in worst.iterrows()]  # fmt: skip
+            if wrows:
+                out.append(
+                    "<p>Most severe critical faults:</p>"
+                    + H.table(
+                        wrows,
+                        [
+                            ("fault", "fault #"),
+                            ("point", "point"),
+                            ("model", "model"),
+                            ("value", "value"),
+                            ("start", "start [s]"),
+                            ("length", "length [s]"),
+                            ("outcome", "outcome"),
+                            ("tth", "time to hazard [s]"),
+                            ("lon", "min delta_lon [m]"),
+                            ("lat", "min delta_lat [m]"),
+                        ],
+                        raw={"outcome"},
+                    )
+                )
+        return "".join(out)
+
+    # --- page ----------------------------------------------------------------------------------
+
+    def summary(self, comp: dict) -> str:
+        s, r, speed = comp.get("search"), comp.get("random"), comp.get("speedup")
+        kpis = []
+        for c in (s, r):
+            if c is not None and c.rate() is not None:
+                kpis.append(
+                    f'<div class="kpi {c.label}"><b>{int(c.ok["critical"].sum())} / {len(c.ok)}</b>'
+                    f"<span>critical / injected, {H.esc(c.title)}</span></div>"
+                )
+        if speed is not None:
+            txt = f"{speed:.1f}x" if np.isfinite(speed) else "∞"
+            kpis.append(
+                f'<div class="kpi speed"><b>{txt}</b><span>critical faults per injection, '
+                "search vs random</span></div>"
+            )
+        ncrit = 0 if self.cases.empty else int(self.cases["count"].sum())
+        kpis.append(
+            f'<div class="kpi"><b>{len(self.cases)}</b><span>distinct critical cases '
+            f"({ncrit} faults)</span></div>"
+        )
+        items = []
+        for _, k in self.cases.head(3).iterrows():
+            n = int(k["case"])
+            ref = f'<a href="#case{n}">case {n}</a>' if n in self.timelines else f"case {n}"
+            items.append(
+                f"<li>{ref}: {H.badge(k['outcome'])} <b>{H.esc(k['point'])} = "
+                f"{H.esc(k['kind'])}</b> for {_fmt_range(k['dur_min'], k['dur_max'])}, starting "
+                f"{_fmt_range(k['t_first'], k['t_last'])}: first hazard after "
+                f"{k['tth_min']:.2f} s, worst delta_lon {k['min_delta_lon']:.2f} m / delta_lat "
+                f"{k['min_delta_lat']:.2f} m ({k['count']} faults)</li>"
+            )
+        if not self.cases.empty:
+            by_point = self.cases.groupby("point")["count"].sum().sort_values(ascending=False)
+            pts = ", ".join(f"{H.esc(p)} ({n})" for p, n in by_point.head(3).items())
+            items.append(f"<li>Injection points with the most critical faults: {pts}.</li>")
+        act = (
+            "<ul>" + "".join(items) + "</ul>" if items
+            else "<p>No critical fault found: every injected fault was masked.</p>"
+        )  # fmt: skip
+        return (
+            '<section class="summary"><h2 style="border:0;margin-top:.2em">What to act on</h2>'
+            f'<div class="kpis">{"".join(kpis)}</div>'
+            "<p>Most severe distinct cases (the timelines below show each against the golden "
+            "run; the cases table gives the command that replays it):</p>" + act + "</section>"
+        )
+
+    def html(self) -> tuple[str, dict]:
+        self.build_timelines()
+        comp_html, comp = self.comparison()
+        scen = sorted({c.info["scenario"] for c in self.camps})
+        nav = (
+            "<nav><a href='#compare'>search vs random</a><a href='#cases'>cases</a>"
+            "<a href='#timelines'>timelines</a><a href='#heatmap'>heat map</a>"
+            "<a href='#calibration'>predicted vs observed</a><a href='#details'>details</a></nav>"
+        )
+        notes = "".join(f'<p class="note">{H.esc(n)}</p>' for n in dict.fromkeys(self.notes))
+        body = (
+            f"<h1>DriveFI report: {H.esc(', '.join(scen) or 'no campaigns')}</h1>"
+            f"<p class='meta'>{H.esc(self.db)} &middot; DriveFI {__version__} &middot; "
+            f"{len(self.camps)} campaign(s) &middot; times in seconds from the scenario start</p>"
+            + nav + notes + self.summary(comp)
+            + "<h2 id='compare'>Search vs random fault injection</h2>" + comp_html
+            + "<h2 id='cases'>Distinct critical cases</h2>" + self.cases_section()
+            + "<h2 id='timelines'>Timelines of the most severe cases</h2>"
+            + (
+                "<p>Each case's most severe fault (red) against the golden run (grey); the "
+                "shaded band is the fault window, the dashed line the first hazard (delta ≤ 0).</p>"
+                + "".join(self.timelines[n] for n in sorted(self.timelines))
+                if self.timelines else "<p>No timelines (no critical case could be shown).</p>"
+            )
+            + "<h2 id='heatmap'>Where faults are critical: injection point × start time</h2>"
+            + self.heatmap_section()
+            + "<h2 id='calibration'>Predicted vs observed</h2>" + self.calibration_section()
+            + "<h2 id='details'>Campaign details</h2>" + self.details_section()
+        )  # fmt: skip
+        s, r = comp.get("search"), comp.get("random")
+        summary = {
+            "search_campaign": None if s is None else s.id,
+            "random_campaign": None if r is None else r.id,
+            "speedup": None if comp.get("speedup") is None or not np.isfinite(comp["speedup"])
+            else float(comp["speedup"]),
+            "cases": len(self.cases),
+            "timelines": len(self.timelines),
+        }  # fmt: skip
+        return H.page("DriveFI report", body), summary
+
+
+def build_report(
+    db: str | Path,
+    out: str | Path,
+    plans: list[str | Path] | None = None,
+    scenario_files: list[str | Path] | None = None,
+    top: int = TOP_CASES,
+) -> dict:
+    """Write the HTML report of ``db`` to ``out``; return the summary figures it shows.
+
+    ``plans``: plan files whose predictions (p_hazard, predicted_delta) belong to a campaign of the
+    database (matched by plan hash); by default the plan CSVs next to the database.
+    ``scenario_files``: scenario YAMLs for campaigns whose scenario is not bundled.
+    """
+    db, out = Path(db), Path(out)
+    if plans is None:
+        plans = sorted(db.parent.glob("*.csv")) if db.is_file() else []
+        plans = [p for p in plans if _looks_like_plan(p)]
+    camps = load_campaigns(db, plans, scenario_files)
+    rep = Report(db, camps, top)
+    text, extra = rep.html()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return {"db": str(db), "report": str(out), "campaigns": [c.info for c in camps], **extra}
+
+
+def _looks_like_plan(path: Path) -> bool:
+    try:
+        with path.open() as fh:
+            return fh.readline().startswith("# drivefi plan")
+    except OSError:
+        return False
