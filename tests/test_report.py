@@ -134,7 +134,7 @@ def test_replay_command_reads_back_exactly():
 
 
 def test_report_shows_what_to_act_on(pipeline_db):
-    d, db, plan = pipeline_db
+    d, db, _ = pipeline_db
     out = d / "report.html"
     s = build_report(db, out)
     page = out.read_text()

@@ -213,7 +213,9 @@ class Report:
             f"Case {n}: {f.point} = {k['kind']} for {f.duration * dt:.2f} s from "
             f"{f.start * dt:.2f} s → {k['outcome']}"
         )
-        fig = plots.timeline(faulty, golden, f.as_row(), dt, "", tth)
+        acc = plots.accident_of(outcome)
+        fig = plots.timeline(faulty, golden, f.as_row(), dt, "", tth, acc)
+        acc_text = "" if acc is None else f" {acc[0]} at {acc[1] * dt:.2f} s;"
         src = (
             f"kept trace {H.esc(kept)}" if kept is not None
             else "replayed on the embedded simulator"
@@ -237,7 +239,7 @@ class Report:
             f'<div class="case" id="case{n}"><h3>{H.esc(title)}</h3>'
             f"<p>{k['count']} critical fault(s) starting {_fmt_range(k['t_first'], k['t_last'])}; "
             f"shown: fault #{int(r['idx'])} of campaign {int(r['cid'])} ({src}): first hazard "
-            f"{'–' if pd.isna(tth_s) else f'{tth_s:.2f} s'} after the fault started, worst "
+            f"{'–' if pd.isna(tth_s) else f'{tth_s:.2f} s'} after the fault started;{acc_text} worst "
             f"delta_lon {r['min_delta_lon']:.2f} m, delta_lat {r['min_delta_lat']:.2f} m.</p>"
             + H.img(plots.png(fig), f"timeline of case {n}")
             + (H.cmd(_replay_cmd(c, r, f"case{n}.parquet")) if kept is None else "")
@@ -382,15 +384,16 @@ class Report:
         kpis = []
         for c in (s, r):
             if c is not None and c.rate() is not None:
+                short = {"search": "Bayesian search", "random": "random FI"}.get(c.label, c.label)
                 kpis.append(
                     f'<div class="kpi {c.label}"><b>{int(c.ok["critical"].sum())} / {len(c.ok)}</b>'
-                    f"<span>critical / injected, {H.esc(c.title)}</span></div>"
+                    f"<span>critical / injected: {H.esc(short)} (campaign {c.id})</span></div>"
                 )
         if speed is not None:
             txt = f"{speed:.1f}x" if np.isfinite(speed) else "∞"
             kpis.append(
-                f'<div class="kpi speed"><b>{txt}</b><span>critical faults per injection, '
-                "search vs random</span></div>"
+                f'<div class="kpi speed"><b>{txt}</b><span>speed-up: critical faults per '
+                "injection, search / random</span></div>"
             )
         ncrit = 0 if self.cases.empty else int(self.cases["count"].sum())
         kpis.append(

@@ -38,6 +38,7 @@ def timeline(
     dt: float,
     title: str = "",
     first_hazard_step: int | None = None,
+    accident: tuple[str, int] | None = None,
 ):
     """Faulty run against the golden run: delta_lon, delta_lat, the corrupted point, speed, steer
     and brake over time [s]; the fault window shaded, the first hazard marked."""
@@ -68,9 +69,17 @@ def timeline(
                 ax.set_ylim(min(lo, 0) - 0.5, min(hi, 40.0) + 0.5)
         if first_hazard_step is not None and first_hazard_step >= 0:
             ax.axvline(first_hazard_step * dt, color=HAZARD, lw=1, ls="--")
+        if accident is not None:
+            ax.axvline(accident[1] * dt, color="k", lw=1.2, ls=":")
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
+    # zoom on the fault: 2 s before it to 4 s after it ends (or after the first hazard)
+    t_end = float(tf[-1]) if len(tf) else t1
+    t_hz = (
+        first_hazard_step * dt if first_hazard_step is not None and first_hazard_step >= 0 else t1
+    )
+    axes[0, 0].set_xlim(max(0.0, t0 - 2.0), min(t_end, max(t1, t_hz) + 4.0))
     for ax in axes[1]:
         ax.set_xlabel("time [s]", fontsize=8)
     handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -79,12 +88,24 @@ def timeline(
     if first_hazard_step is not None and first_hazard_step >= 0:
         handles.append(plt.Line2D([], [], color=HAZARD, ls="--"))
         labels.append("first hazard")
+    if accident is not None:
+        handles.append(plt.Line2D([], [], color="k", ls=":"))
+        labels.append(accident[0])
     fig.legend(handles, labels, loc="upper right", bbox_to_anchor=(0.99, 0.99), ncol=len(labels),
                fontsize=8, frameon=False)  # fmt: skip
     if title:
         fig.suptitle(title, x=0.01, y=0.985, ha="left", fontsize=10)
     fig.subplots_adjust(left=0.05, right=0.99, top=0.86, bottom=0.1, wspace=0.22, hspace=0.35)
     return fig
+
+
+def accident_of(outcome: dict) -> tuple[str, int] | None:
+    """("collision" | "road departure", step) of an outcome row, whichever came first."""
+    hits = [(str(name), int(outcome.get(key)))
+            for name, key in (("collision", "collision_step"), ("road departure", "departure_step"))
+            if outcome.get(key) is not None and not pd.isna(outcome.get(key))
+            and int(outcome.get(key)) >= 0]  # fmt: skip
+    return min(hits, key=lambda h: h[1]) if hits else None
 
 
 def heatmap(panels: list[tuple[str, pd.DataFrame]], points: list[str], duration_s: float,
@@ -106,10 +127,13 @@ def heatmap(panels: list[tuple[str, pd.DataFrame]], points: list[str], duration_
     if golden is not None:
         ax = axes[0]
         t = _time(golden, dt)
-        ax.plot(t, golden["delta_lon"].clip(upper=30), color="#2c3e50", lw=1, label="delta_lon")
-        ax.plot(t, golden["delta_lat"], color="#16a085", lw=1, label="delta_lat")
+        ax.plot(t, golden["delta_lon"], color="#2c3e50", lw=1.2, label="delta_lon")
+        ax.plot(t, golden["delta_lat"], color="#16a085", lw=1.2, label="delta_lat")
         ax.axhline(0, color="k", lw=0.6)
-        ax.set_ylabel("golden\nmargin [m]", fontsize=8)
+        ax.set_ylim(-0.3, 6.0)
+        ax.set_title("golden run's safety margins (0-6 m shown): small margin = exposed",
+                     fontsize=9, loc="left")  # fmt: skip
+        ax.set_ylabel("margin [m]", fontsize=8)
         ax.legend(fontsize=7, loc="upper right", ncol=2, frameon=False)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
@@ -129,6 +153,7 @@ def heatmap(panels: list[tuple[str, pd.DataFrame]], points: list[str], duration_
     cmap = ListedColormap(plt.get_cmap("Reds")(np.linspace(0.15, 1.0, 256))).with_extremes(
         bad="white"
     )
+    bars = []
     for ax, (title, _), (crit, seen) in zip(axes, panels, grids, strict=True):
         shown = np.ma.masked_where(crit == 0, crit)
         im = ax.pcolormesh(edges, np.arange(len(points) + 1), shown, cmap=cmap, vmin=1, vmax=cmax)
@@ -138,13 +163,17 @@ def heatmap(panels: list[tuple[str, pd.DataFrame]], points: list[str], duration_
         ax.invert_yaxis()
         ax.set_title(title, fontsize=9, loc="left")
         ax.tick_params(labelsize=8)
-        fig.colorbar(im, ax=ax, pad=0.01, fraction=0.03, aspect=12).set_label(
-            "critical faults", fontsize=8
-        )
+        bars.append((ax, im))
     axes[-1].set_xlabel(f"fault start time [s] (bins of {bin_s:g} s)", fontsize=8)
     height = sum(heights) + 0.6
-    fig.subplots_adjust(left=0.2, right=0.99, top=1 - 0.25 / height, bottom=0.45 / height,
+    fig.subplots_adjust(left=0.2, right=0.93, top=1 - 0.25 / height, bottom=0.45 / height,
                         hspace=0.5 / np.mean(heights))  # fmt: skip
+    for ax, im in bars:  # colour bars beside the panels, so every panel keeps one time axis
+        box = ax.get_position()
+        cb = fig.colorbar(im, cax=fig.add_axes((0.945, box.y0, 0.012, box.height)))
+        cb.set_label("critical faults", fontsize=8)
+        cb.ax.tick_params(labelsize=7)
+        cb.set_ticks(np.unique(np.linspace(1, cmax, min(cmax, 5)).round()))
     return fig
 
 
@@ -196,15 +225,16 @@ def calibration(df: pd.DataFrame, bins: np.ndarray):
 
 def time_to_hazard(panels: list[tuple[str, str, pd.DataFrame]]):
     """Histogram of time to hazard [s] of critical faults, one colour per campaign role."""
-    fig, ax = plt.subplots(figsize=(5.4, 2.8))
+    fig, ax = plt.subplots(figsize=(6.5, 2.6))
     data = [(t, r, d.loc[d["critical"] == 1, "time_to_hazard"].dropna()) for t, r, d in panels]
     top = max([float(x.max()) for _, _, x in data if len(x)] + [0.5])
     edges = np.linspace(0, top + 1e-9, 25)
     for title, role, x in data:
         if len(x):
-            ax.hist(x, edges, alpha=0.6, color=ROLE_COLOURS.get(role, "#555"), label=title)
+            ax.hist(x, edges, weights=np.full(len(x), 1.0 / len(x)), alpha=0.6,
+                    color=ROLE_COLOURS.get(role, "#555"), label=f"{title}: {len(x)} faults")  # fmt: skip
     ax.set_xlabel("time from fault start to first hazard [s]", fontsize=8)
-    ax.set_ylabel("critical faults", fontsize=8)
+    ax.set_ylabel("share of its critical faults", fontsize=8)
     ax.tick_params(labelsize=8)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
