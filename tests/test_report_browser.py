@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 
 BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser") if shutil.which(b)), None)
-pytestmark = pytest.mark.skipif(
-    BROWSER is None,
-    reason="no Chromium installed (apt-get install chromium) to render the report headless",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        BROWSER is None,
+        reason="no Chromium installed (apt-get install chromium) to render the report headless",
+    ),
+]
 
 
 def run_browser(page: Path, tmp: Path, *args: str) -> tuple[str, str, list[str]]:
