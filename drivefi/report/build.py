@@ -44,6 +44,10 @@ def _value_text(case) -> str:
     return case["kind"]
 
 
+def _secs(x) -> str:
+    return "–" if x is None or pd.isna(x) else f"{x:.2f} s"
+
+
 def _fmt_range(a: float, b: float, unit: str = "s") -> str:
     return f"{a:.2f} {unit}" if abs(a - b) < 1e-9 else f"{a:.2f}–{b:.2f} {unit}"
 
@@ -239,7 +243,7 @@ class Report:
             f'<div class="case" id="case{n}"><h3>{H.esc(title)}</h3>'
             f"<p>{k['count']} critical fault(s) starting {_fmt_range(k['t_first'], k['t_last'])}; "
             f"shown: fault #{int(r['idx'])} of campaign {int(r['cid'])} ({src}): first hazard "
-            f"{'–' if pd.isna(tth_s) else f'{tth_s:.2f} s'} after the fault started;{acc_text} worst "
+            f"{_secs(tth_s)} after the fault started;{acc_text} worst "
             f"delta_lon {r['min_delta_lon']:.2f} m, delta_lat {r['min_delta_lat']:.2f} m.</p>"
             + H.img(plots.png(fig), f"timeline of case {n}")
             + (H.cmd(_replay_cmd(c, r, f"case{n}.parquet")) if kept is None else "")
@@ -408,7 +412,7 @@ class Report:
                 f"<li>{ref}: {H.badge(k['outcome'])} <b>{H.esc(k['point'])} = "
                 f"{H.esc(k['kind'])}</b> for {_fmt_range(k['dur_min'], k['dur_max'])}, starting "
                 f"{_fmt_range(k['t_first'], k['t_last'])}: first hazard after "
-                f"{k['tth_min']:.2f} s, worst delta_lon {k['min_delta_lon']:.2f} m / delta_lat "
+                f"{_secs(k['tth_min'])}, worst delta_lon {k['min_delta_lon']:.2f} m / delta_lat "
                 f"{k['min_delta_lat']:.2f} m ({k['count']} faults)</li>"
             )
         if not self.cases.empty:
