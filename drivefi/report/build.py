@@ -121,6 +121,16 @@ class Report:
                 f"than random fault injection drawn from the same candidate space at the same "
                 f"budget.</p>"
             )
+        if s is not None and r is not None and not self.cases.empty:
+            found = self.cases["by_label"]
+            only = self.cases["case"][found.map(lambda d: r.label in d and s.label not in d)]
+            if len(only):
+                out += (
+                    f"<p>Cases only the random baseline found (none of the search's injected "
+                    f"faults fell in them): {len(only)} of {len(self.cases)}: "
+                    + ", ".join(f"case {int(n)}" for n in only)
+                    + ".</p>"
+                )
         panels = [(c.title, c.label, c.ok) for c in (s, r) if c is not None]
         if any((p[2]["critical"] == 1).any() for p in panels):
             out += "<h3>Time from fault start to first hazard</h3>" + H.img(

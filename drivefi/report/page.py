@@ -19,7 +19,8 @@ h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.25em;margin:1.8em 0 .4em;padding
   border-radius:4px}
 .summary ul{margin:.3em 0;padding-left:1.3em}.summary li{margin:.25em 0}
 .kpis{display:flex;gap:1em;flex-wrap:wrap;margin:.6em 0}
-.kpi{background:#fff;border:1px solid #d5d8dc;border-radius:4px;padding:.5em .9em;min-width:10em}
+.kpi{background:#fff;border:1px solid #d5d8dc;border-radius:4px;padding:.5em .9em;flex:1 1 0;
+  min-width:9em}
 .kpi b{display:block;font-size:1.5em}.kpi span{color:#566573;font-size:.85em}
 .kpi.search{border-top:4px solid #2471a3}.kpi.random{border-top:4px solid #d68910}
 .kpi.speed{border-top:4px solid #1e8449}
@@ -28,7 +29,8 @@ td,th{border:1px solid #d5d8dc;padding:.25em .55em;text-align:right;vertical-ali
 th{background:#f2f4f4}td.l,th.l{text-align:left}
 .badge{display:inline-block;padding:0 .45em;border-radius:3px;font-size:.85em;font-weight:600;color:#fff}
 .accident{background:#c0392b}.hazard{background:#e67e22}.masked{background:#95a5a6}
-.role{display:inline-block;padding:0 .45em;border-radius:3px;font-size:.85em;color:#fff}
+.role{display:inline-block;padding:0 .45em;border-radius:3px;font-size:.85em;color:#fff;
+  white-space:nowrap}
 .role.search{background:#2471a3}.role.random{background:#d68910}.role.other{background:#566573}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85em}
 pre.cmd{background:#f4f6f6;border:1px solid #d5d8dc;padding:.4em .6em;white-space:pre-wrap;
