@@ -64,15 +64,31 @@ def test_replay_from_the_command_line_equals_the_stored_fault(db, tmp_path, caps
     [
         (["lead_brake", "--point", "control.steer", "--value", "3", "--start", "5"], "--value"),
         (["lead_brake", "--point", "nope", "--value", "0", "--start", "5"], "--point"),
-        (["lead_brake", "--point", "control.steer", "--value", "0", "--start", "395",
-          "--duration", "20"], "--start/--duration"),  # fmt: skip
+        (
+            [
+                "lead_brake",
+                "--point",
+                "control.steer",
+                "--value",
+                "0",
+                "--start",
+                "395",
+                "--duration",
+                "20",
+            ],
+            "--start/--duration",
+        ),
         (["lead_brake", "--point", "control.steer", "--start", "5"], "missing --value"),
-        (["lead_brake", "--point", "control.steer", "--model", "bitflip", "--start", "5"],
-         "missing --bit"),  # fmt: skip
+        (
+            ["lead_brake", "--point", "control.steer", "--model", "bitflip", "--start", "5"],
+            "missing --bit",
+        ),
         (["--db", "DB", "--fault", "99"], "--fault"),
         (["--db", "DB", "--fault", "0", "--point", "control.steer"], "drop --point"),
-        (["nope_scenario", "--point", "control.steer", "--value", "0", "--start", "5"],
-         "scenario file not found"),  # fmt: skip
+        (
+            ["nope_scenario", "--point", "control.steer", "--value", "0", "--start", "5"],
+            "scenario file not found",
+        ),
     ],
 )
 def test_bad_replay_input_is_one_line_and_exit_2(db, tmp_path, capsys, args, expect):

@@ -174,3 +174,25 @@ def test_report_without_roles_or_predictions(tmp_path):
     text = (tmp_path / "r.html").read_text()
     assert s["search_campaign"] is None and "No campaign is labelled" in text
     assert "No campaign of this database ran a search plan" in text
+
+
+def test_other_simulators_show_kept_traces_and_are_never_replayed(tmp_path):
+    """A campaign that ran on CARLA: its faults are not re-run on the embedded simulator in its
+    place; the report says its traces were not kept, and uses them once they are."""
+    from drivefi.recorder import write_trace
+
+    db = tmp_path / "carla.db"
+    fault = Fault("control.steer", "m-fixed", 1.0, None, 80, 20, 0)
+    stand_in = replay(SC, fault)  # a faulty run to store as if CARLA had produced it
+    store = ResultsStore(db)
+    camp = store.open_campaign(SC.name, "h", SC.seed, "carla", [fault], {"label": "random"})
+    store.write(camp, [{**stand_in.outcome, "idx": 0}])
+    store.close()
+    s = build_report(db, tmp_path / "a.html")
+    page = (tmp_path / "a.html").read_text()
+    assert s["timelines"] == 0 and "ran on carla without kept traces" in page
+    assert "drivefi replay" not in page
+    write_trace(stand_in.trace, tmp_path / "carla.traces" / "c1_0000000.parquet")
+    s = build_report(db, tmp_path / "b.html")
+    page = (tmp_path / "b.html").read_text()
+    assert s["timelines"] == 1 and "kept trace" in page and "drivefi replay" not in page
