@@ -91,11 +91,12 @@ def timeline(
     if accident is not None:
         handles.append(plt.Line2D([], [], color="k", ls=":"))
         labels.append(accident[0])
-    fig.legend(handles, labels, loc="upper right", bbox_to_anchor=(0.99, 0.99), ncol=len(labels),
-               fontsize=8, frameon=False)  # fmt: skip
+    top = 0.83 if title else 0.88
+    fig.legend(handles, labels, loc="upper right", bbox_to_anchor=(0.99, top + 0.11),
+               ncol=len(labels), fontsize=8, frameon=False)  # fmt: skip
     if title:
-        fig.suptitle(title, x=0.01, y=0.985, ha="left", fontsize=10)
-    fig.subplots_adjust(left=0.05, right=0.99, top=0.86, bottom=0.1, wspace=0.22, hspace=0.35)
+        fig.suptitle(title, x=0.01, y=0.995, ha="left", fontsize=10)
+    fig.subplots_adjust(left=0.05, right=0.99, top=top, bottom=0.1, wspace=0.22, hspace=0.35)
     return fig
 
 
