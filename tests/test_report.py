@@ -62,7 +62,7 @@ def test_replay_equals_the_stored_outcome(pipeline_db):
     store.close()
     crit = df[df.critical == 1]
     picks = [crit.iloc[0], crit.iloc[len(crit) // 2], crit.iloc[-1], df[df.critical == 0].iloc[0]]
-    faults = []
+    faults, singles = [], []
     for r in picks:
         sf = stored_fault(db, int(r["idx"]), int(r["campaign"]))
         one = replay(SC, sf.fault, sf.campaign["seed"])
@@ -75,10 +75,11 @@ def test_replay_equals_the_stored_outcome(pipeline_db):
         assert f["delta_lat"].iloc[k0:].min() == sf.outcome["min_delta_lat"]
         assert f["fault_active"].iloc[k0] and not f["fault_active"].iloc[:k0].any()
         faults.append(sf.fault)
-    # a batch replays each fault as it replays alone
+        singles.append(one)
+    # a batch replays each fault as it replays alone, trace and all
     many = replay_many(SC, faults, SC.seed)
-    for f, m in zip(faults, many, strict=True):
-        assert m.outcome == replay(SC, f).outcome
+    for one, m in zip(singles, many, strict=True):
+        assert m.outcome == one.outcome and m.trace.frame.equals(one.trace.frame)
 
 
 def test_stored_fault_needs_a_campaign_when_there_are_several(pipeline_db):
@@ -136,7 +137,7 @@ def test_replay_command_reads_back_exactly():
 def test_report_shows_what_to_act_on(pipeline_db):
     d, db, _ = pipeline_db
     out = d / "report.html"
-    s = build_report(db, out)
+    s = build_report(db, out, top=3)
     page = out.read_text()
     text = re.sub(r"<[^>]+>", " ", page)
     # labelled campaigns and their comparison
@@ -170,7 +171,7 @@ def test_report_without_roles_or_predictions(tmp_path):
     """A database from `campaign run` alone: no roles, no plan next to it; still a full page."""
     db = tmp_path / "r.db"
     run_campaign(SC, random_baseline(SC, 12, [20], seed=4), db, progress=False)
-    s = build_report(db, tmp_path / "r.html")
+    s = build_report(db, tmp_path / "r.html", top=1)
     text = (tmp_path / "r.html").read_text()
     assert s["search_campaign"] is None and "No campaign is labelled" in text
     assert "No campaign of this database ran a search plan" in text
