@@ -97,3 +97,25 @@ def test_bad_replay_input_is_one_line_and_exit_2(db, tmp_path, capsys, args, exp
     err = capsys.readouterr().err
     assert rc == 2 and expect in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_campaign_run_label_and_report_options(tmp_path, capsys):
+    """`campaign run --label` names the campaign's role; `report --plan` brings the predictions."""
+    from drivefi.plan import write_plan
+
+    faults = [Fault("control.steer", "m-fixed", 1.0, None, 80, 20, 0)]
+    plan = Plan(SC.name, SC.steps, faults, {"p_hazard": ["0.9"], "predicted_delta": ["-1.5"]})
+    pfile = write_plan(plan, tmp_path / "plans" / "search.csv")
+    db = tmp_path / "r.db"
+    rc = main(["campaign", "run", "lead_brake", str(pfile), "--db", str(db), "--label", "search",
+               "--json"])  # fmt: skip
+    assert rc == 0
+    capsys.readouterr()
+    out = tmp_path / "r.html"
+    rc = main(["report", str(db), "--out", str(out), "--plan", str(pfile), "--top", "1", "--json"])
+    s = json.loads(capsys.readouterr().out)
+    page = out.read_text()
+    assert rc == 0 and s["search_campaign"] == 1 and s["timelines"] == 1
+    assert "Bayesian search (campaign 1)" in page and "search.csv" in page
+    rc = main(["report", str(db), "--out", str(out), "--plan", str(tmp_path / "none.csv")])
+    assert rc == 2 and "plan file not found" in capsys.readouterr().err
