@@ -100,7 +100,12 @@ class Report:
             })  # fmt: skip
             figs[c.label] = c
         speed = None
-        if s is not None and r is not None and s.rate() is not None and r.rate() is not None:
+        same = (
+            s is not None
+            and r is not None
+            and all(s.info[k] == r.info[k] for k in ("scenario", "seed", "sim"))
+        )  # a speed-up compares like with like only
+        if same and s.rate() is not None and r.rate() is not None:
             speed = s.rate() / r.rate() if r.rate() > 0 else np.inf
         cols = [("role", "campaign"), ("injected", "faults injected"),
                 ("critical", "critical faults"), ("accidents", "of which accidents"),
