@@ -213,3 +213,9 @@ def command_for(
         parts += ["--seed", str(seed)]
     parts += ["--out", out]
     return " ".join(parts)
+
+
+def db_command_for(db: str | Path, campaign: int, index: int, out: str | None = None) -> str:
+    """The ``drivefi replay`` command line for fault ``index`` of ``campaign`` stored in ``db``."""
+    out = out or f"c{campaign}_f{index}.parquet"
+    return f"drivefi replay --db {db} --campaign {campaign} --fault {index} --out {out}"

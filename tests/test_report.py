@@ -150,6 +150,8 @@ def test_report_shows_what_to_act_on(pipeline_db):
     assert 'alt="timeline of case 1"' in page and "heat map of critical faults" in page
     assert "calibration plot" in page and "search_plan.csv" in text
     assert "drivefi replay lead_brake --point control." in page
+    assert f"drivefi replay --db {db} --campaign 1 --fault " in page  # each listed fault
+    assert "&lt;code" not in page and "&lt;span" not in page  # HTML cells are not escaped
     assert "time to hazard" in text and "fault starts" in text
     # self-contained: inline PNGs only, no scripts, no external resources
     assert page.count("data:image/png;base64,") >= 6

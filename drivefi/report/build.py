@@ -40,6 +40,15 @@ def _replay_cmd(c: CampaignData, r, out: str) -> str:
     return command_for(c.info["scenario"], _fault(r), None if seed == default else seed, out)
 
 
+def _db_cmd(db: Path, c: CampaignData, idx: int) -> str:
+    """HTML of the command that replays a stored fault (embedded campaigns only)."""
+    from drivefi.replay import db_command_for
+
+    if c.info["sim"] != "embedded" or c.scenario is None:
+        return ""
+    return H.code(db_command_for(db, c.id, idx))
+
+
 def _secs(x) -> str:
     return "–" if x is None or pd.isna(x) else f"{x:.2f} s"
 
@@ -244,11 +253,12 @@ class Report:
             "fault": int(m["idx"]), "model": m["model"], "start": m["start [s]"],
             "length": m["length [s]"], "outcome": H.badge(m["outcome"]),
             "tth": m["time_to_hazard"], "lon": m["min_delta_lon"], "lat": m["min_delta_lat"],
+            "replay": _db_cmd(self.db, self.by_id[int(m["cid"])], int(m["idx"])),
         } for _, m in members.sort_values("start").iterrows()]  # fmt: skip
         mcols = [("campaign", "campaign"), ("fault", "fault #"), ("model", "model"),
                  ("start", "start [s]"), ("length", "length [s]"), ("outcome", "outcome"),
                  ("tth", "time to hazard [s]"), ("lon", "min delta_lon [m]"),
-                 ("lat", "min delta_lat [m]")]  # fmt: skip
+                 ("lat", "min delta_lat [m]"), ("replay", "replay")]  # fmt: skip
         tth_s = r["time_to_hazard"]
         self.timelines[n] = (
             f'<div class="case" id="case{n}"><h3>{H.esc(title)}</h3>'
@@ -259,7 +269,7 @@ class Report:
             + H.img(plots.png(fig), f"timeline of case {n}")
             + (H.cmd(_replay_cmd(c, r, f"case{n}.parquet")) if kept is None else "")
             + f"<details><summary>all {len(mrows)} faults of this case</summary>"
-            + H.table(mrows, mcols, raw={"outcome"})
+            + H.table(mrows, mcols, raw={"outcome", "replay"})
             + "</details></div>"
         )
 
@@ -339,7 +349,7 @@ class Report:
             + "<h2 id='heatmap'>Where faults are critical: injection point × start time</h2>"
             + sections.heatmap_section(self.camps)
             + "<h2 id='calibration'>Predicted vs observed</h2>" + sections.calibration_section(self.camps)
-            + "<h2 id='details'>Campaign details</h2>" + sections.details_section(self.camps)
+            + "<h2 id='details'>Campaign details</h2>" + sections.details_section(self.camps, self.db)
         )  # fmt: skip
         s, r = comp.get("search"), comp.get("random")
         summary = {

@@ -93,9 +93,10 @@ def calibration_section(camps: list[CampaignData]) -> str:
     )
 
 
-def details_section(camps: list[CampaignData]) -> str:
+def details_section(camps: list[CampaignData], db) -> str:
     """Every campaign: summary row, critical faults by point and model, margins, worst faults."""
     from drivefi.campaign.store import SUMMARY_COLUMNS
+    from drivefi.replay import db_command_for
 
     out = []
     rows = [{**c.info, "role": H.role(c.label, c.label or "–")} for c in camps]
@@ -119,6 +120,8 @@ def details_section(camps: list[CampaignData]) -> str:
             "start": r["t_start"], "length": r["t_end"] - r["t_start"],
             "outcome": H.badge(r["outcome"]), "tth": r["time_to_hazard"],
             "lon": r["min_delta_lon"], "lat": r["min_delta_lat"],
+            "replay": H.code(db_command_for(db, c.id, int(r["idx"])))
+            if c.info["sim"] == "embedded" and c.scenario is not None else "",
         } for _, r in worst.iterrows()]  # fmt: skip
         if wrows:
             out.append(
@@ -136,8 +139,9 @@ def details_section(camps: list[CampaignData]) -> str:
                         ("tth", "time to hazard [s]"),
                         ("lon", "min delta_lon [m]"),
                         ("lat", "min delta_lat [m]"),
+                        ("replay", "replay"),
                     ],
-                    raw={"outcome"},
+                    raw={"outcome", "replay"},
                 )
             )
     return "".join(out)
