@@ -62,8 +62,12 @@ def run_campaign(
     bridge_options: dict | None = None,
     retries: int = 2,
     agent: str | None = None,
+    label: str | None = None,
 ) -> CampaignSummary:
-    """Run every fault of ``plan`` not yet stored in ``db``; outcomes are committed batch by batch."""
+    """Run every fault of ``plan`` not yet stored in ``db``; outcomes are committed batch by batch.
+
+    ``label`` names the campaign's role (e.g. ``search``, ``random``) in its stored settings, for
+    the report."""
     plan.check_scenario(scenario)
     seed = scenario.seed if seed is None else seed
     executor = executor or LocalExecutor(1)
@@ -74,6 +78,8 @@ def run_campaign(
             "executor": executor.name,
             "bridge": bridge_options or {},
         }
+        if label:
+            settings["label"] = label
         camp = store.open_campaign(scenario.name, plan.digest(), seed, sim, plan.faults, settings)
         done = store.done(camp)
         pending = [(i, f) for i, f in enumerate(plan.faults) if i not in done]

@@ -50,6 +50,9 @@ def campaign_run(
     agent: str = typer.Option(
         None, "--agent", help="User agent FILE.py:CLASS to test instead of the reference ADS."
     ),
+    label: str = typer.Option(
+        None, "--label", help="The campaign's role in the report: search | random (or a name)."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Run a fault plan; outcomes are stored as they arrive, so re-running resumes."""
@@ -71,7 +74,7 @@ def campaign_run(
     opts = bridge_options(sim, carla_host, carla_port, carla_timeout, carla_restart_cmd)
     summary = run_campaign(
         sc, p, db, make_executor(executor, workers, ray_address), seed, sim, keep_traces, batch_size,
-        progress=True, bridge_options=opts, retries=retries, agent=agent,
+        progress=True, bridge_options=opts, retries=retries, agent=agent, label=label,
     )  # fmt: skip
     if as_json:
         emit_json(summary.as_dict())
