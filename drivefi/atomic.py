@@ -1,81 +1,143 @@
-"""Atomic file writes: readers (and a killed writer) never see a half-written artefact.
+"""Output files: checked before any work starts, written atomically, never left half-written.
 
-The data goes to a temporary file with a unique name beside the destination (so concurrent writers
-never share one), which then replaces the destination in one ``os.replace``. A writer killed before
-that leaves at most a hidden ``.NAME.*.tmp`` file, never a truncated ``NAME``. Destinations that
-are not regular files (``/dev/null``, ``/dev/full``, a FIFO) cannot be replaced and are written
-directly. Every OS error becomes an :class:`InputError` naming the path.
+:func:`check_output` refuses a destination that can never be written (a folder, a path below a
+file, a folder that refuses writes) before a command spends time on its result.
+:func:`atomic_path` writes beside the destination under a unique hidden temporary name and renames
+it into place only when the write succeeded, so a reader, a killed writer or two writers at once
+never see (or leave) a partial file at the destination. A failed write (a full disk, a read-only
+folder) raises :class:`InputError` naming the destination, removes its temporary file and any folder
+it created, and leaves an existing destination untouched. Special files (``/dev/stdout``, a pipe)
+are written in place: there is nothing to rename.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from drivefi.errors import InputError
 
 
-def _umask() -> int:
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
+def _reason(err: OSError) -> str:
+    if err.errno == errno.ENOSPC:
+        return "no space left on the device"
+    if err.errno == errno.EDQUOT:
+        return "disk quota exceeded"
+    return err.strerror or type(err).__name__
 
 
-_MODE = 0o666 & ~_umask()  # what open() would give a new file
+def _nearest_existing(path: Path) -> Path:
+    p = path.parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
 
 
-def _why(err: OSError) -> str:
-    return err.strerror or str(err)
+def check_output(path: str | Path, what: str = "output") -> Path:
+    """Refuse an output path that cannot be written; raise :class:`InputError` naming it.
 
-
-def prepare_output(path: str | Path) -> Path:
-    """Check that ``path`` can be an output file (not a folder, its parent a folder); make the parent."""
+    ``what`` names the option or artefact (e.g. ``--out``) in the message."""
     path = Path(path)
+    label = f"{what} {path}" if what else str(path)
+    if str(path) in ("", "."):
+        raise InputError(f"{what}: expected a file path, got '{path}'")
     if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected a file path to write")
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise InputError(f"{path}: cannot write below {parent}, which is a file") from None
-    except NotADirectoryError:
-        raise InputError(f"{path}: cannot write there, a part of {parent} is a file") from None
-    except OSError as err:
-        raise InputError(f"{path}: cannot create the folder {parent} ({_why(err)})") from None
+        raise InputError(f"{label}: is a folder; expected a file path")
+    if path.exists() and not path.is_file():
+        return path  # a device or pipe: written in place
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"{label}: {parent} is a file, not a folder")
+        if parent.exists():
+            break
+    base = _nearest_existing(path)
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise InputError(f"{label}: folder {base} is not writable")
     return path
 
 
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a unique temporary path beside ``path``; it replaces ``path`` when the block succeeds."""
-    path = prepare_output(path)
+def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Refuse a folder for outputs that cannot be one (a file is there, or above it) or that
+    cannot be created or written; raise :class:`InputError` naming it."""
+    path = Path(path)
+    label = f"{what} {path}" if what else str(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{label}: not a folder (a file is there)")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"{label}: {parent} is a file, not a folder")
+        if parent.exists():
+            break
+    base = path if path.is_dir() else _nearest_existing(path)
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise InputError(f"{label}: folder {base} is not writable")
+    return path
+
+
+def _special(path: Path) -> bool:
     try:
-        special = path.exists() and not stat.S_ISREG(path.stat().st_mode)
+        mode = path.stat().st_mode
     except OSError:
-        special = False
-    if special:  # a device or FIFO: write straight to it
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def temp_name(path: Path) -> Path:
+    """A unique hidden temporary name beside ``path`` (two writers never share one)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+@contextmanager
+def atomic_path(path: str | Path, what: str = "output") -> Iterator[Path]:
+    """Yield a unique temporary path beside ``path``; it replaces ``path`` when the block succeeds.
+
+    An ``OSError`` while writing or renaming becomes :class:`InputError` naming ``path``; the
+    temporary file and any folders created for ``path`` are removed first."""
+    path = Path(path)
+    check_output(path, what)
+    label = f"{what} {path}" if what else str(path)
+    if _special(path):
         try:
             yield path
         except OSError as err:
-            raise InputError(f"{path}: cannot write ({_why(err)})") from None
+            raise InputError(f"{label}: cannot write ({_reason(err)})") from None
         return
+    created = []
+    for parent in reversed(path.parents):
+        if not parent.exists():
+            created.append(parent)
+    tmp = temp_name(path)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise InputError(f"{path}: cannot write in {path.parent} ({_why(err)})") from None
-    os.close(fd)
-    os.chmod(name, _MODE)
-    tmp = Path(name)
-    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"{path}: cannot write ({_why(err)})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        if not tmp.exists():
+            raise InputError(f"{label}: nothing was written")
+        tmp.replace(path)
+    except BaseException as err:
+        _discard(tmp, created)
+        if isinstance(err, OSError):
+            raise InputError(f"{label}: cannot write ({_reason(err)})") from None
         raise
+
+
+def _discard(tmp: Path, created: list[Path]) -> None:
+    with suppress(OSError):
+        tmp.unlink(missing_ok=True)
+    for d in reversed(created):
+        try:
+            d.rmdir()
+        except OSError:
+            break
+
+
+def write_text(path: str | Path, text: str, what: str = "output") -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path, what) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+    return Path(path)

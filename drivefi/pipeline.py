@@ -117,14 +117,18 @@ def run_pipeline(
     times["search"] = time.perf_counter() - t
 
     ex = executor or LocalExecutor(workers)
+    # the embedded simulator replays any fault in milliseconds; another simulator's faulty runs
+    # are kept (hazards) so the report can show their timelines
+    keep = "none" if sim == "embedded" else "hazards"
     db = out / "results.db"
     top = Plan(res.plan.scenario, res.plan.steps, res.plan.faults[:budget])
     s.injected = len(top.faults)
     if s.injected:
         t = stage(f"validate: inject the top {s.injected} predicted faults")
         v = run_campaign(
-            scenario, top, db, ex, progress=progress, sim=sim, bridge_options=bridge_options
-        )
+            scenario, top, db, ex, progress=progress, sim=sim, bridge_options=bridge_options,
+            keep_traces=keep, label="search",
+        )  # fmt: skip
         times["validate"] = time.perf_counter() - t
         s.confirmed_hazards, s.confirmed_accidents = v.hazard + v.accident, v.accident
         s.precision = v.critical / s.injected
@@ -134,8 +138,9 @@ def run_pipeline(
     base = random_baseline(scenario, n_random, list(durations), seed)
     write_plan(base, out / "random_plan.csv")
     r = run_campaign(
-        scenario, base, db, ex, progress=progress, sim=sim, bridge_options=bridge_options
-    )
+        scenario, base, db, ex, progress=progress, sim=sim, bridge_options=bridge_options,
+        keep_traces=keep, label="random",
+    )  # fmt: skip
     times["random"] = time.perf_counter() - t
     s.random_injected, s.random_hazards, s.random_accidents = n_random, r.critical, r.accident
     s.hazards_per_injection_random = r.critical / n_random
@@ -143,6 +148,6 @@ def run_pipeline(
         s.speedup = s.hazards_per_injection_search / s.hazards_per_injection_random
     from drivefi.report import build_report
 
-    build_report(db, out / "report.html")
+    build_report(db, out / "report.html", plans=[out / "search_plan.csv"])
     times["total"] = sum(times.values())
     return s

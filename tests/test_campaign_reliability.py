@@ -206,12 +206,12 @@ def test_atomic_writers_never_share_a_temp_file(tmp_path):
 
 @pytest.mark.parametrize(
     "make,needle",
-    [(lambda p: p.mkdir(), "is a folder"), (lambda p: None, "which is a file")],
+    [(lambda p: p.mkdir(), "is a folder"), (lambda p: None, "is a file, not a folder")],
 )
 def test_bad_export_destinations_exit_2(tmp_path, capsys, done_db, make, needle):
     out = tmp_path / "dest.csv"
     make(out)
-    if "file" in needle:
+    if "not a folder" in needle:
         (tmp_path / "afile").write_text("x")
         out = tmp_path / "afile" / "x.csv"
     rc = main(["campaign", "export", "--db", str(done_db[0]), "--csv", str(out)])

@@ -69,6 +69,7 @@ def run_campaign(
     agent: str | None = None,
     lease: float = LEASE_S,
     poll: float = 0.5,
+    label: str | None = None,
 ) -> CampaignSummary:
     """Run every fault of ``plan`` not yet stored in ``db``; outcomes are committed batch by batch.
 
@@ -76,7 +77,8 @@ def run_campaign(
     remaining work; when nothing is left to claim, the campaign waits for the faults that others
     run (taking them over if those campaigns die) and returns once every fault has an outcome.
     The executor is started (a Ray cluster joined, a server pool checked) before the store is
-    created, so a bad executor setup leaves no file behind.
+    created, so a bad executor setup leaves no file behind. ``label`` names the campaign's role
+    (e.g. ``search``, ``random``) in its stored settings, for the report.
     """
     plan.check_scenario(scenario)
     seed = scenario.seed if seed is None else seed
@@ -101,7 +103,7 @@ def run_campaign(
             if start is not None:
                 start()
             return _run(scenario, plan, db, executor, seed, sim, keep_traces, trace_dir,
-                        batch_size, progress, bridge_options or {}, retries, agent, lease, poll)  # fmt: skip
+                        batch_size, progress, bridge_options or {}, retries, agent, lease, poll, label)  # fmt: skip
         finally:
             if own_executor and hasattr(executor, "close"):
                 executor.close()
@@ -136,13 +138,15 @@ def _sigterm_exits():
 
 
 def _run(scenario, plan, db, executor, seed, sim, keep_traces, trace_dir, batch_size, progress,
-         bridge_options, retries, agent, lease_s, poll) -> CampaignSummary:  # fmt: skip
+         bridge_options, retries, agent, lease_s, poll, label) -> CampaignSummary:  # fmt: skip
     store = ResultsStore(db, write=True)
     lease = Lease(db, lease_s)
     try:
         settings = {"keep_traces": keep_traces, "executor": executor.name, "bridge": {
             k: v for k, v in bridge_options.items() if isinstance(v, str | int | float | bool | None)
         }}  # fmt: skip
+        if label:
+            settings["label"] = label
         camp = store.open_campaign(scenario.name, plan.digest(), seed, sim, plan.faults, settings)
         since = time.time()
         lease.start(store)

@@ -152,9 +152,13 @@ class ResultsStore:
             self.db = self._connect_ro(timeout)
             return
         if not self.path.exists():
-            from drivefi.atomic import prepare_output
+            from drivefi.atomic import check_output
 
-            prepare_output(self.path)
+            check_output(self.path, "--db")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise InputError(f"--db {self.path}: cannot create its folder ({err})") from None
         try:
             self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
             self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")

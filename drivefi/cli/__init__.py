@@ -26,7 +26,17 @@ import drivefi
 from drivefi.cli.options import err_console
 from drivefi.errors import DriveFIError
 
-GROUPS = ("scenarios", "record", "plan", "campaign", "report", "fit", "search", "pipeline")
+GROUPS = (
+    "scenarios",
+    "record",
+    "plan",
+    "campaign",
+    "report",
+    "replay",
+    "fit",
+    "search",
+    "pipeline",
+)
 
 # The click that typer runs on (recent typer vendors it as ``typer._click``, older typer imports
 # ``click``): its exceptions are the ones a parse error raises. pyproject bounds typer to the

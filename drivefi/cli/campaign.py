@@ -56,6 +56,9 @@ def campaign_run(
     agent: str = typer.Option(
         None, "--agent", help="User agent FILE.py:CLASS to test instead of the reference ADS."
     ),
+    label: str = typer.Option(
+        None, "--label", help="The campaign's role in the report: search | random (or a name)."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Run a fault plan; outcomes are stored as they arrive, so re-running resumes. Campaigns
@@ -73,13 +76,14 @@ def campaign_run(
 
         points = agent_points(agent)
     p = read_plan(plan, points)
+    _check_run_inputs(sc, p, db, seed, keep_traces)
     ex, opts = executor_and_bridge(executor, workers, ray_address, ray_timeout, sim, carla_servers,
                                    carla_host, carla_port, carla_timeout, carla_restart_cmd,
                                    carla_run_timeout)  # fmt: skip
     try:
         summary = run_campaign(
             sc, p, db, ex, seed, sim, keep_traces, batch_size,
-            progress=True, bridge_options=opts, retries=retries, agent=agent,
+            progress=True, bridge_options=opts, retries=retries, agent=agent, label=label,
         )  # fmt: skip
     finally:
         ex_close = getattr(ex, "close", None)
@@ -89,6 +93,19 @@ def campaign_run(
         emit_json(summary.as_dict())
     else:
         console.print(kv_table(f"Campaign {summary.campaign_id}: {sc.name}", summary.as_dict()))
+
+
+def _check_run_inputs(sc, p, db: Path, seed: int | None, keep_traces: str) -> None:
+    """What a campaign would otherwise fail on after creating its database: the plan against
+    the scenario, the seed, and the folder for kept traces (``<db>.traces``)."""
+    from drivefi.atomic import check_output_dir
+    from drivefi.seeds import check_seed
+
+    p.check_scenario(sc)
+    if seed is not None:
+        check_seed(seed)
+    if keep_traces != "none":
+        check_output_dir(Path(str(db.with_suffix("")) + ".traces"), "trace folder")
 
 
 @campaign_app.command("status")

@@ -22,10 +22,10 @@ from drivefi.cli.options import (
     ScenarioArg,
     SimOpt,
     console,
+    durations_for,
     emit_json,
     err_console,
     executor_and_bridge,
-    int_list,
     kv_table,
 )
 
@@ -55,13 +55,17 @@ def pipeline_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """The main job: golden -> training runs -> fit -> search -> validate -> random baseline -> summary."""
+    from drivefi.atomic import check_output_dir
     from drivefi.pipeline import run_pipeline
     from drivefi.scenario import load_scenario
+    from drivefi.seeds import check_seed
 
     sc = load_scenario(scenario)
+    check_seed(seed)
+    durs = durations_for(durations, sc)
+    check_output_dir(out, "--out")
     if sim != "embedded" and not carla_servers:
         workers = 1  # one ticking client per server
-    durs = int_list(durations, "--durations")
     ex, opts = executor_and_bridge(executor, workers, ray_address, ray_timeout, sim, carla_servers,
                                    carla_host, carla_port, carla_timeout, carla_restart_cmd,
                                    carla_run_timeout)  # fmt: skip

@@ -25,12 +25,14 @@ def plan_random(
     as_json: bool = JsonOpt,
 ) -> None:
     """Random faults: uniform start step, point and value (or bit)."""
+    from drivefi.atomic import check_output
     from drivefi.plan import random_plan, write_plan
     from drivefi.scenario import load_scenario
 
     sc = load_scenario(scenario)
+    check_output(out, "--out")
     plan = random_plan(sc, model, count, m, seed, csv_list(points, what="--points"))
-    write_plan(plan, out)
+    write_plan(plan, out, "--out")
     _plan_summary(plan, out, as_json)
 
 
@@ -54,10 +56,12 @@ def plan_exhaustive(
 ) -> None:
     """Every start step x point x value x duration."""
     from drivefi.ads import INJECTION_POINTS
+    from drivefi.atomic import check_output
     from drivefi.plan import exhaustive, write_plan
     from drivefi.scenario import load_scenario
 
     sc = load_scenario(scenario)
+    check_output(out, "--out")
     pts = csv_list(points, what="--points") or [p.name for p in INJECTION_POINTS]
     vals = csv_list(values, float, "--values")
     plan = exhaustive(
@@ -67,7 +71,7 @@ def plan_exhaustive(
         csv_list(durations, int, "--durations"),
         stride,
     )
-    write_plan(plan, out)
+    write_plan(plan, out, "--out")
     _plan_summary(plan, out, as_json)
 
 

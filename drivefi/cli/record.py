@@ -36,10 +36,16 @@ def record_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Record the golden (fault-free) run of a scenario and print its summary."""
+    from drivefi.atomic import check_output
     from drivefi.recorder import record_golden, write_trace
     from drivefi.scenario import load_scenario
+    from drivefi.seeds import check_seed
 
     sc = load_scenario(scenario)
+    if seed is not None:
+        check_seed(seed)
+    out = out or Path("out") / f"{sc.name}.golden.parquet"
+    check_output(out, "--out")
     opts = bridge_options(sim, carla_host, carla_port, carla_timeout)
     if opts is None:
         trace = record_golden(sc, seed).trace
@@ -51,8 +57,7 @@ def record_cmd(
         bridge = make_carla_bridge(sc, **opts)
         ads = load_agent_ads(agent, sc, seed, bridge=bridge) if agent else None
         trace = record_golden_carla(sc, bridge, ads, seed)
-    out = out or Path("out") / f"{sc.name}.golden.parquet"
-    write_trace(trace, out)
+    write_trace(trace, out, "--out")
     summary = {**trace.summary(), "trace": str(out)}
     if as_json:
         emit_json(summary)

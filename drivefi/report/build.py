@@ -1,0 +1,396 @@
+"""The report of a results database: what to act on first, then the evidence.
+
+Sections: summary; search vs random fault injection; distinct critical cases with the command that
+replays each; timelines of the most severe cases (faulty run against the golden run); heat map of
+critical faults over injection point x start time; the search's predictions against outcomes;
+per-campaign details. Times are in seconds (step x dt).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from drivefi import __version__
+from drivefi.atomic import check_output, write_text
+from drivefi.faults import Fault
+from drivefi.report import page as H
+from drivefi.report import plots, sections
+from drivefi.report.data import CampaignData, group_cases, load_campaigns
+
+TOP_CASES = 6  # cases shown with timelines
+
+
+def _fault(r) -> Fault:
+    return Fault(
+        str(r["point"]), str(r["model"]),
+        None if pd.isna(r["value"]) else float(r["value"]),
+        None if pd.isna(r["bit"]) else int(r["bit"]),
+        int(r["start"]), int(r["duration"]), int(r["seed"]),
+    )  # fmt: skip
+
+
+def _replay_cmd(c: CampaignData, r, out: str) -> str:
+    from drivefi.replay import command_for
+
+    seed = c.info["seed"]
+    default = c.scenario.seed if c.scenario is not None else None
+    return command_for(c.info["scenario"], _fault(r), None if seed == default else seed, out)
+
+
+def _db_cmd(db: Path, c: CampaignData, idx: int) -> str:
+    """HTML of the command that replays a stored fault (embedded campaigns only)."""
+    from drivefi.replay import db_command_for
+
+    if c.info["sim"] != "embedded" or c.scenario is None:
+        return ""
+    return H.code(db_command_for(db, c.id, idx))
+
+
+def _secs(x) -> str:
+    return "–" if x is None or pd.isna(x) else f"{x:.2f} s"
+
+
+def _fmt_range(a: float, b: float, unit: str = "s") -> str:
+    return f"{a:.2f} {unit}" if abs(a - b) < 1e-9 else f"{a:.2f}–{b:.2f} {unit}"
+
+
+class Report:
+    """Builds the page from the database's campaigns."""
+
+    def __init__(self, db: Path, camps: list[CampaignData], top: int = TOP_CASES):
+        self.db, self.camps, self.top = db, camps, top
+        self.by_id = {c.id: c for c in camps}
+        self.cases = group_cases(camps)
+        self.notes: list[str] = [n for c in camps for n in c.notes]
+        self.timelines: dict[int, str] = {}  # case number -> HTML of its timeline
+
+    # --- comparison ----------------------------------------------------------------------------
+
+    def roles(self) -> tuple[CampaignData | None, CampaignData | None]:
+        """The search and random campaigns to compare (same scenario, seed and simulator)."""
+        search = [c for c in self.camps if c.label == "search"]
+        random = [c for c in self.camps if c.label == "random"]
+        for s in reversed(search):
+            for r in reversed(random):
+                key = ("scenario", "seed", "sim")
+                if all(s.info[k] == r.info[k] for k in key):
+                    return s, r
+        return (search[-1] if search else None), (random[-1] if random else None)
+
+    def comparison(self) -> tuple[str, dict]:
+        s, r = self.roles()
+        if s is None and r is None:
+            return (
+                "<p>No campaign is labelled as the search or the random baseline (campaigns run "
+                "by <code>drivefi pipeline</code> are; others can be labelled with "
+                "<code>drivefi campaign run --label</code>).</p>",
+                {},
+            )
+        rows, figs = [], {}
+        for c in (s, r):
+            if c is None:
+                continue
+            ok = c.ok
+            ncases = 0
+            if not self.cases.empty:
+                ncases = int(self.cases["by_label"].map(lambda d, lab=c.label: lab in d).sum())
+            tth = ok.loc[ok["critical"] == 1, "time_to_hazard"]
+            rows.append({
+                "role": H.role(c.label, c.title), "injected": len(ok),
+                "critical": int(ok["critical"].sum()),
+                "accidents": int((ok["critical"].astype(bool) & (ok["outcome"] == "accident")).sum()),
+                "rate": f"{c.rate():.3f}" if c.rate() is not None else "–",
+                "cases": ncases,
+                "tth": f"{tth.median():.2f} s" if len(tth) else "–",
+                "errors": int((c.outcomes["status"] == "error").sum()),
+            })  # fmt: skip
+            figs[c.label] = c
+        speed = None
+        same = (
+            s is not None
+            and r is not None
+            and all(s.info[k] == r.info[k] for k in ("scenario", "seed", "sim"))
+        )  # a speed-up compares like with like only
+        if same and s.rate() is not None and r.rate() is not None:
+            speed = s.rate() / r.rate() if r.rate() > 0 else np.inf
+        cols = [("role", "campaign"), ("injected", "faults injected"),
+                ("critical", "critical faults"), ("accidents", "of which accidents"),
+                ("rate", "critical per injection"), ("cases", "distinct cases found"),
+                ("tth", "median time to hazard"), ("errors", "failed runs")]  # fmt: skip
+        out = H.table(rows, cols, raw={"role"})
+        if speed is not None:
+            text = (
+                f"{speed:.1f}x" if np.isfinite(speed)
+                else f"∞ (random injection found no critical fault in {len(r.ok)})"
+            )  # fmt: skip
+            out += (
+                f"<p><b>Speed-up of the search: {text}</b> more critical faults per injection "
+                f"than random fault injection drawn from the same candidate space at the same "
+                f"budget.</p>"
+            )
+        if s is not None and r is not None and not self.cases.empty:
+            found = self.cases["by_label"]
+            only = self.cases["case"][found.map(lambda d: r.label in d and s.label not in d)]
+            if len(only):
+                out += (
+                    f"<p>Cases only the random baseline found (none of the search's injected "
+                    f"faults fell in them): {len(only)} of {len(self.cases)}: "
+                    + ", ".join(f"case {int(n)}" for n in only)
+                    + ".</p>"
+                )
+        panels = [(c.title, c.label, c.ok) for c in (s, r) if c is not None]
+        if any((p[2]["critical"] == 1).any() for p in panels):
+            out += "<h3>Time from fault start to first hazard</h3>" + H.img(
+                plots.png(plots.time_to_hazard(panels)), "time to hazard histogram"
+            )
+        return out, {"search": s, "random": r, "speedup": speed}
+
+    # --- cases ---------------------------------------------------------------------------------
+
+    def case_rows(self) -> list[dict]:
+        rows = []
+        for _, k in self.cases.iterrows():
+            c = self.by_id[k["rep_cid"]]
+            found = ", ".join(f"{lab} {n}" for lab, n in sorted(k["by_label"].items()))
+            n = int(k["case"])
+            name = f"case{n}"
+            link = f'<a href="#{name}">{n}</a>' if n in self.timelines else str(n)
+            rows.append({
+                "case": link, "outcome": H.badge(k["outcome"]),
+                "what": H.esc(f"{k['point']} = {k['kind']}"),
+                "length": _fmt_range(k["dur_min"], k["dur_max"]),
+                "starts": _fmt_range(k["t_first"], k["t_last"]),
+                "count": f"{k['count']} ({found})",
+                "tth": k["tth_min"], "lon": k["min_delta_lon"], "lat": k["min_delta_lat"],
+                "_after": '<span class="muted">replay:</span> ' + H.code(_replay_cmd(c, k["rep"], f"{name}.parquet"))
+                if c.scenario is not None and c.info["sim"] == "embedded" else "",
+            })  # fmt: skip
+        return rows
+
+    def cases_section(self) -> str:
+        if self.cases.empty:
+            return "<p>No critical fault: every injected fault was masked.</p>"
+        n_faults = int(self.cases["count"].sum())
+        cols = [("case", "case"), ("outcome", "outcome"), ("what", "fault (point = value)"),
+                ("length", "fault length"), ("starts", "fault starts"),
+                ("count", "faults (by campaign)"), ("tth", "earliest time to hazard [s]"),
+                ("lon", "worst delta_lon [m]"), ("lat", "worst delta_lat [m]")]  # fmt: skip
+        return (
+            f"<p>{n_faults} critical faults fall into <b>{len(self.cases)} distinct cases</b>: "
+            "same injection point and corrupted value, same outcome, fault windows that overlap "
+            "or touch. Most severe first (accidents, then the smallest margin). Each command "
+            "re-runs the case's most severe fault on the embedded simulator and writes its trace "
+            "and a plot against the golden run.</p>"
+            + H.table(self.case_rows(), cols, raw={"case", "outcome", "what"})
+        )
+
+    # --- timelines -----------------------------------------------------------------------------
+
+    def build_timelines(self) -> None:
+        """Replay (or read the kept trace of) the most severe fault of each top case."""
+        from drivefi.replay import kept_trace, replay_many
+
+        if self.cases.empty:
+            return
+        top = self.cases.head(self.top)
+        by_run: dict[tuple, list] = {}
+        for _, k in top.iterrows():
+            c = self.by_id[k["rep_cid"]]
+            by_run.setdefault((c.id,), []).append(k)
+        for (cid,), ks in by_run.items():
+            c = self.by_id[cid]
+            if c.scenario is None:
+                continue
+            if c.info["sim"] == "embedded":
+                reps = replay_many(c.scenario, [_fault(k["rep"]) for k in ks], c.info["seed"])
+                for k, rp in zip(ks, reps, strict=True):
+                    self._timeline(k, c, rp.trace.frame, rp.golden, rp.outcome)
+                continue
+            for k in ks:
+                path = kept_trace(self.db, cid, int(k["rep_idx"]))
+                if path is None:
+                    self.notes.append(
+                        f"case {k['case']}: campaign {cid} ran on {c.info['sim']} without kept "
+                        "traces (--keep-traces hazards), so its timeline cannot be shown"
+                    )
+                    continue
+                from drivefi.recorder import read_trace
+
+                frame = read_trace(path).frame
+                self._timeline(k, c, frame, None, k["rep"].to_dict(), kept=path)
+
+    def _timeline(self, k, c: CampaignData, faulty, golden, outcome, kept=None) -> None:
+        r = k["rep"]
+        f = _fault(r)
+        dt = c.dt
+        n = int(k["case"])
+        tth = outcome.get("first_hazard_step")
+        stored = r
+        same = all(
+            np.isclose(float(outcome[m]), float(stored[m]), rtol=0, atol=1e-9)
+            for m in ("min_delta_lon", "min_delta_lat")
+        )
+        title = (
+            f"Case {n}: {f.point} = {k['kind']} for {f.duration * dt:.2f} s from "
+            f"{f.start * dt:.2f} s → {k['outcome']}"
+        )
+        acc = plots.accident_of(outcome)
+        fig = plots.timeline(faulty, golden, f.as_row(), dt, "", tth, acc)
+        acc_text = "" if acc is None else f" {acc[0]} at {acc[1] * dt:.2f} s;"
+        src = (
+            f"kept trace {H.esc(kept)}" if kept is not None
+            else "replayed on the embedded simulator"
+            + ("" if same else " (<b>differs from the stored outcome</b>)")
+        )  # fmt: skip
+        members = k["members"].copy()
+        members["start [s]"] = members["start"] * dt
+        members["length [s]"] = members["duration"] * dt
+        mrows = [{
+            "campaign": f"{self.by_id[int(m['cid'])].label or ''} {int(m['cid'])}",
+            "fault": int(m["idx"]), "model": m["model"], "start": m["start [s]"],
+            "length": m["length [s]"], "outcome": H.badge(m["outcome"]),
+            "tth": m["time_to_hazard"], "lon": m["min_delta_lon"], "lat": m["min_delta_lat"],
+            "replay": _db_cmd(self.db, self.by_id[int(m["cid"])], int(m["idx"])),
+        } for _, m in members.sort_values("start").iterrows()]  # fmt: skip
+        mcols = [("campaign", "campaign"), ("fault", "fault #"), ("model", "model"),
+                 ("start", "start [s]"), ("length", "length [s]"), ("outcome", "outcome"),
+                 ("tth", "time to hazard [s]"), ("lon", "min delta_lon [m]"),
+                 ("lat", "min delta_lat [m]"), ("replay", "replay")]  # fmt: skip
+        tth_s = r["time_to_hazard"]
+        self.timelines[n] = (
+            f'<div class="case" id="case{n}"><h3>{H.esc(title)}</h3>'
+            f"<p>{k['count']} critical fault(s) starting {_fmt_range(k['t_first'], k['t_last'])}; "
+            f"shown: fault #{int(r['idx'])} of campaign {int(r['cid'])} ({src}): first hazard "
+            f"{_secs(tth_s)} after the fault started;{acc_text} worst "
+            f"delta_lon {r['min_delta_lon']:.2f} m, delta_lat {r['min_delta_lat']:.2f} m.</p>"
+            + H.img(plots.png(fig), f"timeline of case {n}")
+            + (H.cmd(_replay_cmd(c, r, f"case{n}.parquet")) if kept is None else "")
+            + f"<details><summary>all {len(mrows)} faults of this case</summary>"
+            + H.table(mrows, mcols, raw={"outcome", "replay"})
+            + "</details></div>"
+        )
+
+    # --- page ----------------------------------------------------------------------------------
+
+    def summary(self, comp: dict) -> str:
+        s, r, speed = comp.get("search"), comp.get("random"), comp.get("speedup")
+        kpis = []
+        for c in (s, r):
+            if c is not None and c.rate() is not None:
+                short = {"search": "Bayesian search", "random": "random FI"}.get(c.label, c.label)
+                kpis.append(
+                    f'<div class="kpi {c.label}"><b>{int(c.ok["critical"].sum())} / {len(c.ok)}</b>'
+                    f"<span>critical / injected: {H.esc(short)} (campaign {c.id})</span></div>"
+                )
+        if speed is not None:
+            txt = f"{speed:.1f}x" if np.isfinite(speed) else "∞"
+            kpis.append(
+                f'<div class="kpi speed"><b>{txt}</b><span>speed-up: critical faults per '
+                "injection, search / random</span></div>"
+            )
+        ncrit = 0 if self.cases.empty else int(self.cases["count"].sum())
+        kpis.append(
+            f'<div class="kpi"><b>{len(self.cases)}</b><span>distinct critical cases '
+            f"({ncrit} faults)</span></div>"
+        )
+        items = []
+        for _, k in self.cases.head(3).iterrows():
+            n = int(k["case"])
+            ref = f'<a href="#case{n}">case {n}</a>' if n in self.timelines else f"case {n}"
+            items.append(
+                f"<li>{ref}: {H.badge(k['outcome'])} <b>{H.esc(k['point'])} = "
+                f"{H.esc(k['kind'])}</b> for {_fmt_range(k['dur_min'], k['dur_max'])}, starting "
+                f"{_fmt_range(k['t_first'], k['t_last'])}: first hazard after "
+                f"{_secs(k['tth_min'])}, worst delta_lon {k['min_delta_lon']:.2f} m / delta_lat "
+                f"{k['min_delta_lat']:.2f} m ({k['count']} faults)</li>"
+            )
+        if not self.cases.empty:
+            by_point = self.cases.groupby("point")["count"].sum().sort_values(ascending=False)
+            pts = ", ".join(f"{H.esc(p)} ({n})" for p, n in by_point.head(3).items())
+            items.append(f"<li>Injection points with the most critical faults: {pts}.</li>")
+        act = (
+            "<ul>" + "".join(items) + "</ul>" if items
+            else "<p>No critical fault found: every injected fault was masked.</p>"
+        )  # fmt: skip
+        return (
+            '<section class="summary"><h2 style="border:0;margin-top:.2em">What to act on</h2>'
+            f'<div class="kpis">{"".join(kpis)}</div>'
+            "<p>Most severe distinct cases (the timelines below show each against the golden "
+            "run; the cases table gives the command that replays it):</p>" + act + "</section>"
+        )
+
+    def html(self) -> tuple[str, dict]:
+        self.build_timelines()
+        comp_html, comp = self.comparison()
+        scen = sorted({c.info["scenario"] for c in self.camps})
+        nav = (
+            "<nav><a href='#compare'>search vs random</a><a href='#cases'>cases</a>"
+            "<a href='#timelines'>timelines</a><a href='#heatmap'>heat map</a>"
+            "<a href='#calibration'>predicted vs observed</a><a href='#details'>details</a></nav>"
+        )
+        notes = "".join(f'<p class="note">{H.esc(n)}</p>' for n in dict.fromkeys(self.notes))
+        body = (
+            f"<h1>DriveFI report: {H.esc(', '.join(scen) or 'no campaigns')}</h1>"
+            f"<p class='meta'>{H.esc(self.db)} &middot; DriveFI {__version__} &middot; "
+            f"{len(self.camps)} campaign(s) &middot; times in seconds from the scenario start</p>"
+            + nav + notes + self.summary(comp)
+            + "<h2 id='compare'>Search vs random fault injection</h2>" + comp_html
+            + "<h2 id='cases'>Distinct critical cases</h2>" + self.cases_section()
+            + "<h2 id='timelines'>Timelines of the most severe cases</h2>"
+            + (
+                "<p>Each case's most severe fault (red) against the golden run (grey); the "
+                "shaded band is the fault window, the dashed line the first hazard (delta ≤ 0).</p>"
+                + "".join(self.timelines[n] for n in sorted(self.timelines))
+                if self.timelines else "<p>No timelines (no critical case could be shown).</p>"
+            )
+            + "<h2 id='heatmap'>Where faults are critical: injection point × start time</h2>"
+            + sections.heatmap_section(self.camps)
+            + "<h2 id='calibration'>Predicted vs observed</h2>" + sections.calibration_section(self.camps)
+            + "<h2 id='details'>Campaign details</h2>" + sections.details_section(self.camps, self.db)
+        )  # fmt: skip
+        s, r = comp.get("search"), comp.get("random")
+        summary = {
+            "search_campaign": None if s is None else s.id,
+            "random_campaign": None if r is None else r.id,
+            "speedup": None if comp.get("speedup") is None or not np.isfinite(comp["speedup"])
+            else float(comp["speedup"]),
+            "cases": len(self.cases),
+            "timelines": len(self.timelines),
+        }  # fmt: skip
+        return H.page("DriveFI report", body), summary
+
+
+def build_report(
+    db: str | Path,
+    out: str | Path,
+    plans: list[str | Path] | None = None,
+    scenario_files: list[str | Path] | None = None,
+    top: int = TOP_CASES,
+) -> dict:
+    """Write the HTML report of ``db`` to ``out``; return the summary figures it shows.
+
+    ``plans``: plan files whose predictions (p_hazard, predicted_delta) belong to a campaign of the
+    database (matched by plan hash); by default the plan CSVs next to the database.
+    ``scenario_files``: scenario YAMLs for campaigns whose scenario is not bundled.
+    """
+    db, out = Path(db), Path(out)
+    check_output(out, "--out")
+    if plans is None:
+        plans = sorted(db.parent.glob("*.csv")) if db.is_file() else []
+        plans = [p for p in plans if _looks_like_plan(p)]
+    camps = load_campaigns(db, plans, scenario_files)
+    rep = Report(db, camps, top)
+    text, extra = rep.html()
+    write_text(out, text, "--out")
+    return {"db": str(db), "report": str(out), "campaigns": [c.info for c in camps], **extra}
+
+
+def _looks_like_plan(path: Path) -> bool:
+    try:
+        with path.open() as fh:
+            return fh.readline().startswith("# drivefi plan")
+    except OSError:
+        return False

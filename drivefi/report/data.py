@@ -1,0 +1,232 @@
+"""What the report shows, as tables: campaigns with their role, outcomes in seconds, predictions
+kept from the search's plan, and critical faults grouped into distinct cases."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from drivefi.campaign.store import ResultsStore
+from drivefi.errors import InputError
+from drivefi.plan import Plan, read_plan
+from drivefi.scenario import Scenario, load_scenario
+
+PREDICTED = ("p_hazard", "predicted_delta")  # the search plan's extra columns
+
+
+@dataclass
+class CampaignData:
+    """One campaign of the database and everything the report derives from it."""
+
+    info: dict  # id, scenario, sim, seed, planned, done, masked, hazard, accident, critical, ...
+    settings: dict
+    outcomes: pd.DataFrame  # one row per planned fault, with times in seconds
+    scenario: Scenario | None  # None when the scenario file could not be found
+    plan_file: Path | None = None  # the plan file the predictions come from
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> int:
+        return int(self.info["id"])
+
+    @property
+    def label(self) -> str:
+        """The campaign's role: ``search``, ``random``, or what its settings say (else empty)."""
+        return str(self.settings.get("label") or ("search" if self.plan_file else ""))
+
+    @property
+    def title(self) -> str:
+        role = {"search": "Bayesian search", "random": "random FI baseline"}.get(
+            self.label, self.label or "campaign"
+        )
+        return f"{role} (campaign {self.id})"
+
+    @property
+    def dt(self) -> float | None:
+        return None if self.scenario is None else self.scenario.dt
+
+    @property
+    def has_predictions(self) -> bool:
+        return "p_hazard" in self.outcomes.columns
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.outcomes[self.outcomes["status"] == "ok"]
+
+    def rate(self) -> float | None:
+        """Critical faults per injected fault (None before any outcome)."""
+        n = len(self.ok)
+        return float(self.ok["critical"].sum()) / n if n else None
+
+
+def _settings(store: ResultsStore) -> dict[int, dict]:
+    out = {}
+    for cid, raw in store.db.execute("SELECT id, settings FROM campaigns"):
+        try:
+            out[cid] = json.loads(raw or "{}")
+        except json.JSONDecodeError:
+            out[cid] = {}
+    return out
+
+
+def _scenario(name: str, files: dict[str, Scenario], notes: list[str]) -> Scenario | None:
+    if name in files:
+        return files[name]
+    try:
+        return load_scenario(name)
+    except InputError as err:
+        notes.append(
+            f"scenario '{name}' not found ({err}); times are shown in steps and faults are not "
+            "replayed: give the scenario file to the report (--scenario FILE)"
+        )
+        return None
+
+
+def with_times(df: pd.DataFrame, dt: float | None) -> pd.DataFrame:
+    """Add t_start, t_end and time_to_hazard [s] (step x dt; steps when dt is unknown)."""
+    df = df.copy()
+    scale = 1.0 if dt is None else dt
+    df["t_start"] = df["start"] * scale
+    df["t_end"] = (df["start"] + df["duration"]) * scale
+    fh = df["first_hazard_step"]
+    df["time_to_hazard"] = np.where(fh.notna() & (fh >= 0), (fh - df["start"]) * scale, np.nan)
+    return df
+
+
+def _attach_predictions(
+    df: pd.DataFrame, info: dict, plans: list[tuple[Path, Plan]]
+) -> Path | None:
+    """Join p_hazard / predicted_delta of the plan this campaign ran (matched by the plan hash of
+    its first ``planned`` faults: a pipeline injects the top of its search plan)."""
+    n = int(info["planned"])
+    for path, plan in plans:
+        if not all(c in plan.extra for c in PREDICTED) or len(plan.faults) < n:
+            continue
+        head = Plan(plan.scenario, plan.steps, plan.faults[:n])
+        if head.scenario == info["scenario"] and head.digest() == info["plan_hash"]:
+            for c in PREDICTED:
+                vals = pd.to_numeric(pd.Series(plan.extra[c][:n]), errors="coerce").to_numpy()
+                df[c] = vals[df["idx"].to_numpy()]
+            return path
+    return None
+
+
+def read_plans(paths) -> list[tuple[Path, Plan]]:
+    """Plans that may hold a campaign's predictions; unreadable files are an input error."""
+    return [(Path(p), read_plan(p)) for p in paths or []]
+
+
+def load_campaigns(
+    db: str | Path, plans=None, scenario_files: list[str | Path] | None = None
+) -> list[CampaignData]:
+    """Every campaign of ``db`` with its outcomes (times in seconds) and any predictions."""
+    db = Path(db)
+    if not db.is_file():
+        raise InputError(f"{db}: results database not found")
+    files = {}
+    for f in scenario_files or []:
+        sc = load_scenario(f)
+        files[sc.name] = sc
+    plan_objs = read_plans(plans)
+    store = ResultsStore(db)
+    try:
+        settings = _settings(store)
+        out = []
+        for info in store.campaigns():
+            notes: list[str] = []
+            sc = _scenario(info["scenario"], files, notes)
+            df = with_times(store.outcomes(info["id"]), None if sc is None else sc.dt)
+            plan_file = _attach_predictions(df, info, plan_objs)
+            out.append(CampaignData(info, settings.get(info["id"], {}), df, sc, plan_file, notes))
+    finally:
+        store.close()
+    return out
+
+
+# --- distinct cases --------------------------------------------------------------------------
+
+
+def _fault_kind(row) -> str:
+    """What makes two faults the same corruption: the value, the flipped bit, or the m-random seed."""
+    if row["model"] == "bitflip":
+        return f"bit {int(row['bit'])}"
+    if row["model"] == "m-random":
+        return f"seed {int(row['seed'])}"
+    return f"{row['value']:g}"
+
+
+def group_cases(camps: list[CampaignData]) -> pd.DataFrame:
+    """Critical faults grouped into distinct cases, most severe first.
+
+    One case: same scenario, seed and simulator, same injection point and corrupted value (or bit),
+    same outcome, and fault windows [start, start + duration) that overlap or touch, chained in
+    start order. Each case keeps its count (per campaign role), its start-time range, the earliest
+    time to hazard, the worst margins, and its most severe fault (the one to replay first).
+    """
+    rows = []
+    for c in camps:
+        crit = c.ok[c.ok["critical"] == 1]
+        for _, r in crit.iterrows():
+            rows.append({**r.to_dict(), "label": c.label or f"campaign {c.id}", "cid": c.id,
+                         "scenario": c.info["scenario"], "sim": c.info["sim"],
+                         "cseed": c.info["seed"], "dt": c.dt})  # fmt: skip
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows)
+    df["kind"] = df.apply(_fault_kind, axis=1)
+    df["worst"] = df[["min_delta_lon", "min_delta_lat"]].min(axis=1)
+    keys = ["scenario", "cseed", "sim", "point", "kind", "outcome"]
+    cases = []
+    for _, g in df.sort_values([*keys, "start"]).groupby(keys, sort=False):
+        members, end = [], 0
+        for _, r in g.iterrows():
+            if members and r["start"] > end:  # a gap: the next window starts after this case
+                cases.append(_case(members))
+                members = []
+            end = (
+                r["start"] + r["duration"] if not members else max(end, r["start"] + r["duration"])
+            )
+            members.append(r)
+        cases.append(_case(members))
+    out = pd.DataFrame(cases)
+    out["rank_accident"] = (out["outcome"] != "accident").astype(int)
+    out = out.sort_values(["rank_accident", "worst", "t_first"]).drop(columns="rank_accident")
+    out.insert(0, "case", np.arange(1, len(out) + 1))
+    return out.reset_index(drop=True)
+
+
+MEMBER_COLUMNS = ["cid", "idx", "label", "model", "start", "duration", "outcome", "time_to_hazard",
+                  "min_delta_lon", "min_delta_lat"]  # fmt: skip
+
+
+def _case(members: list[pd.Series]) -> dict:
+    g = pd.DataFrame(members)
+    rep = g.loc[g["worst"].idxmin()]
+    scale = 1.0 if pd.isna(rep["dt"]) or rep["dt"] is None else rep["dt"]
+    by_label = g.groupby("label").size().to_dict()
+    return {
+        "scenario": rep["scenario"],
+        "sim": rep["sim"],
+        "point": rep["point"],
+        "model": ", ".join(sorted(g["model"].unique())),
+        "kind": rep["kind"],
+        "outcome": rep["outcome"],
+        "count": len(g),
+        "by_label": by_label,
+        "t_first": float(g["start"].min() * scale),
+        "t_last": float(g["start"].max() * scale),
+        "dur_min": float(g["duration"].min() * scale),
+        "dur_max": float(g["duration"].max() * scale),
+        "tth_min": float(g["time_to_hazard"].min()),
+        "min_delta_lon": float(g["min_delta_lon"].min()),
+        "min_delta_lat": float(g["min_delta_lat"].min()),
+        "worst": float(g["worst"].min()),
+        "rep_cid": int(rep["cid"]),
+        "rep_idx": int(rep["idx"]),
+        "rep": rep,
+        "members": g[MEMBER_COLUMNS].copy(),
+    }

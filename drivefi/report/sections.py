@@ -1,0 +1,147 @@
+"""Report sections that read campaigns only: heat map, calibration, per-campaign details."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from drivefi.report import page as H
+from drivefi.report import plots
+from drivefi.report.data import CampaignData
+
+
+def heatmap_section(camps: list[CampaignData]) -> str:
+    """Critical faults over injection point x start time, per scenario, seed and simulator."""
+    out = []
+    groups: dict[tuple, list[CampaignData]] = {}
+    for c in camps:
+        if len(c.ok):
+            groups.setdefault((c.info["scenario"], c.info["seed"], c.info["sim"]), []).append(c)
+    for (scen, seed, sim), cs in groups.items():
+        sc = cs[0].scenario
+        if sc is None:
+            continue
+        from drivefi.ads import INJECTION_POINTS
+
+        points = [p.name for p in INJECTION_POINTS]
+        extra = sorted({p for c in cs for p in c.ok["point"].unique()} - set(points) - {"*"})
+        golden = None
+        if sim == "embedded":
+            from drivefi.campaign.batch import golden_for
+
+            golden = golden_for(sc, seed).trace.frame
+        panels = [(f"{c.title}: critical faults by injection point and start time", c.ok)
+                  for c in cs]  # fmt: skip
+        fig = plots.heatmap(panels, points + extra, sc.duration, golden, sc.dt)
+        out.append(
+            f"<h3>{H.esc(scen)} ({H.esc(sim)}, seed {seed})</h3>"
+            + H.img(plots.png(fig), f"heat map of critical faults, {scen}")
+        )
+    if not out:
+        return "<p>No outcomes to map.</p>"
+    return (
+        "<p>Red cells: critical faults injected at that point with a start time in that bin "
+        "(darker: more). Grey dots: faults injected there, none critical. Empty: nothing "
+        "injected. The strip on top is the golden run's margin: the stack is most exposed "
+        "where it is smallest.</p>" + "".join(out)
+    )
+
+
+def calibration_section(camps: list[CampaignData]) -> str:
+    """Each search campaign's predictions (from its plan file) against the outcomes."""
+    out = []
+    for c in camps:
+        if not c.has_predictions or not len(c.ok):
+            continue
+        ok = c.ok[c.ok["p_hazard"].notna()]
+        bins = np.array([0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0 + 1e-9])
+        idx = np.clip(np.digitize(ok["p_hazard"], bins) - 1, 0, len(bins) - 2)
+        hz = ok["outcome"].isin(["hazard", "accident"])
+        rows = []
+        for i in range(len(bins) - 1):
+            m = idx == i
+            if m.any():
+                rows.append({
+                    "bin": f"{bins[i]:.2f}–{min(bins[i + 1], 1.0):.2f}", "n": int(m.sum()),
+                    "pred": f"{ok['p_hazard'][m].mean():.3f}",
+                    "obs": f"{hz[m].mean():.3f}",
+                    "crit": int(ok["critical"][m].sum()),
+                })  # fmt: skip
+        pdl = ok["predicted_delta"]
+        worst = ok[["min_delta_lon", "min_delta_lat"]].min(axis=1)
+        agree = ((pdl <= 0) == hz).mean()
+        cols = [("bin", "predicted P(hazard)"), ("n", "faults"), ("pred", "mean predicted"),
+                ("obs", "observed hazard rate"), ("crit", "critical")]  # fmt: skip
+        out.append(
+            f"<h3>{H.role(c.label, c.title)}</h3>"
+            f"<p>Predictions from <code>{H.esc(c.plan_file)}</code>. The sign of the predicted "
+            f"delta agrees with the observed outcome for {agree:.1%} of the {len(ok)} faults; "
+            f"median |predicted − observed min delta| = "
+            f"{np.nanmedian(np.abs(pdl - worst)):.2f} m.</p>"
+            + H.table(rows, cols)
+            + H.img(plots.png(plots.calibration(c.ok, bins)), "calibration plot")
+        )
+    if not out:
+        return (
+            "<p>No campaign of this database ran a search plan with predictions (give the "
+            "plan file with <code>--plan</code> to compare).</p>"
+        )
+    return (
+        "<p>Only faults the search predicted critical (P(hazard) ≥ its threshold) are injected, "
+        "so the bins start there; a well-calibrated search has observed rates close to the "
+        "predicted ones.</p>" + "".join(out)
+    )
+
+
+def details_section(camps: list[CampaignData], db) -> str:
+    """Every campaign: summary row, critical faults by point and model, margins, worst faults."""
+    from drivefi.campaign.store import SUMMARY_COLUMNS
+    from drivefi.replay import db_command_for
+
+    out = []
+    rows = [{**c.info, "role": H.role(c.label, c.label or "–")} for c in camps]
+    cols = [("id", "id"), ("role", "role")] + [(k, k) for k in SUMMARY_COLUMNS if k != "id"]
+    out.append(H.table(rows, cols, raw={"role"}))
+    for c in camps:
+        out.append(f"<h3>{H.role(c.label, c.title)} {H.esc(c.info['scenario'])}</h3>")
+        if not len(c.ok):
+            out.append("<p>No outcomes yet.</p>")
+            continue
+        piv = c.ok.pivot_table(index="point", columns="model", values="critical",
+                               aggfunc="sum", fill_value=0)  # fmt: skip
+        out.append("<p>Critical faults by point and fault model:</p>" + piv.to_html())
+        out.append(H.img(plots.png(plots.margins(c.outcomes)), "margins after each fault"))
+        worst = c.ok[c.ok["critical"] == 1].copy()
+        worst["w"] = worst[["min_delta_lon", "min_delta_lat"]].min(axis=1)
+        worst = worst.sort_values("w").head(15)
+        wrows = [{
+            "fault": int(r["idx"]), "point": r["point"], "model": r["model"],
+            "value": "–" if pd.isna(r["value"]) else f"{r['value']:g}",
+            "start": r["t_start"], "length": r["t_end"] - r["t_start"],
+            "outcome": H.badge(r["outcome"]), "tth": r["time_to_hazard"],
+            "lon": r["min_delta_lon"], "lat": r["min_delta_lat"],
+            "replay": H.code(db_command_for(db, c.id, int(r["idx"])))
+            if c.info["sim"] == "embedded" and c.scenario is not None else "",
+        } for _, r in worst.iterrows()]  # fmt: skip
+        if wrows:
+            out.append(
+                "<p>Most severe critical faults:</p>"
+                + H.table(
+                    wrows,
+                    [
+                        ("fault", "fault #"),
+                        ("point", "point"),
+                        ("model", "model"),
+                        ("value", "value"),
+                        ("start", "start [s]"),
+                        ("length", "length [s]"),
+                        ("outcome", "outcome"),
+                        ("tth", "time to hazard [s]"),
+                        ("lon", "min delta_lon [m]"),
+                        ("lat", "min delta_lat [m]"),
+                        ("replay", "replay"),
+                    ],
+                    raw={"outcome", "replay"},
+                )
+            )
+    return "".join(out)
