@@ -361,8 +361,8 @@ def test_a_killed_pool_worker_does_not_fail_the_campaign(tmp_path):
         ),
         (["--executor", "dask"], "--executor: expected local or ray"),
         (["--ray-address", "10.0.0.1:6379"], "--ray-address: needs --executor ray"),
-        (["--seed", "-1"], "--seed: expected a whole number from 0 to 2^63-1"),
-        (["--seed", str(2**63)], "--seed: expected a whole number from 0 to 2^63-1"),
+        (["--seed", "-1"], "--seed: expected a seed 0..9223372036854775807"),
+        (["--seed", str(2**63)], "--seed: expected a seed 0..9223372036854775807"),
     ],
 )
 def test_bad_run_options_exit_2_and_no_db(tmp_path, capsys, done_db, extra, needle):

@@ -187,7 +187,7 @@ def test_other_simulators_show_kept_traces_and_are_never_replayed(tmp_path):
     db = tmp_path / "carla.db"
     fault = Fault("control.steer", "m-fixed", 1.0, None, 80, 20, 0)
     stand_in = replay(SC, fault)  # a faulty run to store as if CARLA had produced it
-    store = ResultsStore(db)
+    store = ResultsStore(db, write=True)
     camp = store.open_campaign(SC.name, "h", SC.seed, "carla", [fault], {"label": "random"})
     store.write(camp, [{**stand_in.outcome, "idx": 0}])
     store.close()

@@ -27,6 +27,7 @@ from drivefi.campaign.store import LEASE_S, ResultsStore
 from drivefi.errors import InputError
 from drivefi.plan import Plan
 from drivefi.scenario import Scenario
+from drivefi.seeds import check_seed
 
 
 @dataclass
@@ -82,16 +83,10 @@ def run_campaign(
     """
     plan.check_scenario(scenario)
     seed = scenario.seed if seed is None else seed
-    if not 0 <= int(seed) < 2**63:
-        raise InputError(f"--seed: expected a whole number from 0 to 2^63-1, got {seed}")
-    big = next(
-        (i for i, f in enumerate(plan.faults) if f.seed is not None and not 0 <= f.seed < 2**63),
-        None,
-    )
-    if big is not None:
-        raise InputError(
-            f"plan row {big + 1}, field 'seed': expected 0 to 2^63-1, got {plan.faults[big].seed}"
-        )
+    check_seed(seed)
+    for i, f in enumerate(plan.faults):
+        if f.seed is not None:
+            check_seed(f.seed, f"plan row {i + 1}, field 'seed'")
     own_executor = executor is None
     executor = executor or LocalExecutor(1)
     trace_dir = None
