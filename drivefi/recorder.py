@@ -51,7 +51,10 @@ def trace_frame(rec: TraceRecorder, run: int = 0) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def trace_meta(scenario: Scenario, seed: int, fault: dict | None = None) -> dict:
+def trace_meta(
+    scenario: Scenario, seed: int, fault: dict | None = None, stack: str = "reference"
+) -> dict:
+    """Trace metadata; ``stack`` is the stack's identity (:func:`drivefi.stack.stack_identity`)."""
     return {
         "scenario": scenario.name,
         "seed": seed,
@@ -61,6 +64,7 @@ def trace_meta(scenario: Scenario, seed: int, fault: dict | None = None) -> dict
         "ego_lane": scenario.ego.lane,
         "lane_width": scenario.road.lane_width,
         "fault": fault,
+        "stack": stack,
         "version": __version__,
     }
 
@@ -71,13 +75,30 @@ class Golden:
     snapshots: Snapshot  # world+ADS state at every step (leading axis: step)
 
 
-def record_golden(scenario: Scenario, seed: int | None = None) -> Golden:
-    """Run the scenario fault-free and keep its trace and a snapshot at every step."""
-    sim = Simulation(scenario, seed)
+def record_golden(
+    scenario: Scenario, seed: int | None = None, stack=None, snapshots: bool = True
+) -> Golden:
+    """Run the scenario fault-free and keep its trace and (``snapshots``) a snapshot at every step.
+
+    ``stack``: the stack under test, a spec (``None``/``"reference"``, ``FILE.py[:CLASS]``) or a
+    :class:`drivefi.stack.Stack`. A stack that fails during the golden run raises
+    :class:`drivefi.ads.agent_loader.AgentStepError` naming the step."""
+    from drivefi.stack import identity_of, load_stack, stack_errors
+
+    seed = scenario.seed if seed is None else seed
+    ads = stack if stack is not None and not isinstance(stack, str) else None
+    ads = ads or load_stack(stack, scenario, seed)
+    sim = Simulation(scenario, seed, ads=ads)
     rec = TraceRecorder(1, sim.steps, sim.points)
-    snaps = SnapshotRecorder()
+    snaps = SnapshotRecorder() if snapshots else None
     sim.run(1, recorders=[rec], snapshots=snaps)
-    return Golden(Trace(trace_frame(rec), trace_meta(scenario, sim.seed)), snaps.snapshot())
+    errors = stack_errors(sim.ads)
+    if errors:
+        from drivefi.ads.agent_loader import AgentStepError
+
+        raise AgentStepError(f"golden run of {scenario.name}: {errors[0][1]}")
+    meta = trace_meta(scenario, sim.seed, stack=identity_of(sim.ads))
+    return Golden(Trace(trace_frame(rec), meta), snaps.snapshot() if snaps else None)
 
 
 def write_trace(trace: Trace, path: str | Path) -> Path:

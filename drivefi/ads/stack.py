@@ -35,6 +35,7 @@ class ReferenceADS:
     """ADS contract: step(observation) -> actuation; module outputs pass through ``injector``."""
 
     points = INJECTION_POINTS
+    errors: dict[int, tuple[int, str]] = {}  # the reference ADS never fails a run (read-only)
 
     def __init__(
         self, scenario: Scenario, seed: int | None = None, injector: Injector | None = None
