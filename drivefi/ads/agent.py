@@ -294,10 +294,7 @@ class AgentStack:
 
     def _inputs(self, obs: Observation, speed: np.ndarray, rows: np.ndarray) -> list[dict]:
         out: list[dict] = [{} for _ in range(len(rows))]
-        if self.carla:
-            frames = [int(self.bridge.frame)] * len(rows)
-        else:
-            frames = obs.k[rows].tolist()
+        frames = [int(self.bridge.frame)] * len(rows) if self.carla else obs.k[rows].tolist()
         truth = real = None
         for s in self.sensors:
             t, sid = s["type"], s["id"]

@@ -47,7 +47,7 @@ def register_carla_types() -> None:
             "reverse",
             "manual_gear_shift",
             "gear",
-        ),  # fmt: skip
+        ),
     }
     for name, attrs in values.items():
         cls = getattr(carla, name, None)

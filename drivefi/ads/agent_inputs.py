@@ -114,7 +114,7 @@ def observation_rows(obs: Observation, speed: np.ndarray, rows: np.ndarray, cons
                 "wid": wd,
                 "kind": kd,
                 "type": KIND_NAMES.get(kd, "vehicle"),
-            }  # fmt: skip
+            }
             for ds, dd, vl, vt, ps, ln, wd, kd in zip(
                 *(objs[f][j] for f in _OBJ), kinds[j], strict=True
             )

@@ -41,7 +41,6 @@ def record_golden_carla(scenario: Scenario, bridge, ads=None, seed: int | None =
     """The fault-free run on CARLA as a :class:`drivefi.recorder.Trace` (same schema as embedded;
     the metadata adds ``sim``, the server address and version and the ADS)."""
     from drivefi.recorder import Trace, trace_frame, trace_meta
-
     from drivefi.stack import identity_of
 
     seed = scenario.seed if seed is None else seed
