@@ -199,6 +199,8 @@ class CarlaDataProvider:
     @staticmethod
     def _current():
         cur = _CURRENT.get()
+        if callable(cur):
+            cur = cur()
         if cur is None:
             raise RuntimeError(
                 "CarlaDataProvider: no run is active (the ego exists from the agent's first run_step)"

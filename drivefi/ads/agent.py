@@ -97,11 +97,12 @@ class AgentStack:
         self.constants = ego_constants(scenario)
         self.copy_error: str | None = None
         self._xodr: tuple | None = None
+        self.shared: dict = {}
         if not self.carla and hasattr(self.prototype, "set_global_plan"):
-            self._call(self.prototype, "set_global_plan", *global_plan(scenario, self.map))
+            self._call(self.prototype, "set_global_plan", *self._plan())
         try:
             agent_copy.register_carla_types()
-            copy.deepcopy(self.prototype)
+            copy.deepcopy(self.prototype, dict(self.shared))
         except Exception as err:
             self.copy_error = f"{type(err).__name__}: {err}"
         self.agents: list = []
@@ -112,6 +113,8 @@ class AgentStack:
         self.failed = np.zeros(0, bool)
         self.obs: Observation | None = None
         self._unknown: set[str] = set()
+        self._run = 0
+        self._prov: list = []
 
     # -- identity and set-up ------------------------------------------------------------------
     @property
@@ -173,12 +176,24 @@ class AgentStack:
             ) from err
 
     # -- runs ---------------------------------------------------------------------------------
+    def _plan(self):
+        """The route as global plans; their entries are shared by every copy (read-only)."""
+        if self.carla:
+            plan = global_plan(self.scenario, self.bridge.map, self.bridge.route)
+        else:
+            plan = global_plan(self.scenario, self.map)
+        for entries in plan:
+            for entry in entries:
+                self.shared[id(entry)] = entry
+                self.shared[id(entry[0])] = entry[0]
+        return plan
+
     def _fresh(self):
         if self.copy_error is None:
-            return copy.deepcopy(self.prototype)
+            return copy.deepcopy(self.prototype, dict(self.shared))
         agent, _ = instantiate(self.cls, self.conf)
         if not self.carla and hasattr(agent, "set_global_plan"):
-            self._call(agent, "set_global_plan", *global_plan(self.scenario, self.map))
+            self._call(agent, "set_global_plan", *self._plan())
         return agent
 
     def _standins(self, n: int) -> None:
@@ -187,6 +202,8 @@ class AgentStack:
             return
         self.worlds = [carla_api.World(self, i) for i in range(n)]
         self.handles = [(w, w.hero, *w._others) for w in self.worlds]
+        cmap = self.map
+        self._prov = [(w.hero, w, cmap) for w in self.worlds]
 
     def reset(self, n: int = 1) -> None:
         if self.carla and n != 1:
@@ -198,14 +215,15 @@ class AgentStack:
         if self.carla:
             for a in self.agents:
                 if hasattr(a, "set_global_plan"):
-                    plan = global_plan(self.scenario, self.bridge.map, self.bridge.route)
-                    self._call(a, "set_global_plan", *plan)
+                    self._call(a, "set_global_plan", *self._plan())
         self.errors, self.failed = {}, np.zeros(n, bool)
 
     @property
     def state(self) -> agent_copy.AgentState:
         """The live agents (``state.take(idx)`` deep-copies them: a snapshot)."""
-        return agent_copy.AgentState(self.agents, self.handles, False, self.copy_error, self.hooks)
+        return agent_copy.AgentState(
+            self.agents, self.handles, False, self.copy_error, self.hooks, self.shared
+        )
 
     def snapshot(self) -> agent_copy.AgentState:
         return self.state.take(slice(None))
@@ -218,7 +236,7 @@ class AgentStack:
         n = state.n
         self._standins(n)
         self.agents = [
-            agent_copy.load(a, h, self.handles[i], self.prototype, state.hooks)
+            agent_copy.load(a, h, self.handles[i], self.prototype, state.hooks, state.shared)
             for i, (a, h) in enumerate(zip(state.agents, state.handles, strict=True))
         ]
         self._destroyed = False
@@ -246,31 +264,36 @@ class AgentStack:
         inj, k, n = self.injector, obs.k, obs.n
         self.obs = obs
         speed = inj.apply("localization.speed", obs.v, k)
-        rows = np.flatnonzero(~self.failed)
+        rows = np.flatnonzero(~self.failed) if self.errors else np.arange(n)
         inputs = self._inputs(obs, speed, rows)
-        thr, brk, steer = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
         route = _RunInjector(inj, self._user_names, k, n, self._unknown)
-        ts, ks = obs.t[rows].tolist(), k[rows].tolist()
-        for j, i in enumerate(rows.tolist()):
-            route.run = i
-            tok = _ACTIVE.set((route, k[i : i + 1]))
-            tok2 = carla_api._CURRENT.set(self._provided(i))
-            try:
-                ctrl = self.agents[i].run_step(inputs[j], ts[j])
-                c = (float(ctrl.throttle), float(ctrl.brake), float(ctrl.steer))
-                if getattr(ctrl, "hand_brake", False):
-                    c = (c[0], 1.0, c[2])
-            except Exception as err:
-                self._fail(i, ks[j], err)
-                continue
-            finally:
-                _ACTIVE.reset(tok)
-                carla_api._CURRENT.reset(tok2)
-            thr[i], brk[i], steer[i] = c[0], c[1], -c[2]
+        ts, ids = obs.t[rows].tolist(), rows.tolist()
+        agents, thr, brk, steer, hand = self.agents, [], [], [], []
+        tok = _ACTIVE.set((route, k))
+        tok2 = carla_api._CURRENT.set(self._current)
+        try:
+            for j, i in enumerate(ids):
+                route.run = self._run = i
+                try:
+                    ctrl = agents[i].run_step(inputs[j], ts[j])
+                    thr.append(float(ctrl.throttle))
+                    brk.append(float(ctrl.brake))
+                    steer.append(-float(ctrl.steer))
+                    hand.append(bool(getattr(ctrl, "hand_brake", False)))
+                except Exception as err:
+                    self._fail(i, int(k[i]), err)
+                    thr.append(np.nan), brk.append(np.nan), steer.append(np.nan), hand.append(False)
+        finally:
+            _ACTIVE.reset(tok)
+            carla_api._CURRENT.reset(tok2)
+        cmd = np.full((3, n), np.nan)
+        cmd[:, rows] = (thr, brk, steer)
+        if any(hand):
+            cmd[1, rows[np.array(hand)]] = 1.0
         out = Actuation(
-            inj.apply("control.throttle", thr, k),
-            inj.apply("control.brake", brk, k),
-            inj.apply("control.steer", steer, k),
+            inj.apply("control.throttle", cmd[0], k),
+            inj.apply("control.brake", cmd[1], k),
+            inj.apply("control.steer", cmd[2], k),
         )
         for p, arr in route.seen.items():
             inj.seen[p] = arr
@@ -278,19 +301,19 @@ class AgentStack:
             inj.seen[p] = np.full(n, np.nan)
         return out
 
+    def _current(self):
+        """(hero, world, map) of the run stepping now (what CarlaDataProvider returns)."""
+        if self.carla:
+            b = self.bridge
+            return (getattr(b, "hero", None), b.world, b.map)
+        return self._prov[self._run]
+
     def _fail(self, i: int, k: int, err: Exception) -> None:
         msg = f"{self.name}.run_step raised {type(err).__name__} at step {k}: {err}"
         self.errors[i] = (k, msg)
         self.failed[i] = True
         if len(self.errors) == 1:
             log.info("agent run %d failed: %s", i, msg)
-
-    def _provided(self, i: int):
-        if self.carla:
-            b = self.bridge
-            return (getattr(b, "hero", None), b.world, b.map)
-        w = self.worlds[i]
-        return (w.hero, w, self.map)
 
     def _inputs(self, obs: Observation, speed: np.ndarray, rows: np.ndarray) -> list[dict]:
         out: list[dict] = [{} for _ in range(len(rows))]
@@ -369,6 +392,14 @@ class _RunInjector:
 
     def apply(self, point: str, value, k):
         arr = np.asarray(value, dtype=float)
+        if arr.size != 1:
+            raise InputError(
+                f"drivefi.inject({point!r}): an agent's point takes one value per run, got shape {arr.shape}"
+            )
+        return np.full(arr.shape, self.scalar(point, float(arr.reshape(-1)[0])))
+
+    def scalar(self, point: str, v: float) -> float:
+        """Run ``run``'s value at ``point``, corrupted when its fault is on now."""
         if point not in self.names:
             if point not in self.unknown:
                 self.unknown.add(point)
@@ -377,12 +408,8 @@ class _RunInjector:
                     "or in setup()",
                     point,
                 )
-            return arr
-        if arr.size != 1:
-            raise InputError(
-                f"drivefi.inject({point!r}): an agent's point takes one value per run, got shape {arr.shape}"
-            )
-        v, i = float(arr.reshape(-1)[0]), self.run
+            return v
+        i = self.run
         hot = None if self.hot is None else self.hot.get(point)
         if self.hot is not None and (hot is None or not hot[i]):
             out = v
@@ -394,4 +421,4 @@ class _RunInjector:
         if seen is None:
             seen = self.seen[point] = np.full(self.n, np.nan)
         seen[i] = out
-        return np.full(arr.shape, out)
+        return out

@@ -1,11 +1,13 @@
 """Snapshots of user agents: deep copies taken during the golden run, restored per faulty run.
 
 ``copy.deepcopy`` cannot copy CARLA's client-side values (Boost.Python objects), so they are
-registered here: value types (``Location``, ``Rotation``, ``Transform``, ``Vector3D``,
+registered with it here: value types (``Location``, ``Rotation``, ``Transform``, ``Vector3D``,
 ``VehicleControl``, ...) are rebuilt from their fields; map handles (``carla.Map``,
 ``carla.Waypoint``, read-only views of the road) are shared, not copied. The simulator stand-ins
 an agent holds (:mod:`drivefi.carla_api`) are never copied either: a restored agent gets the
-stand-ins of the run it is restored into. An agent may instead define ``get_state()`` and
+stand-ins of the run it is restored into. The entries of the global plan handed to
+``set_global_plan`` (gps dicts, ``carla.Transform`` objects and their tuples) are shared by every
+copy, as read-only data; the plan's lists are copied. An agent may instead define ``get_state()`` and
 ``set_state(state)``: DriveFI then copies only what ``get_state`` returns (a deep copy of it) and
 hands it to ``set_state`` on a fresh copy of the agent as it was after ``setup``.
 """
@@ -13,7 +15,6 @@ hands it to ``set_state`` on a fresh copy of the agent as it was after ``setup``
 from __future__ import annotations
 
 import copy
-import copyreg
 from dataclasses import dataclass, field
 
 _REGISTERED = False
@@ -30,49 +31,35 @@ def register_carla_types() -> None:
     except ImportError:  # pragma: no cover - agents without carla never hold its objects
         return
 
-    def fields(*names):
-        return lambda o: (_rebuild, (type(o), {n: getattr(o, n) for n in names}))
-
-    values = {
-        "Location": ("x", "y", "z"),
-        "Vector3D": ("x", "y", "z"),
-        "Vector2D": ("x", "y"),
-        "Rotation": ("pitch", "yaw", "roll"),
-        "GeoLocation": ("latitude", "longitude", "altitude"),
-        "VehicleControl": (
-            "throttle",
-            "steer",
-            "brake",
-            "hand_brake",
-            "reverse",
-            "manual_gear_shift",
-            "gear",
-        ),
-    }
-    for name, attrs in values.items():
-        cls = getattr(carla, name, None)
-        if cls is not None:
-            copyreg.pickle(cls, fields(*attrs))
-    copyreg.pickle(carla.Transform, lambda t: (carla.Transform, (t.location, t.rotation)))
-    copyreg.pickle(carla.BoundingBox, lambda b: (_bbox, (b.location, b.extent, b.rotation)))
+    d = copy._deepcopy_dispatch
+    loc, vec, rot = carla.Location, carla.Vector3D, carla.Rotation
+    d[loc] = lambda o, memo: loc(o.x, o.y, o.z)
+    d[vec] = lambda o, memo: vec(o.x, o.y, o.z)
+    d[rot] = lambda o, memo: rot(o.pitch, o.yaw, o.roll)
+    d[carla.Vector2D] = lambda o, memo: carla.Vector2D(o.x, o.y)
+    d[carla.Transform] = lambda o, memo: carla.Transform(
+        loc(o.location.x, o.location.y, o.location.z),
+        rot(o.rotation.pitch, o.rotation.yaw, o.rotation.roll),
+    )
+    d[carla.GeoLocation] = lambda o, memo: carla.GeoLocation(o.latitude, o.longitude, o.altitude)
+    d[carla.VehicleControl] = lambda o, memo: carla.VehicleControl(
+        o.throttle, o.steer, o.brake, o.hand_brake, o.reverse, o.manual_gear_shift, o.gear
+    )
+    d[carla.BoundingBox] = _bbox
     for name in ("Map", "Waypoint", "Landmark", "Junction"):
         cls = getattr(carla, name, None)
         if cls is not None:
-            copy._deepcopy_dispatch[cls] = copy._deepcopy_atomic  # read-only map handles
+            d[cls] = copy._deepcopy_atomic  # read-only map handles
 
 
-def _rebuild(cls, values: dict):
-    obj = cls()
-    for k, v in values.items():
-        setattr(obj, k, v)
-    return obj
-
-
-def _bbox(location, extent, rotation):
+def _bbox(o, memo):
     import carla
 
-    b = carla.BoundingBox(location, extent)
-    b.rotation = rotation
+    b = carla.BoundingBox(
+        carla.Location(o.location.x, o.location.y, o.location.z),
+        carla.Vector3D(o.extent.x, o.extent.y, o.extent.z),
+    )
+    b.rotation = carla.Rotation(o.rotation.pitch, o.rotation.yaw, o.rotation.roll)
     return b
 
 
@@ -91,6 +78,7 @@ class AgentState:
     frozen: bool = True
     error: str | None = None  # why the agent cannot be copied (runs then start at step 0)
     hooks: bool = False  # agents copied through get_state()/set_state()
+    shared: dict = field(default_factory=dict)  # id -> object shared by every copy (read-only)
 
     @property
     def n(self) -> int:
@@ -112,8 +100,10 @@ class AgentState:
                 True,
                 self.error,
                 self.hooks,
+                self.shared,
             )
-        shared = {id(h): h for hs in self.handles for h in hs}
+        shared = dict(self.shared)
+        shared.update((id(h), h) for i in pick for h in self.handles[i])
         agents = []
         try:
             for i in pick:
@@ -122,17 +112,22 @@ class AgentState:
             return AgentState(
                 [None] * len(pick), [], True, f"{type(err).__name__}: {err}", self.hooks
             )
-        return AgentState(agents, [self.handles[i] for i in pick], True, None, self.hooks)
+        handles = [self.handles[i] for i in pick]
+        return AgentState(agents, handles, True, None, self.hooks, self.shared)
 
     @classmethod
     def stack(cls, states: list[AgentState]) -> AgentState:
         error = next((s.error for s in states if s.error is not None), None)
+        shared = {}
+        for s in states:
+            shared.update(s.shared)
         return AgentState(
             [a for s in states for a in s.agents],
             [h for s in states for h in s.handles],
             True,
             error,
             any(s.hooks for s in states),
+            shared,
         )
 
 
@@ -145,10 +140,11 @@ def save(agent, shared: dict, hooks: bool):
     return copy.deepcopy(agent, memo)
 
 
-def load(frozen, old_handles, new_handles, pristine, hooks: bool):
+def load(frozen, old_handles, new_handles, pristine, hooks: bool, shared: dict | None = None):
     """A live agent from a frozen copy: the stand-ins it held are swapped for ``new_handles``."""
     register_carla_types()
-    memo = {id(o): n for o, n in zip(old_handles, new_handles, strict=True)}
+    memo = dict(shared or {})
+    memo.update((id(o), n) for o, n in zip(old_handles, new_handles, strict=True))
     if hooks:
         agent = copy.deepcopy(pristine, dict(memo))
         agent.set_state(copy.deepcopy(frozen, memo))

@@ -91,35 +91,38 @@ def carla_pose(obs: Observation, rows) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def observation_rows(obs: Observation, speed: np.ndarray, rows: np.ndarray, const: dict) -> list:
     """The ``drivefi.observation`` dict of each run in ``rows`` (``speed``: what the agent sees)."""
     x, y, yaw = carla_pose(obs, rows)
-    cols = {f: getattr(obs, f)[rows].tolist() for f in _LANE}
-    cols["x"], cols["y"], cols["yaw"] = x.tolist(), y.tolist(), yaw.tolist()
-    cols["theta"] = np.radians(yaw).tolist()
-    cols["speed"] = speed[rows].tolist()
-    k, t = obs.k[rows].tolist(), obs.t[rows].tolist()
-    objs = {f: getattr(obs, "obj_" + f)[rows].tolist() for f in _OBJ}
-    kinds = obs.obj_kind[rows].tolist()
+    sp = speed[rows].tolist()
+    keys = ("k", "t", "x", "y", "yaw", "theta", "speed", "v", *_LANE)
+    cols = [
+        obs.k[rows].tolist(),
+        obs.t[rows].tolist(),
+        x.tolist(),
+        y.tolist(),
+        yaw.tolist(),
+        np.radians(yaw).tolist(),
+        sp,
+        sp,
+        *(getattr(obs, f)[rows].tolist() for f in _LANE),
+    ]
+    base = {"z": 0.0, **const}
     out = []
-    for j in range(len(k)):
-        d = {f: c[j] for f, c in cols.items()}
-        d["k"], d["t"], d["z"], d["v"] = k[j], t[j], 0.0, d["speed"]
-        d.update(const)
-        d["objects"] = [
-            {
-                "ds": ds,
-                "dd": dd,
-                "vlon": vl,
-                "vlat": vt,
-                "psi": ps,
-                "len": ln,
-                "wid": wd,
-                "kind": kd,
-                "type": KIND_NAMES.get(kd, "vehicle"),
-            }
-            for ds, dd, vl, vt, ps, ln, wd, kd in zip(
-                *(objs[f][j] for f in _OBJ), kinds[j], strict=True
-            )
-        ]
+    for vals in zip(*cols):
+        d = base.copy()
+        d.update(zip(keys, vals))
         out.append(d)
+    if obs.obj_ds.shape[1]:
+        okeys = [*_OBJ, "kind", "type"]
+        kinds = obs.obj_kind[rows]
+        ocols = [getattr(obs, "obj_" + f)[rows].tolist() for f in _OBJ]
+        ocols += [
+            kinds.tolist(),
+            [[KIND_NAMES.get(c, "vehicle") for c in r] for r in kinds.tolist()],
+        ]
+        for d, per in zip(out, zip(*ocols, strict=True), strict=True):
+            d["objects"] = [dict(zip(okeys, o, strict=True)) for o in zip(*per, strict=True)]
+    else:
+        for d in out:
+            d["objects"] = []
     return out
 
 
