@@ -106,9 +106,9 @@ def observation_rows(obs: Observation, speed: np.ndarray, rows: np.ndarray, cons
     ]
     base = {"z": 0.0, **const}
     out = []
-    for vals in zip(*cols):
+    for vals in zip(*cols, strict=True):
         d = base.copy()
-        d.update(zip(keys, vals))
+        d.update(zip(keys, vals, strict=True))
         out.append(d)
     if obs.obj_ds.shape[1]:
         okeys = [*_OBJ, "kind", "type"]
