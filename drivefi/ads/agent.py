@@ -100,11 +100,19 @@ class AgentStack:
         self.shared: dict = {}
         if not self.carla and hasattr(self.prototype, "set_global_plan"):
             self._call(self.prototype, "set_global_plan", *self._plan())
+        agent_copy.register_carla_types()
+        self.proto_copyable = True
         try:
-            agent_copy.register_carla_types()
             copy.deepcopy(self.prototype, dict(self.shared))
         except Exception as err:
+            self.proto_copyable = False
             self.copy_error = f"{type(err).__name__}: {err}"
+        if self.hooks:
+            try:
+                copy.deepcopy(self.prototype.get_state(), dict(self.shared))
+                self.copy_error = None
+            except Exception as err:
+                self.copy_error = f"get_state(): {type(err).__name__}: {err}"
         self.agents: list = []
         self._destroyed = True
         self.worlds: list = []
@@ -189,7 +197,8 @@ class AgentStack:
         return plan
 
     def _fresh(self):
-        if self.copy_error is None:
+        """A new agent as after ``setup``: a copy of the prototype, or a new instance."""
+        if self.proto_copyable:
             return copy.deepcopy(self.prototype, dict(self.shared))
         agent, _ = instantiate(self.cls, self.conf)
         if not self.carla and hasattr(agent, "set_global_plan"):
@@ -236,7 +245,7 @@ class AgentStack:
         n = state.n
         self._standins(n)
         self.agents = [
-            agent_copy.load(a, h, self.handles[i], self.prototype, state.hooks, state.shared)
+            agent_copy.load(a, h, self.handles[i], self._fresh, state.hooks, state.shared)
             for i, (a, h) in enumerate(zip(state.agents, state.handles, strict=True))
         ]
         self._destroyed = False

@@ -140,13 +140,14 @@ def save(agent, shared: dict, hooks: bool):
     return copy.deepcopy(agent, memo)
 
 
-def load(frozen, old_handles, new_handles, pristine, hooks: bool, shared: dict | None = None):
-    """A live agent from a frozen copy: the stand-ins it held are swapped for ``new_handles``."""
+def load(frozen, old_handles, new_handles, fresh, hooks: bool, shared: dict | None = None):
+    """A live agent from a frozen copy: the stand-ins it held are swapped for ``new_handles``
+    (``fresh()``: a new agent as after ``setup``, for agents with ``set_state``)."""
     register_carla_types()
     memo = dict(shared or {})
     memo.update((id(o), n) for o, n in zip(old_handles, new_handles, strict=True))
     if hooks:
-        agent = copy.deepcopy(pristine, dict(memo))
+        agent = fresh()
         agent.set_state(copy.deepcopy(frozen, memo))
         return agent
     return copy.deepcopy(frozen, memo)

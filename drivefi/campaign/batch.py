@@ -64,7 +64,7 @@ def error_row(step: int, message: str) -> dict:
         "status": "error",
         "outcome": None,
         "attempts": 1,
-        "error": f"agent error at step {step}: {message}",
+        "error": message if f"step {step}" in message else f"at step {step}: {message}",
     }
 
 
