@@ -112,7 +112,7 @@ def test_declared_points_are_in_plans_and_corrupt_what_the_agent_sees(tmp_path):
     assert {f.value for f in plan.faults} == {0.0, 37.5, 75.0, 112.5, 150.0}  # declared range
     write_plan(plan, tmp_path / "p.csv")
     assert read_plan(tmp_path / "p.csv", pts).faults == plan.faults
-    with pytest.raises(InputError, match="unknown injection point 'perception.lead_gap'"):
+    with pytest.raises(InputError, match=r"unknown injection point 'perception\.lead_gap'"):
         read_plan(tmp_path / "p.csv")  # the reference ADS has no such point
     rnd = random_plan(SC, "1-random", 20, points=["planning.lookahead"], stack_points=pts)
     assert all(1.0 <= f.value <= 30.0 for f in rnd.faults)
@@ -188,7 +188,9 @@ def test_keep_traces_writes_agent_traces_and_resume_refuses_another_stack(tmp_pa
     t = read_trace(files[0])
     assert t.meta["stack"] == stack_identity(CARLA_STYLE) and t.meta["fault"]["start"] == 40
     assert (t.frame["perception.lead_gap"].to_numpy()[40:60] == 0.0).all()
-    with pytest.raises(InputError, match="was run with stack .*carla_style_agent.*not 'reference'"):
+    with pytest.raises(
+        InputError, match=r"was run with stack .*carla_style_agent.*not 'reference'"
+    ):
         run_campaign(SC, Plan(SC.name, SC.steps, faults), db, progress=False)
 
 
