@@ -101,6 +101,49 @@ def record_golden(
     return Golden(Trace(trace_frame(rec), meta), snaps.snapshot() if snaps else None)
 
 
+def record_runs(
+    scenario: Scenario,
+    faults: list,
+    seed: int | None = None,
+    stack=None,
+    golden: Golden | None = None,
+    lead: int = 0,
+) -> list[Trace]:
+    """Faulty runs of the stack under test as full traces (training data for the 3-TBN).
+
+    All runs go in one lock-step batch, each started from the golden run's snapshot ``lead``
+    steps before its fault (from step 0 when the stack cannot be copied); rows before that are
+    the golden run's. ``stack``: a spec or a :class:`drivefi.stack.Stack`; ``golden``: its golden
+    run (recorded when not given). A run whose stack raised is left out (its trace would stop
+    being the stack's)."""
+    from drivefi.faults import FaultInjector
+    from drivefi.stack import identity_of, load_stack, stack_errors
+
+    seed = scenario.seed if seed is None else seed
+    ads = stack if stack is not None and not isinstance(stack, str) else None
+    ads = ads or load_stack(stack, scenario, seed)
+    golden = golden or record_golden(scenario, seed, ads)
+    if not faults:
+        return []
+    sim = Simulation(scenario, seed, ads=ads)
+    n = len(faults)
+    rec = TraceRecorder(n, sim.steps, sim.points)
+    starts = np.array([max(f.start - lead, 0) for f in faults])
+    copyable = getattr(golden.snapshots.ads, "error", None) is None
+    snap = golden.snapshots.take(starts) if copyable else None
+    sim.run(n, snapshot=snap, injector=FaultInjector(faults, ads.points), recorders=[rec])
+    failed = stack_errors(sim.ads)
+    g = golden.trace.frame
+    out = []
+    for i, f in enumerate(faults):
+        if i in failed:
+            continue
+        frame = pd.concat([g.iloc[: starts[i]], trace_frame(rec, i).iloc[starts[i] :]])
+        meta = trace_meta(scenario, seed, f.as_row(), identity_of(ads))
+        out.append(Trace(frame.reset_index(drop=True), meta))
+    return out
+
+
 def write_trace(trace: Trace, path: str | Path) -> Path:
     table = pa.Table.from_pandas(trace.frame, preserve_index=False)
     table = table.replace_schema_metadata(

@@ -72,6 +72,7 @@ def run_campaign(
     seed = scenario.seed if seed is None else seed
     agent = None if is_reference(agent) else agent
     identity = stack_identity(agent)
+    check_plan_points(plan, agent)
     runs_start = (
         "golden snapshots" if sim == "embedded" else "step 0 (no snapshots on this simulator)"
     )
@@ -159,3 +160,19 @@ def _check_same_stack(store: ResultsStore, campaign_id: int, identity: str, db) 
             f"{db}: campaign {campaign_id} was run with stack '{stored}', not '{identity}': "
             "use the same --agent to resume, or another --db"
         )
+
+
+def check_plan_points(plan: Plan, agent: str | None) -> None:
+    """Every fault names a point of the stack under test (else exit 2, naming the row)."""
+    from drivefi.errors import InputError
+    from drivefi.faults import ANY_POINT
+    from drivefi.stack import stack_points
+
+    known = [p.name for p in stack_points(agent)]
+    for i, f in enumerate(plan.faults):
+        if f.point != ANY_POINT and f.point not in known:
+            who = "the reference ADS" if agent is None else f"agent {agent}"
+            raise InputError(
+                f"plan row {i + 1}: injection point '{f.point}' is not a point of {who}; "
+                f"known: {', '.join(known)}"
+            )
