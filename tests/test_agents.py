@@ -254,3 +254,16 @@ def test_embedded_stand_ins_follow_carla_conventions():
     assert veh.get_world().get_map() is agent.map
     with pytest.raises(RuntimeError, match="no run is active"):
         CarlaDataProvider.get_hero_actor()  # only while an agent steps
+
+
+def test_the_minimal_agent_of_the_docs_runs(tmp_path):
+    text = (ROOT / "docs" / "agents.md").read_text()
+    code = text.split("A minimal agent (it runs in DriveFI's test suite):\n\n```python\n", 1)[1]
+    src = tmp_path / "minimal_agent.py"
+    src.write_text(code.split("```", 1)[0])
+    g = record_golden(SC, stack=str(src)).trace
+    assert g.meta["stack"].endswith(
+        f"minimal_agent.py:Minimal sha256={stack_identity(str(src)).split('=')[1]}"
+    )
+    assert not g.frame["hazard"].any() and not g.frame["collision"].any()
+    assert "planner.target_speed" in g.frame and g.frame["v"].iloc[-1] < 8.0
