@@ -123,6 +123,7 @@ class AgentStack:
         self._unknown: set[str] = set()
         self._run = 0
         self._prov: list = []
+        self._cols: tuple | None = None
 
     # -- identity and set-up ------------------------------------------------------------------
     @property
@@ -353,12 +354,30 @@ class AgentStack:
         return out
 
     # -- what the stand-ins read (embedded) -------------------------------------------------------
+    def _column(self, name: str) -> list:
+        """This step's observation column as a list (built on first use, once per step)."""
+        cols = self._cols
+        if cols is None or cols[0] is not self.obs:
+            cols = self._cols = (self.obs, {})
+        col = cols[1].get(name)
+        if col is None:
+            o = self.obs
+            if name == "yaw":
+                col = (-np.degrees(o.theta)).tolist()
+            elif name == "y":
+                col = (-o.y).tolist()
+            else:
+                col = getattr(o, name).tolist()
+            cols[1][name] = col
+        return col
+
     def pose(self, run: int) -> tuple[float, float, float]:
-        o = self.obs
-        return float(o.x[run]), -float(o.y[run]), -math.degrees(float(o.theta[run]))
+        """(x, y, yaw [deg]) of run ``run`` in CARLA's frame."""
+        c = self._column
+        return c("x")[run], c("y")[run], c("yaw")[run]
 
     def value(self, name: str, run: int) -> float:
-        return float(getattr(self.obs, name)[run])
+        return self._column(name)[run]
 
     def applied(self, run: int) -> tuple[float, float, float]:
         st = self.bridge.state

@@ -90,6 +90,8 @@ def carla_pose(obs: Observation, rows) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def observation_rows(obs: Observation, speed: np.ndarray, rows: np.ndarray, const: dict) -> list:
     """The ``drivefi.observation`` dict of each run in ``rows`` (``speed``: what the agent sees)."""
+    if len(rows) == obs.n:
+        rows = slice(None)  # every run: views, no gathers
     x, y, yaw = carla_pose(obs, rows)
     sp = speed[rows].tolist()
     keys = ("k", "t", "x", "y", "yaw", "theta", "speed", "v", *_LANE)
