@@ -188,10 +188,13 @@ def test_keep_traces_writes_agent_traces_and_resume_refuses_another_stack(tmp_pa
     t = read_trace(files[0])
     assert t.meta["stack"] == stack_identity(CARLA_STYLE) and t.meta["fault"]["start"] == 40
     assert (t.frame["perception.lead_gap"].to_numpy()[40:60] == 0.0).all()
+    # a plan both stacks can run: resuming it with another stack is refused
+    common = Plan(SC.name, SC.steps, faults[1:])
+    run_campaign(SC, common, tmp_path / "c.db", progress=False, agent=CARLA_STYLE)
     with pytest.raises(
         InputError, match=r"was run with stack .*carla_style_agent.*not 'reference'"
     ):
-        run_campaign(SC, Plan(SC.name, SC.steps, faults), db, progress=False)
+        run_campaign(SC, common, tmp_path / "c.db", progress=False)
 
 
 def test_bad_agent_specs_are_one_clear_line(tmp_path):
