@@ -116,3 +116,11 @@ def failed_runs(stack, n: int) -> np.ndarray:
     for i in stack_errors(stack):
         out[i] = True
     return out
+
+
+def describe_points(points: list[InjectionPoint]) -> list[dict]:
+    """One dict per point (name, lo, hi, unit, module, doc), as ``drivefi points`` lists them."""
+    return [
+        {"name": p.name, "lo": p.lo, "hi": p.hi, "unit": p.unit, "module": p.module, "doc": p.doc}
+        for p in points
+    ]
