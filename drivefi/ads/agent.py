@@ -274,7 +274,11 @@ class AgentStack:
         inj, k, n = self.injector, obs.k, obs.n
         self.obs = obs
         speed = inj.apply("localization.speed", obs.v, k)
-        rows = np.flatnonzero(~self.failed) if self.errors else np.arange(n)
+        # runs past the scenario's end (a batch's later starters) and failed runs are not stepped
+        live = k < self.scenario.steps
+        if self.errors:
+            live &= ~self.failed
+        rows = np.arange(n) if live.all() else np.flatnonzero(live)
         inputs = self._inputs(obs, speed, rows)
         route = _RunInjector(inj, self._user_names, k, n, self._unknown)
         ts, ids = obs.t[rows].tolist(), rows.tolist()
