@@ -94,7 +94,8 @@ def observation_rows(obs: Observation, speed: np.ndarray, rows: np.ndarray, cons
         rows = slice(None)  # every run: views, no gathers
     x, y, yaw = carla_pose(obs, rows)
     sp = speed[rows].tolist()
-    keys = ("k", "t", "x", "y", "yaw", "theta", "speed", "v", *_LANE)
+    keys = ("k", "t", "x", "y", "yaw", "theta", "speed", "v", *_LANE, *const, "z")
+    fixed = (*const.values(), 0.0)
     cols = [
         obs.k[rows].tolist(),
         obs.t[rows].tolist(),
@@ -106,25 +107,15 @@ def observation_rows(obs: Observation, speed: np.ndarray, rows: np.ndarray, cons
         sp,
         *(getattr(obs, f)[rows].tolist() for f in _LANE),
     ]
-    base = {"z": 0.0, **const}
-    out = []
-    for vals in zip(*cols, strict=True):
-        d = base.copy()
-        d.update(zip(keys, vals, strict=True))
-        out.append(d)
-    if obs.obj_ds.shape[1]:
-        okeys = [*_OBJ, "kind", "type"]
-        kinds = obs.obj_kind[rows]
-        ocols = [getattr(obs, "obj_" + f)[rows].tolist() for f in _OBJ]
-        ocols += [
-            kinds.tolist(),
-            [[KIND_NAMES.get(c, "vehicle") for c in r] for r in kinds.tolist()],
+    out = [dict(zip(keys, vals + fixed, strict=True)) for vals in zip(*cols, strict=True)]
+    okeys = (*_OBJ, "kind", "type")
+    objs = np.stack([getattr(obs, "obj_" + f)[rows] for f in _OBJ], axis=-1).tolist()
+    kinds = obs.obj_kind[rows].tolist()
+    for d, per, kk in zip(out, objs, kinds, strict=True):
+        d["objects"] = [
+            dict(zip(okeys, (*o, c, KIND_NAMES.get(c, "vehicle")), strict=True))
+            for o, c in zip(per, kk, strict=True)
         ]
-        for d, per in zip(out, zip(*ocols, strict=True), strict=True):
-            d["objects"] = [dict(zip(okeys, o, strict=True)) for o in zip(*per, strict=True)]
-    else:
-        for d in out:
-            d["objects"] = []
     return out
 
 
