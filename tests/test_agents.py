@@ -270,3 +270,49 @@ def test_the_minimal_agent_of_the_docs_runs(tmp_path):
     )
     assert not g.frame["hazard"].any() and not g.frame["collision"].any()
     assert "planner.target_speed" in g.frame and g.frame["v"].iloc[-1] < 8.0
+
+
+SENSOR_AGENT = """
+import carla
+from drivefi.ads.agent_loader import AutonomousAgent
+
+class Recorder(AutonomousAgent):
+    def setup(self, conf):
+        self.seen = []
+
+    def sensors(self):
+        return [{"type": "sensor.other.gnss", "id": "gps"}, {"type": "sensor.other.imu", "id": "imu"},
+                {"type": "sensor.opendrive_map", "id": "map"}, {"type": "drivefi.observation", "id": "o"}]
+
+    def run_step(self, input_data, timestamp):
+        self.seen.append({k: v for k, v in input_data.items()})
+        return carla.VehicleControl(throttle=0.3, steer=-0.05, brake=0.0)
+"""
+
+
+def test_gnss_imu_and_map_pseudo_sensors_follow_the_leaderboard(tmp_path):
+    import carla
+
+    src = tmp_path / "sensor_agent.py"
+    src.write_text(SENSOR_AGENT)
+    sc = load_scenario("curved_following").model_copy(update={"duration": 3.0})
+    stack = load_stack(f"{src}:Recorder", sc)
+    Simulation(sc, ads=stack).run(1)
+    seen = stack.agent.seen
+    assert len(seen) == sc.steps and seen[7]["gps"][0] == 7
+    xodr = seen[0]["map"][1]["opendrive"]
+    assert all(s["map"][1]["opendrive"] is xodr for s in seen)  # rendered once, not every step
+    cmap = carla.Map("m", xodr)
+    for s in (seen[0], seen[-1]):
+        o, gps, imu = s["o"][1], s["gps"][1], s["imu"][1]
+        geo = cmap.transform_to_geolocation(carla.Location(o["x"], o["y"], 0.0))
+        np.testing.assert_allclose(gps, [geo.latitude, geo.longitude, geo.altitude], atol=1e-9)
+        # compass: 0 = north (-y in CARLA), clockwise; yaw 0 (east) is pi/2
+        assert imu[6] == pytest.approx(np.mod(np.radians(o["yaw"]) + np.pi / 2, 2 * np.pi))
+        assert imu[2] == pytest.approx(9.81) and imu[0] == pytest.approx(o["a"])
+        assert o["theta"] == pytest.approx(np.radians(o["yaw"]))
+        assert o["set_speed"] == sc.ego.cruise_speed and o["ego_length"] == sc.ego.vehicle.length
+    # steering left (CARLA steer < 0): yaw turns counter-clockwise, the gyroscope's z is negative
+    last = seen[-1]
+    assert last["imu"][1][5] < 0 and last["o"][1]["phi"] > 0
+    assert last["o"][1]["yaw"] < seen[0]["o"][1]["yaw"]
