@@ -27,12 +27,12 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff format --check drivefi tests bench
-	$(VENV)/bin/ruff check drivefi tests bench
+	$(VENV)/bin/ruff format --check drivefi tests bench examples
+	$(VENV)/bin/ruff check drivefi tests bench examples
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format drivefi tests bench
-	$(VENV)/bin/ruff check --fix drivefi tests bench
+	$(VENV)/bin/ruff format drivefi tests bench examples
+	$(VENV)/bin/ruff check --fix drivefi tests bench examples
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

@@ -4,7 +4,11 @@ The first line is a comment naming the scenario the plan was made for (``# drive
 scenario=NAME steps=N``); then a header and one fault a row with the columns
 point, model, value, bit, start, duration, seed. Extra columns (a search's predicted delta and
 probability) are kept and ignored by the campaign. Plans are validated on load: a bad row gets one
-message naming the file, the row and the field.
+message naming the file, the row and the field. A UTF-8 byte-order mark is accepted (and dropped);
+a plan must hold at least one fault, and every fault must end by the plan's last step.
+
+Generated plans are checked before anything is written: values finite and inside each point's
+range, durations 1..steps, seeds 0 <= seed < 2^63, and at most ``MAX_FAULTS`` faults.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from drivefi.ads import POINTS_BY_NAME
 from drivefi.atomic import atomic_path
 from drivefi.errors import InputError
 from drivefi.faults import ANY_POINT, MODELS, Fault
+from drivefi.scenario import MAX_STEPS
+from drivefi.seeds import SEED_MAX, check_seed
 
 COLUMNS = ["point", "model", "value", "bit", "start", "duration", "seed"]
+MAX_FAULTS = 5_000_000  # a plan held in memory and stored row by row in the results database
 
 
 @dataclass
@@ -32,6 +39,7 @@ class Plan:
     steps: int
     faults: list[Fault]
     extra: dict[str, list[str]] = field(default_factory=dict)  # extra columns, by name
+    source: str = "plan"  # the file it was read from, for messages
 
     def digest(self) -> str:
         """Hash of the faults (not of comments or extra columns): identifies a campaign's plan."""
@@ -41,14 +49,22 @@ class Plan:
         return h.hexdigest()[:16]
 
     def check_scenario(self, scenario) -> None:
+        """Refuse a plan made for another scenario (name or step count) or with a fault past its end."""
+        src = self.source
         if self.scenario != scenario.name:
             raise InputError(
-                f"plan was made for scenario '{self.scenario}', not '{scenario.name}': make a plan for this scenario"
+                f"{src}: plan was made for scenario '{self.scenario}', not '{scenario.name}': make a plan for this scenario"
+            )
+        if self.steps and self.steps != scenario.steps:
+            raise InputError(
+                f"{src}: plan was made for {self.steps} steps; scenario '{scenario.name}' has {scenario.steps}"
             )
         late = [i for i, f in enumerate(self.faults) if f.start + f.duration > scenario.steps]
         if late:
+            f = self.faults[late[0]]
             raise InputError(
-                f"plan row {late[0] + 1}: fault ends after step {scenario.steps}, the end of '{scenario.name}'"
+                f"{src}: row {late[0] + 1}: fault (start {f.start}, duration {f.duration}) ends after "
+                f"step {scenario.steps}, the end of '{scenario.name}'"
             )
 
 
@@ -86,6 +102,7 @@ def exhaustive(
     ``stack_points``: the stack under test's points (default: the reference ADS's); value grids
     come from each point's declared range."""
     known = _known(stack_points)
+    _check_exhaustive(scenario, points, values, durations, stride, known)
     points = points or list(known)
     for p in points:
         if p not in known:
@@ -113,14 +130,12 @@ def random_plan(
     """Random faults: uniform start step, point, value (or bit); seeded, so reproducible.
 
     ``stack_points``: the stack under test's points (default: the reference ADS's)."""
+    _check_random(scenario, count, m, seed, points, _known(stack_points))
     if model not in ("1-random", "m-random", "bitflip"):
         raise InputError(f"--model: expected 1-random, m-random or bitflip, got '{model}'")
     if m < 1 or m > scenario.steps:
         raise InputError(f"--m: expected 1..{scenario.steps}, got {m}")
     known = _known(stack_points)
-    for p in points or ():
-        if p not in known:
-            raise InputError(f"--points: unknown injection point '{p}'; known: {', '.join(known)}")
     pts = [known[p] for p in points] if points else list(known.values())
     if model == "1-random":
         for p in pts:
@@ -144,7 +159,69 @@ def random_plan(
     return Plan(scenario.name, scenario.steps, faults)
 
 
-def write_plan(plan: Plan, path: str | Path) -> Path:
+def _check_points(points, what: str = "--points", known: dict | None = None) -> None:
+    known = known or POINTS_BY_NAME
+    if points is None:
+        return
+    if not points:
+        raise InputError(f"{what}: expected at least one injection point")
+    for p in points:
+        if p not in known:
+            raise InputError(f"{what}: unknown injection point '{p}'; known: {', '.join(known)}")
+
+
+def _check_exhaustive(scenario, points, values, durations, stride, known=None) -> None:
+    """Arguments of :func:`exhaustive`, checked before any fault is made."""
+    known = known or POINTS_BY_NAME
+    _check_points(points, known=known)
+    steps = scenario.steps
+    durations = list(durations)
+    if not durations:
+        raise InputError("--durations: expected at least one duration")
+    for m in durations:
+        if isinstance(m, bool) or not isinstance(m, int | np.integer) or not 1 <= m <= steps:
+            raise InputError(
+                f"--durations: expected whole numbers 1..{steps} (the steps of '{scenario.name}'), got {m}"
+            )
+    if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= steps:
+        raise InputError(f"--stride: expected 1..{steps}, got {stride}")
+    pts = points or list(known)
+    n_values = 0
+    for p in pts:
+        vals = (values or {}).get(p)
+        if vals is None:
+            n_values += 5
+            continue
+        if not len(vals):
+            raise InputError(f"--values: expected at least one value for {p}")
+        lo, hi, unit = known[p].lo, known[p].hi, known[p].unit
+        for v in vals:
+            if (
+                not isinstance(v, int | float | np.number)
+                or not math.isfinite(v)
+                or not lo <= v <= hi
+            ):
+                raise InputError(f"--values: expected {lo:g}..{hi:g} {unit} for {p}, got {v}")
+        n_values += len(vals)
+    n = sum(len(range(0, steps - m + 1, stride)) for m in durations) * n_values
+    if n > MAX_FAULTS:
+        raise InputError(
+            f"exhaustive plan would hold {n:,} faults; expected at most {MAX_FAULTS:,} "
+            "(use --stride, fewer --values, --points or --durations)"
+        )
+
+
+def _check_random(scenario, count, m, seed, points, known=None) -> None:
+    """Arguments of :func:`random_plan`, checked before any fault is drawn."""
+    _check_points(points, known=known)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_FAULTS:
+        raise InputError(f"--count: expected 1..{MAX_FAULTS:,}, got {count}")
+    if isinstance(m, bool) or not isinstance(m, int):
+        raise InputError(f"--m: expected a whole number, got {m!r}")
+    check_seed(seed, "--seed")
+
+
+def write_plan(plan: Plan, path: str | Path, what: str = "plan") -> Path:
     buf = io.StringIO()
     buf.write(f"# drivefi plan scenario={plan.scenario} steps={plan.steps}\n")
     extra = list(plan.extra)
@@ -161,13 +238,15 @@ def write_plan(plan: Plan, path: str | Path) -> Path:
             f.seed,
         ]
         w.writerow(row + [plan.extra[c][i] for c in extra])
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue())
+    with atomic_path(path, what) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
     return Path(path)
 
 
 def _int(src, row, name, text, lo=None, hi=None) -> int:
     try:
+        if not text.strip().lstrip("+-").isdigit():
+            raise ValueError(text)
         v = int(text)
     except ValueError:
         raise InputError(
@@ -197,12 +276,25 @@ def _row_fault(src, row, r: dict, steps: int | None, known: dict) -> Fault:
         )
     start = _int(src, row, "start", r["start"], 0, None if steps is None else steps - 1)
     duration = _int(src, row, "duration", r["duration"], 1, None if steps is None else steps)
-    seed = _int(src, row, "seed", r.get("seed") or "0", 0)
+    seed = _int(src, row, "seed", r.get("seed") or "0", 0, SEED_MAX)
+    if steps is not None and start + duration > steps:
+        raise InputError(
+            f"{src}: row {row}, field 'duration': fault (start {start}, duration {duration}) "
+            f"ends after step {steps}, the plan's last step"
+        )
     if model in ("1-fixed", "1-random") and duration != 1:
         raise InputError(
             f"{src}: row {row}, field 'duration': {model} lasts one step, got {duration}"
         )
     value, bit = None, None
+    if model != "bitflip" and r["bit"].strip():
+        raise InputError(
+            f"{src}: row {row}, field 'bit': only bitflip faults take a bit; expected it empty for {model}, got '{r['bit']}'"
+        )
+    if model in ("bitflip", "m-random") and r["value"].strip():
+        raise InputError(
+            f"{src}: row {row}, field 'value': {model} faults take no value; expected it empty, got '{r['value']}'"
+        )
     if model == "bitflip":
         bit = _int(src, row, "bit", r["bit"], 0, 31)
     elif model != "m-random":
@@ -220,39 +312,73 @@ def _row_fault(src, row, r: dict, steps: int | None, known: dict) -> Fault:
     return Fault(point, model, value, bit, start, duration, seed)
 
 
+def _header(path: Path, first: str) -> tuple[str, int]:
+    meta = dict(kv.split("=", 1) for kv in first[1:].split() if "=" in kv)
+    scenario, steps = meta.get("scenario", ""), meta.get("steps", "")
+    if not scenario:
+        raise InputError(f"{path}: missing first line '# drivefi plan scenario=NAME steps=N'")
+    if not steps.isdigit() or not 1 <= int(steps) <= MAX_STEPS:
+        raise InputError(
+            f"{path}: first line, field 'steps': expected a whole number 1..{MAX_STEPS}, got '{steps}'"
+        )
+    return scenario, int(steps)
+
+
 def read_plan(path: str | Path, points: list | None = None) -> Plan:
     """Load and validate a plan CSV; raise :class:`InputError` naming file, row and field.
 
     ``points`` are the injection points of the ADS under test (default: the reference ADS's)."""
     known = _known(points)
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; expected a plan CSV file")
     if not path.is_file():
         raise InputError(f"{path}: plan file not found")
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read plan ({err})") from None
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read plan ({err.strerror or err})") from None
+    if b"\0" in raw:
+        raise InputError(f"{path}: binary file (NUL bytes); expected a plan CSV")
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark (as some editors write) is dropped
+    except UnicodeDecodeError as err:
+        raise InputError(
+            f"{path}: not UTF-8 text (byte {err.start}); expected a plan CSV"
+        ) from None
     lines = text.splitlines()
-    scenario, steps = "", None
-    if lines and lines[0].startswith("#"):
-        meta = dict(kv.split("=", 1) for kv in lines[0][1:].split() if "=" in kv)
-        scenario = meta.get("scenario", "")
-        steps = int(meta["steps"]) if meta.get("steps", "").isdigit() else None
-        lines = lines[1:]
-    if not scenario:
+    if not lines or not lines[0].startswith("#"):
         raise InputError(f"{path}: missing first line '# drivefi plan scenario=NAME steps=N'")
+    scenario, steps = _header(path, lines[0])
+    lines = lines[1:]
     reader = csv.DictReader(lines)
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    try:
+        fieldnames = [c.strip() for c in reader.fieldnames or []]
+    except csv.Error as err:
+        raise InputError(f"{path}: header: malformed CSV ({err})") from None
+    reader.fieldnames = fieldnames
+    missing = [c for c in COLUMNS if c not in fieldnames]
     if missing:
         raise InputError(
             f"{path}: header lacks column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}"
         )
-    extra_cols = [c for c in reader.fieldnames if c not in COLUMNS]
+    dup = [c for i, c in enumerate(fieldnames) if c in fieldnames[:i]]
+    if dup:
+        raise InputError(f"{path}: header: column '{dup[0]}' appears twice")
+    extra_cols = [c for c in fieldnames if c not in COLUMNS]
     faults, extra = [], {c: [] for c in extra_cols}
-    for i, r in enumerate(reader, start=1):
-        if None in r or any(r[c] is None for c in COLUMNS):
-            raise InputError(f"{path}: row {i}: expected {len(reader.fieldnames)} fields")
-        faults.append(_row_fault(path, i, r, steps, known))
-        for c in extra_cols:
-            extra[c].append(r[c])
-    return Plan(scenario, steps or 0, faults, extra)
+    i = 0
+    try:
+        for i, r in enumerate(reader, start=1):
+            if None in r or any(r[c] is None for c in COLUMNS):
+                raise InputError(f"{path}: row {i}: expected {len(fieldnames)} fields")
+            faults.append(_row_fault(path, i, r, steps, known))
+            for c in extra_cols:
+                extra[c].append(r[c])
+            if i > MAX_FAULTS:
+                raise InputError(f"{path}: more than {MAX_FAULTS:,} faults")
+    except csv.Error as err:
+        raise InputError(f"{path}: row {i + 1}: malformed CSV ({err})") from None
+    if not faults:
+        raise InputError(f"{path}: plan holds no faults; expected at least one row")
+    return Plan(scenario, steps, faults, extra, str(path))

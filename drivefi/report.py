@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from drivefi import __version__
+from drivefi.atomic import check_output, write_text
 from drivefi.campaign.store import SUMMARY_COLUMNS, ResultsStore
 from drivefi.errors import InputError
 
@@ -62,6 +63,7 @@ def build_report(db: str | Path, out: str | Path) -> dict:
     db, out = Path(db), Path(out)
     if not db.is_file():
         raise InputError(f"{db}: results database not found")
+    check_output(out, "--out")
     store = ResultsStore(db)
     try:
         camps = store.campaigns()
@@ -93,7 +95,6 @@ def build_report(db: str | Path, out: str | Path) -> dict:
             )
     finally:
         store.close()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>DriveFI report</title>"
-                   f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")  # fmt: skip
+    write_text(out, f"<!doctype html><html><head><meta charset='utf-8'><title>DriveFI report</title>"
+               f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>", "--out")  # fmt: skip
     return summary

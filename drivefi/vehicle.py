@@ -1,4 +1,12 @@
-"""Ego vehicle: actuation guard, actuator dynamics and the kinematic bicycle, on arrays of shape (N,).
+"""Ego vehicle: the vehicle interface (guard, actuator lag, steering limits) and the kinematic
+bicycle, on arrays of shape (N,).
+
+:class:`VehicleInterface` is what stands between an ADS's command and a vehicle: it clamps the
+command, replaces a non-finite one with the last valid one, passes throttle and brake through a
+first-order lag and moves the road-wheel angle toward ``steer * phi_max`` (within the speed's
+lateral-acceleration limit) at the steering-rate limit. Both bridges apply it identically: the
+embedded world feeds its output to the kinematic bicycle below, the CARLA bridge sends it to the
+server's vehicle as a ``VehicleControl`` (whose steering is set to reach ``phi_max`` at steer 1).
 
 The kinematic bicycle (dx/dt = v cos theta, dy/dt = v sin theta, dtheta/dt = v tan(phi) / L) is
 integrated in the road's Frenet frame (s along the reference line, d to its left, psi = theta minus
@@ -9,11 +17,13 @@ geometry. Explicit Euler with the simulator's fixed step keeps one step a handfu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from drivefi.road import RoadGeometry
 from drivefi.scenario import VehicleParams
+from drivefi.state import BatchState
 
 
 @dataclass(frozen=True)
@@ -53,12 +63,90 @@ def steer_target(steer, v, p: VehicleParams):
     return np.clip(steer * p.phi_max, -lim, lim)
 
 
-def step_vehicle(st, act: Actuation, p: VehicleParams, road: RoadGeometry, dt: float) -> None:
+@dataclass(frozen=True)
+class Applied:
+    """What the vehicle interface delivers for one step: the guarded command and the actuator
+    outputs that reach the vehicle (arrays (N,))."""
+
+    command: Actuation  # clamped, non-finite entries replaced by the last valid command
+    throttle: np.ndarray  # throttle after the actuator lag [0, 1]
+    brake: np.ndarray  # brake after the actuator lag [0, 1]
+    phi: np.ndarray  # road-wheel angle after the steering-rate and lateral limits [rad]
+    steer: np.ndarray  # that angle as a steer value, phi / phi_max, in [-1, 1]
+
+
+class InterfaceState(Protocol):
+    """What the interface reads: the last valid command, the actuator states and the speed."""
+
+    last_throttle: np.ndarray
+    last_brake: np.ndarray
+    last_steer: np.ndarray
+    thr: np.ndarray
+    brk: np.ndarray
+    phi: np.ndarray
+    v: np.ndarray
+
+
+class VehicleInterface:
+    """The vehicle interface of one vehicle and step size (see the module docstring)."""
+
+    def __init__(self, p: VehicleParams, dt: float):
+        self.p, self.dt = p, float(dt)
+        self.alpha = 1.0 - np.exp(-dt / p.actuator_tau)
+        self.rate = p.steer_rate * dt
+
+    def guard(self, cmd: Actuation, state: InterfaceState) -> Actuation:
+        return guard(cmd, Actuation(state.last_throttle, state.last_brake, state.last_steer))
+
+    def apply(self, cmd: Actuation, state: InterfaceState) -> Applied:
+        """The interface's output for ``cmd`` from ``state`` (not modified; see :meth:`commit`)."""
+        g = self.guard(cmd, state)
+        thr = state.thr + self.alpha * (g.throttle - state.thr)
+        brk = state.brk + self.alpha * (g.brake - state.brk)
+        lim = self.rate
+        phi = state.phi + np.clip(steer_target(g.steer, state.v, self.p) - state.phi, -lim, lim)
+        return Applied(g, thr, brk, phi, phi / self.p.phi_max)
+
+    @staticmethod
+    def commit(state: InterfaceState, applied: Applied) -> None:
+        """Write ``applied`` into ``state`` (last valid command, actuator states), in place."""
+        c = applied.command
+        state.last_throttle, state.last_brake, state.last_steer = c.throttle, c.brake, c.steer
+        state.thr, state.brk, state.phi = applied.throttle, applied.brake, applied.phi
+
+
+@dataclass
+class ActuatorState(BatchState):
+    """The interface's own state where the vehicle's physics lives elsewhere (CARLA), (N,)."""
+
+    last_throttle: np.ndarray
+    last_brake: np.ndarray
+    last_steer: np.ndarray
+    thr: np.ndarray
+    brk: np.ndarray
+    phi: np.ndarray
+    v: np.ndarray
+
+    @classmethod
+    def start(cls, throttle: float, steer: float, v: float, p: VehicleParams) -> ActuatorState:
+        """One run at equilibrium: throttle that holds speed v, lane-following steer."""
+        a = np.array
+        return cls(a([throttle]), a([0.0]), a([steer]), a([throttle]), a([0.0]),
+                   a([steer * p.phi_max]), a([v]))  # fmt: skip
+
+
+def equilibrium_throttle(v, p: VehicleParams):
+    """Throttle that holds speed v (the resistances balanced)."""
+    need = p.rolling * (v > 0) + p.drag * v * v
+    return np.clip(need / (p.accel_max * np.maximum(1 - v / p.v_max, 1e-6)), 0, 1)
+
+
+def step_vehicle(st, act: Applied, p: VehicleParams, road: RoadGeometry, dt: float) -> None:
     """Advance the vehicle fields of a world state ``st`` by one step, in place.
 
-    ``act`` is the guarded actuation. Throttle and brake reach the wheels through a first-order lag;
-    the road-wheel angle follows steer * phi_max (within the speed-dependent steering limit) at
-    most ``steer_rate`` per second.
+    ``act`` is the vehicle interface's output for this step (:meth:`VehicleInterface.apply`): the
+    kinematics move with the current wheel angle and speed, then the actuator states become the
+    interface's and the acceleration follows from them.
     """
     kappa = road.curvature(st.s)
     den = 1.0 - kappa * st.d
@@ -67,10 +155,7 @@ def step_vehicle(st, act: Actuation, p: VehicleParams, road: RoadGeometry, dt: f
     d_new = st.d + dt * st.v * np.sin(st.psi)
     psi_new = st.psi + dt * (st.v * np.tan(st.phi) / p.wheelbase - kappa * ds)
     v_new = np.maximum(st.v + dt * st.a, 0.0)
-    alpha = 1.0 - np.exp(-dt / p.actuator_tau)
-    thr = st.thr + alpha * (act.throttle - st.thr)
-    brk = st.brk + alpha * (act.brake - st.brk)
-    lim = p.steer_rate * dt
-    phi = st.phi + np.clip(steer_target(act.steer, st.v, p) - st.phi, -lim, lim)
-    st.s, st.d, st.psi, st.v, st.phi, st.thr, st.brk = s_new, d_new, psi_new, v_new, phi, thr, brk
+    VehicleInterface.commit(st, act)
+    thr, brk = act.throttle, act.brake
+    st.s, st.d, st.psi, st.v = s_new, d_new, psi_new, v_new
     st.a = acceleration(v_new, thr, brk, p)

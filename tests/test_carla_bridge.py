@@ -1,7 +1,8 @@
 """The CARLA bridge's real code path against autospec fakes of a server (no server needed).
 
-The fake's vehicle physics is the embedded model, so a golden run through the bridge must reproduce
-the embedded golden run; every failure path must leave the fake server as it was found.
+The fake's vehicle physics is its own (a dynamic bicycle with tyre slip, not the embedded model),
+so a golden run through the bridge must behave like the embedded golden run (same outcome, close
+states), not echo it; every failure path must leave the fake server as it was found.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from drivefi.faults import Fault, FaultInjector
 from drivefi.recorder import record_golden
 from drivefi.scenario import Road, Segment, load_scenario
 from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
-from drivefi.vehicle import Actuation
+from drivefi.vehicle import Actuation, steer_limit
 
 CARLA_MISSING = (
     "the carla client library is not installed (the carla extra has wheels only for "
@@ -68,7 +69,7 @@ def assert_clean(fake: FakeCarla, original_sync: bool = False) -> None:
     """Settings and Traffic Manager restored, every actor we spawned destroyed."""
     assert fake.settings.synchronous_mode is original_sync
     assert fake.settings_log[-1].synchronous_mode is original_sync
-    assert fake.tm_sync_log[-1] is False
+    assert not fake.tm_sync_log or fake.tm_sync_log[-1] is False
     assert fake.alive == []
     assert sorted(fake.destroyed) == sorted(fake.spawned)
 
@@ -104,17 +105,18 @@ def test_golden_run_through_bridge_matches_embedded(name):
     rec2, out2 = TraceRecorder(1, ref.steps, ref.points), OutcomeRecorder(1)
     ref.run(1, recorders=[rec2, out2])
     assert rec.filled.all()
-    tol = {"x": 0.01, "y": 0.01, "v": 0.01, "a": 0.01, "phi": 1e-3, "theta": 1e-3, "s": 0.01,
-           "lane_offset": 2e-3, "heading_error": 1e-3, "curvature": 1e-5, "throttle": 5e-3,
-           "steer": 5e-3, "delta_lon": 0.05, "delta_lat": 5e-3}  # fmt: skip
+    # another vehicle model under the same stack and vehicle interface: close, not equal
+    tol = {"x": 2.0, "y": 2.0, "v": 0.4, "s": 2.0, "lane_offset": 0.2, "heading_error": 0.01,
+           "delta_lon": 2.5, "delta_lat": 0.2}  # fmt: skip
     for col, t in tol.items():
         np.testing.assert_allclose(rec.cols[col], rec2.cols[col], atol=t, rtol=0, err_msg=col)
+    assert np.abs(rec.cols["x"] - rec2.cols["x"]).max() > 1e-3  # not an echo of the embedded model
     assert not rec.cols["hazard"].any() and not rec.cols["collision"].any()
-    assert out.min_delta_lon == pytest.approx(out2.min_delta_lon, abs=0.05)
+    assert out.min_delta_lon == pytest.approx(out2.min_delta_lon, abs=1.5)
     # synchronous mode with the scenario's step while it ran; everything restored after
     during = fake.settings_log[0]
     assert during.synchronous_mode and during.fixed_delta_seconds == pytest.approx(sc.dt)
-    assert fake.tm_sync_log[0] is True and fake.tm_seeds == [sc.seed]
+    assert fake.tm_sync_log == [] and fake.tm_seeds == []  # nothing used a Traffic Manager
     assert fake.generated == 1
     assert_clean(fake)
     hero = [a for a in fake.destroyed]
@@ -150,16 +152,26 @@ def test_actuation_is_guarded_and_steer_flipped():
     assert obs0.k[0] == 0 and obs0.s[0] == pytest.approx(sc.ego.s, abs=1e-3)
     assert obs0.v[0] == pytest.approx(sc.ego.speed, abs=1e-3)
     ego = fake.ego()
+    vp = sc.ego.vehicle
+    thr0 = ego.control.throttle
     b.step(Actuation(np.array([0.3]), np.array([0.0]), np.array([0.4])))  # 0.4 = left
-    assert ego.control.steer == pytest.approx(-0.4) and ego.control.throttle == pytest.approx(0.3)
+    # what reaches the vehicle is the vehicle interface's output: lagged throttle, rate-limited
+    # and lateral-acceleration-limited wheel angle, CARLA's right-positive steer
+    alpha = 1 - math.exp(-sc.dt / vp.actuator_tau)
+    assert ego.control.throttle == pytest.approx(thr0 + alpha * (0.3 - thr0), abs=1e-6)
+    phi1 = min(vp.steer_rate * sc.dt, float(steer_limit(obs0.v, vp)[0]))  # from phi0 = 0
+    assert ego.control.steer == pytest.approx(-phi1 / vp.phi_max, abs=1e-6)
+    assert ego.control.steer == pytest.approx(-b.applied.steer[0])
     assert ego.physics_control.wheels[0].max_steer_angle == pytest.approx(math.degrees(0.6))
+    assert [(p.x, p.y) for p in ego.physics_control.steering_curve] == [(0, 1), (500, 1)]
     # NaN keeps the last valid command, out of range is clamped
     g = b.guarded(Actuation(np.array([np.nan]), np.array([7.0]), np.array([-3.0])))
     assert (g.throttle[0], g.brake[0], g.steer[0]) == (pytest.approx(0.3), 1.0, -1.0)
+    before = (ego.control.throttle, ego.control.steer)
     b.step(Actuation(np.array([np.nan]), np.array([7.0]), np.array([-3.0])))
-    assert (ego.control.throttle, ego.control.brake, ego.control.steer) == pytest.approx(
-        (0.3, 1.0, 1.0)
-    )
+    assert ego.control.throttle == pytest.approx(before[0] + alpha * (0.3 - before[0]), abs=1e-6)
+    assert ego.control.brake == pytest.approx(alpha, abs=1e-6)
+    assert ego.control.steer > before[1]  # toward the right (CARLA positive), at the rate limit
     theta = [
         b.step(Actuation(np.zeros(1), np.zeros(1), np.array([0.5]))).theta[0] for _ in range(10)
     ]
@@ -361,7 +373,11 @@ def test_faults_through_the_bridge_match_embedded():
         ref = Simulation(sc)
         out2 = OutcomeRecorder(1)
         ref.run(1, injector=FaultInjector([f], ref.ads.points), recorders=[out2])
-        assert out.first_hazard[0] == out2.first_hazard[0]
-        assert out.departure_step[0] == out2.departure_step[0]
-        assert out.min_delta_lat[0] == pytest.approx(out2.min_delta_lat[0], abs=5e-3)
+        assert (out.first_hazard[0] < 0) == (out2.first_hazard[0] < 0)
+        assert abs(out.first_hazard[0] - out2.first_hazard[0]) <= 4
+        assert (out.departure_step[0] < 0) == (out2.departure_step[0] < 0)
+        assert abs(out.departure_step[0] - out2.departure_step[0]) <= 4
+        # another vehicle model behind the same vehicle interface: the same outcome, close margins
+        assert (out.min_delta_lat[0] > 0) == (out2.min_delta_lat[0] > 0)
+        assert out.min_delta_lat[0] == pytest.approx(out2.min_delta_lat[0], abs=0.5)
         assert_clean(fake)

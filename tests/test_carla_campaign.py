@@ -69,14 +69,18 @@ def test_golden_then_1_fixed_and_m_fixed_faults_from_a_plan(server, tmp_path):
     assert carla_sum.done == emb_sum.done == 3 and carla_sum.error == 0
     got, ref = outcomes(tmp_path / "carla.db"), outcomes(tmp_path / "emb.db")
     assert list(got.columns) == list(ref.columns) and list(got.dtypes) == list(ref.dtypes)
-    exact = ["point", "model", "value", "start", "duration", "status", "outcome", "first_hazard_step",
-             "collision_step", "departure_step", "golden_safe", "critical", "attempts"]  # fmt: skip
+    exact = ["point", "model", "value", "start", "duration", "status", "outcome",
+             "golden_safe", "critical", "attempts"]  # fmt: skip
     assert got[exact].equals(ref[exact])
-    # embedded runs start at the fault step (snapshots), CARLA runs from step 0: the CARLA minimum
-    # covers the fault-free steps before the fault too, so it can only be lower
-    for col, tol in (("min_delta_lat", 5e-3), ("min_delta_lon", 0.05)):
-        assert (got[col] <= ref[col] + tol).all()
-        assert (got[col] - ref[col]).abs()[:2].max() < tol  # faults at step 40: the same minimum
+    # the fake server's vehicle is another model behind the same vehicle interface: the same
+    # outcomes, the same steps within a few, close margins (embedded runs start at the fault step
+    # from snapshots, CARLA runs from step 0)
+    for col in ("first_hazard_step", "collision_step", "departure_step"):
+        assert ((got[col] < 0) == (ref[col] < 0)).all() and (got[col] - ref[col]).abs().max() <= 4
+    assert ((got["min_delta_lat"] > 0) == (ref["min_delta_lat"] > 0)).all()
+    masked = ref["outcome"] == "masked"
+    assert (got["min_delta_lat"] - ref["min_delta_lat"])[masked].abs().max() < 0.05
+    assert (got["min_delta_lon"] - ref["min_delta_lon"]).abs().max() < 0.5
     assert set(got["outcome"]) >= {"hazard"}  # the stuck steer is found on CARLA too
     assert fake.runs == 4 and fake.alive == [] and not fake.settings.synchronous_mode
     # resuming runs nothing again
@@ -92,11 +96,11 @@ def test_golden_then_1_fixed_and_m_fixed_faults_from_a_plan(server, tmp_path):
 
 
 def test_failed_run_is_retried_then_marked_error_and_the_campaign_completes(server, tmp_path):
-    def hook(
-        fake,
-    ):  # every attempt of the fault at step 20 times out (its throttle reaches tick 22)
+    def hook(fake):
+        # every attempt of the fault at step 20 times out: its throttle (through the vehicle
+        # interface's lag, 0.39 or more after one step of 1.0) reaches the vehicle at tick 22
         ego = fake.ego()
-        return "timeout" if fake.run_ticks == 22 and ego.control.throttle == 1.0 else None
+        return "timeout" if fake.run_ticks == 22 and ego.control.throttle > 0.3 else None
 
     fake = server(FakeCarla(SC, fail_hook=hook))
     plan = Plan(

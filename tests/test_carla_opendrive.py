@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from drivefi.ads import ReferenceADS
-from drivefi.bridges.carla.observe import RouteFrame, observation_safety
+from drivefi.bridges.carla.observe import observation_safety
 from drivefi.bridges.carla.opendrive import from_carla, to_carla, write_opendrive
+from drivefi.bridges.carla.route import RouteFrame, road_edges
 from drivefi.bridges.embedded import EmbeddedBridge
 from drivefi.road import RoadGeometry
 from drivefi.scenario import Road, Segment, bundled_names, load_scenario
@@ -28,12 +29,14 @@ carla = pytest.importorskip("carla", reason=CARLA_MISSING)
 POS_TOL, HEAD_TOL, KAPPA_TOL = 1e-3, 1e-5, 1e-6
 
 
-def lane_route(cmap, od, lane, step=1.0):
+def lane_route(cmap, od, lane, lane_width, step=1.0):
+    """The bridge's lane frame of a generated road: reference line = the road's right edge."""
     wp = cmap.get_waypoint_xodr(od.road_id, od.lane_id(lane), 0.0)
     wps = [wp]
     while nxt := wps[-1].next(step):
         wps.append(nxt[0])
-    return RouteFrame.from_waypoints(wps, np.array([w.s for w in wps]) - od.lead_in)
+    lc = (lane + 0.5) * lane_width
+    return RouteFrame.from_waypoints(wps, road_edges, ref_offset=lc, s_start=wps[0].s - od.lead_in)
 
 
 @pytest.mark.parametrize("name", bundled_names())
@@ -61,14 +64,14 @@ def test_opendrive_of_bundled_scenario_matches_embedded_road(name):
     # the lane frame the bridge builds: offsets, heading, curvature, width, edges along the route
     lane = sc.ego.lane
     lc = (lane + 0.5) * w
-    route = lane_route(cmap, od, lane)
+    route = lane_route(cmap, od, lane, w)
     hint = None
     for s in np.arange(-40.0, geo.length + 100.0, 0.53):
         kap = float(geo.curvature(s))
         for off in (-1.4, 0.0, 0.9):
             x, y, th = geo.pose(s, lc + off)
             p = route.project(float(x), float(y), hint)
-            hint = p.index
+            hint = p.s
             assert abs(p.s - s) < POS_TOL and abs(p.offset - off) < POS_TOL, (s, off)
             assert abs(p.heading - th) < HEAD_TOL
             assert abs(p.curvature - kap / (1 - kap * lc)) < KAPPA_TOL
@@ -85,7 +88,7 @@ def test_right_turns_negative_curvature_and_transforms():
     )
     od = write_opendrive(road)
     cmap = carla.Map("r", od.xodr)
-    route = lane_route(cmap, od, 1, step=0.5)
+    route = lane_route(cmap, od, 1, 3.2, step=0.5)
     geo = RoadGeometry.from_road(road)
     for s in (50.0, 100.0, 150.0):
         x, y, _ = geo.pose(s, 1.5 * 3.2 + 0.4)
@@ -111,3 +114,24 @@ def test_safety_from_observation_equals_embedded(name):
         for f in ("d_stop_lon", "d_stop_lat", "d_safe_lon", "d_safe_lat", "delta_lon", "delta_lat"):
             np.testing.assert_allclose(getattr(mine, f), getattr(ref, f), rtol=1e-9, atol=1e-9)
         obs = bridge.step(ads.step(obs))
+
+
+def test_generated_opendrive_carries_speed_limit_set_speed_and_ego_size():
+    import xml.etree.ElementTree as ET
+
+    from drivefi.bridges.carla.opendrive import opendrive_user_data, scenario_opendrive
+
+    sc = load_scenario("highway")
+    od = scenario_opendrive(sc)
+    speed = ET.fromstring(od.xodr.encode()).find("road/type/speed")
+    assert (float(speed.get("max")), speed.get("unit")) == (sc.ego.cruise_speed, "m/s")
+    vp = sc.ego.vehicle
+    assert opendrive_user_data(od.xodr) == {
+        "set_speed": sc.ego.cruise_speed,
+        "ego_length": vp.length,
+        "ego_width": vp.width,
+        "ego_wheelbase": vp.wheelbase,
+    }
+    cmap = carla.Map(sc.name, od.xodr)  # still a map carla reads, lanes as before
+    wp = cmap.get_waypoint_xodr(od.road_id, od.lane_id(1), od.odr_s(100.0))
+    assert wp.lane_width == pytest.approx(sc.road.lane_width)

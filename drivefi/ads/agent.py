@@ -353,7 +353,7 @@ class AgentStack:
                 for d, f, m in zip(out, frames, imu_rows(obs, rows, wb), strict=True):
                     d[sid] = (f, m)
             else:
-                real = real if real is not None else real_sensor_data(self.bridge)
+                real = real if real is not None else real_sensor_data(self.bridge, self.sensors)
                 out[0][sid] = real[sid]
         return out
 
@@ -392,11 +392,17 @@ class AgentStack:
         return float(x[i]), -float(y[i]), -math.degrees(float(th[i])), float(v[i])
 
 
-def real_sensor_data(bridge) -> dict:
-    """The CARLA sensors' data of this frame, converted as the Leaderboard hands it to agents."""
-    from drivefi.bridges.carla.agent import convert
+def real_sensor_data(bridge, specs: list[dict]) -> dict:
+    """The CARLA sensors' data of this frame, as the Leaderboard hands it to agents (the one
+    place raw sensor data is converted: :func:`drivefi.bridges.carla.sensors.to_agent_data`)."""
+    from drivefi.bridges.carla.sensors import to_agent_data
 
-    return {sid: (f, convert(d)) for sid, (f, d) in bridge.sensor_data().items()}
+    by_id = {s["id"]: s for s in specs}
+    return {
+        sid: (f, to_agent_data(by_id[sid], d))
+        for sid, (f, d) in bridge.sensor_data().items()
+        if sid in by_id
+    }
 
 
 class _RunInjector:

@@ -9,7 +9,7 @@ import numpy as np
 
 from drivefi.ads import control, perception, planning, tracking
 from drivefi.ads.injector import InjectionPoint, Injector
-from drivefi.bridges.base import Observation
+from drivefi.bridges.base import PREVIEW, Observation
 from drivefi.scenario import Scenario
 from drivefi.state import BatchState
 from drivefi.vehicle import Actuation
@@ -72,7 +72,8 @@ class ReferenceADS:
         st.gap, st.ospeed, st.ocoast = tracking.track_obstacle(
             st.gap, st.ospeed, st.ocoast, dist, ospeed, v, dt, perception.RANGE
         )
-        target = planning.plan(st.gap, st.ospeed, sc.ego.cruise_speed, k, inj)
+        v_curve = planning.curve_speed(obs.curvature, obs.curvature_ahead, PREVIEW)
+        target = planning.plan(st.gap, st.ospeed, sc.ego.cruise_speed, k, inj, v_curve=v_curve)
         st.offset, st.heading, st.coast = tracking.track_lane(
             st.offset,
             st.heading,

@@ -10,6 +10,8 @@ import numpy as np
 from drivefi.safety import SafetyPotential
 from drivefi.vehicle import Actuation
 
+PREVIEW = np.arange(10.0, 130.0, 10.0)  # distances of the lane-curvature preview [m]
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -42,6 +44,9 @@ class Observation:
     obj_len: np.ndarray
     obj_wid: np.ndarray
     obj_kind: np.ndarray
+    # largest |curvature| of the ego's lane within PREVIEW[j] metres ahead, (N, len(PREVIEW));
+    # None where a bridge gives no preview
+    curvature_ahead: np.ndarray | None = None
 
     @property
     def n(self) -> int:

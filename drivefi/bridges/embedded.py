@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivefi.actors import ActorSet, ActorStates
-from drivefi.bridges.base import Observation
+from drivefi.bridges.base import PREVIEW, Observation
 from drivefi.road import RoadGeometry
 from drivefi.safety import SafetyPotential, StopParams, combine, d_safe, d_stop
 from drivefi.scenario import Scenario
 from drivefi.state import BatchState
-from drivefi.vehicle import Actuation, acceleration, guard, step_vehicle
+from drivefi.vehicle import Actuation, VehicleInterface, acceleration, step_vehicle
 
 
 @dataclass
@@ -51,6 +51,7 @@ class EmbeddedBridge:
         self.vp = scenario.ego.vehicle
         self.stop_params = StopParams.of(self.vp)
         self.dt = scenario.dt
+        self.interface = VehicleInterface(self.vp, self.dt)
         lane = scenario.ego.lane
         self.lane_lo = lane * self.road.lane_width
         self.lane_hi = (lane + 1) * self.road.lane_width
@@ -109,21 +110,14 @@ class EmbeddedBridge:
         return self.state.copy()
 
     def guarded(self, act: Actuation) -> Actuation:
-        st = self.state
-        return guard(act, Actuation(st.last_throttle, st.last_brake, st.last_steer))
+        return self.interface.guard(act, self.state)
 
     def accidents(self) -> tuple[np.ndarray, np.ndarray]:
         return self.state.collided.copy(), self.state.departed.copy()
 
     def step(self, act: Actuation) -> Observation:
         st = self.state
-        applied = self.guarded(act)
-        st.last_throttle, st.last_brake, st.last_steer = (
-            applied.throttle,
-            applied.brake,
-            applied.steer,
-        )
-        step_vehicle(st, applied, self.vp, self.road, self.dt)
+        step_vehicle(st, self.interface.apply(act, st), self.vp, self.road, self.dt)
         st.k = st.k + 1
         self._flags()
         return self.observe()
@@ -180,7 +174,19 @@ class EmbeddedBridge:
             obj_len=np.broadcast_to(obj.length, shape),
             obj_wid=np.broadcast_to(obj.width, shape),
             obj_kind=np.broadcast_to(obj.kind, shape),
+            curvature_ahead=self.curvature_ahead(st.s),
         )
+
+    def curvature_ahead(self, s):
+        """Largest |curvature| of the ego lane within each PREVIEW distance ahead of s, (N, P)."""
+        r = self.road
+        out = np.zeros((len(s), len(PREVIEW)))
+        for j in np.flatnonzero(r.kappa):  # straight segments add nothing
+            k = abs(r.kappa[j] / (1.0 - r.kappa[j] * self.lane_c))  # the lane centre's
+            end = r.s0[j + 1] if j + 1 < len(r.s0) else np.inf
+            on = (end > s)[:, None] & ((r.s0[j] - s)[:, None] <= PREVIEW)
+            np.maximum(out, k * on, out=out)
+        return out
 
     def safety(self, st: WorldState | None = None) -> SafetyPotential:
         """Safety potential of every run at its current step."""

@@ -63,6 +63,7 @@ def campaign_run(
     from drivefi.stack import stack_points
 
     p = read_plan(plan, stack_points(agent))
+    _check_run_inputs(sc, p, db, seed, keep_traces)
     opts = bridge_options(sim, carla_host, carla_port, carla_timeout, carla_restart_cmd)
     summary = run_campaign(
         sc, p, db, make_executor(executor, workers, ray_address), seed, sim, keep_traces, batch_size,
@@ -72,6 +73,19 @@ def campaign_run(
         emit_json(summary.as_dict())
     else:
         console.print(kv_table(f"Campaign {summary.campaign_id}: {sc.name}", summary.as_dict()))
+
+
+def _check_run_inputs(sc, p, db: Path, seed: int | None, keep_traces: str) -> None:
+    """What a campaign would otherwise fail on after creating its database: the plan against
+    the scenario, the seed, and the folder for kept traces (``<db>.traces``)."""
+    from drivefi.atomic import check_output_dir
+    from drivefi.seeds import check_seed
+
+    p.check_scenario(sc)
+    if seed is not None:
+        check_seed(seed)
+    if keep_traces != "none":
+        check_output_dir(Path(str(db.with_suffix("")) + ".traces"), "trace folder")
 
 
 @campaign_app.command("status")

@@ -23,10 +23,12 @@ def fit_command(
     as_json: bool = JsonOpt,
 ) -> None:
     """Fit the 3-TBN (linear-Gaussian, 3 time slices) and report the held-out one-step error."""
+    from drivefi.atomic import check_output
     from drivefi.tbn.dataset import read_traces
     from drivefi.tbn.fit import fit_model
     from drivefi.tbn.model_io import save_model
 
+    check_output(out, "--out")
     t0 = time.perf_counter()
     ts = read_traces(list(traces))
     model = fit_model(ts, method, holdout, seed)

@@ -84,6 +84,17 @@ def int_list(text: str, what: str) -> tuple[int, ...]:
     return out
 
 
+def durations_for(text: str, scenario, what: str = "--durations") -> tuple[int, ...]:
+    """:func:`int_list` of fault durations, each at most the scenario's step count."""
+    out = int_list(text, what)
+    if max(out) > scenario.steps:
+        raise InputError(
+            f"{what}: expected durations 1..{scenario.steps} (the steps of '{scenario.name}'), "
+            f"got {max(out)}"
+        )
+    return out
+
+
 def csv_list(text: str | None, conv=str, what: str = "list") -> list | None:
     """A comma-separated list converted item by item; None when ``text`` is empty."""
     if not text:

@@ -19,9 +19,9 @@ from drivefi.cli.options import (
     SimOpt,
     bridge_options,
     console,
+    durations_for,
     emit_json,
     err_console,
-    int_list,
     kv_table,
 )
 
@@ -47,14 +47,19 @@ def pipeline_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """The main job: golden -> training runs -> fit -> search -> validate -> random baseline -> summary."""
+    from drivefi.atomic import check_output_dir
     from drivefi.pipeline import run_pipeline
     from drivefi.scenario import load_scenario
+    from drivefi.seeds import check_seed
 
     sc = load_scenario(scenario)
+    check_seed(seed)
+    durs = durations_for(durations, sc)
+    check_output_dir(out, "--out")
     opts = bridge_options(sim, carla_host, carla_port, carla_timeout, carla_restart_cmd)
     if opts is not None:
         workers = 1  # one ticking client per server
-    s = run_pipeline(sc, out, budget, training_runs, int_list(durations, "--durations"), workers, seed,
+    s = run_pipeline(sc, out, budget, training_runs, durs, workers, seed,
                      progress=not as_json, log=lambda m: err_console.print(m, style="dim", markup=False),
                      sim=sim, bridge_options=opts, agent=agent)  # fmt: skip
     if as_json:

@@ -34,14 +34,16 @@ def plan_random(
     as_json: bool = JsonOpt,
 ) -> None:
     """Random faults: uniform start step, point and value (or bit), over the stack's points."""
+    from drivefi.atomic import check_output
     from drivefi.plan import random_plan, write_plan
     from drivefi.scenario import load_scenario
     from drivefi.stack import stack_points
 
     sc = load_scenario(scenario)
+    check_output(out, "--out")
     known = stack_points(agent)
     plan = random_plan(sc, model, count, m, seed, csv_list(points, what="--points"), known)
-    write_plan(plan, out)
+    write_plan(plan, out, "--out")
     _plan_summary(plan, out, as_json)
 
 
@@ -65,11 +67,13 @@ def plan_exhaustive(
     as_json: bool = JsonOpt,
 ) -> None:
     """Every start step x point x value x duration (value grids from each point's range)."""
+    from drivefi.atomic import check_output
     from drivefi.plan import exhaustive, write_plan
     from drivefi.scenario import load_scenario
     from drivefi.stack import stack_points
 
     sc = load_scenario(scenario)
+    check_output(out, "--out")
     known = stack_points(agent)
     pts = csv_list(points, what="--points") or [p.name for p in known]
     vals = csv_list(values, float, "--values")
@@ -81,7 +85,7 @@ def plan_exhaustive(
         stride,
         known,
     )
-    write_plan(plan, out)
+    write_plan(plan, out, "--out")
     _plan_summary(plan, out, as_json)
 
 

@@ -37,11 +37,17 @@ def record_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Record the golden (fault-free) run of a scenario and print its summary."""
+    from drivefi.atomic import check_output
     from drivefi.recorder import record_golden, write_trace
     from drivefi.scenario import load_scenario
+    from drivefi.seeds import check_seed
     from drivefi.stack import load_stack
 
     sc = load_scenario(scenario)
+    if seed is not None:
+        check_seed(seed)
+    out = out or Path("out") / f"{sc.name}.golden.parquet"
+    check_output(out, "--out")
     opts = bridge_options(sim, carla_host, carla_port, carla_timeout)
     if opts is None:
         trace = record_golden(sc, seed, load_stack(agent, sc, seed), snapshots=False).trace
@@ -51,8 +57,7 @@ def record_cmd(
 
         bridge = make_carla_bridge(sc, **opts)
         trace = record_golden_carla(sc, bridge, load_stack(agent, sc, seed, bridge=bridge), seed)
-    out = out or Path("out") / f"{sc.name}.golden.parquet"
-    write_trace(trace, out)
+    write_trace(trace, out, "--out")
     summary = {**trace.summary(), "stack": trace.meta.get("stack"), "trace": str(out)}
     if as_json:
         emit_json(summary)

@@ -15,8 +15,10 @@ def report_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """One HTML page: every campaign's outcomes, critical faults by point and model, plots."""
+    from drivefi.atomic import check_output
     from drivefi.report import build_report
 
+    check_output(out, "--out")
     s = build_report(db, out)
     if as_json:
         emit_json(s)

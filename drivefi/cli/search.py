@@ -6,8 +6,14 @@ from pathlib import Path
 
 import typer
 
-from drivefi.cli.options import JsonOpt, ScenarioArg, console, emit_json, int_list, kv_table
-from drivefi.errors import InputError
+from drivefi.cli.options import (
+    JsonOpt,
+    ScenarioArg,
+    console,
+    durations_for,
+    emit_json,
+    kv_table,
+)
 
 
 def search_cmd(
@@ -33,25 +39,29 @@ def search_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Score every candidate fault with the 3-TBN and write the predicted-critical ones as a plan."""
+    from drivefi.ads import INJECTION_POINTS
+    from drivefi.atomic import check_output
     from drivefi.plan import write_plan
-    from drivefi.recorder import read_trace, record_golden
+    from drivefi.recorder import check_golden, read_trace, record_golden
     from drivefi.scenario import load_scenario
     from drivefi.search import search
     from drivefi.tbn import load_model
 
     sc = load_scenario(scenario)
+    durs = durations_for(durations, sc)
+    check_output(out, "--out")
+    g = None
+    if golden:  # every file is checked before the model is loaded or anything is simulated
+        g = read_trace(golden)
+        check_golden(g, sc, golden, [p.name for p in INJECTION_POINTS])
     m = load_model(model)
-    g = read_trace(golden) if golden else record_golden(sc).trace
-    if golden and g.meta.get("scenario") != sc.name:
-        raise InputError(
-            f"{golden}: golden trace of scenario '{g.meta.get('scenario')}', not '{sc.name}'"
-        )
+    g = g or record_golden(sc).trace
     if min_prob is None and top is None:
         min_prob = 0.5
     pts = [p.strip() for p in points.split(",")] if points else None
     res = search(sc, m, g, top=top, min_prob=min_prob, points=pts,
-                 models=tuple(x.strip() for x in models.split(",")), durations=int_list(durations, "--durations"))  # fmt: skip
-    write_plan(res.plan, out)
+                 models=tuple(x.strip() for x in models.split(",")), durations=durs)  # fmt: skip
+    write_plan(res.plan, out, "--out")
     info = {"plan": str(out), "scenario": sc.name, "candidates_scored": res.candidates,
             "predicted_critical": res.predicted_critical, "written": len(res.plan.faults),
             "seconds": res.seconds, "candidates_per_s": res.rate}  # fmt: skip

@@ -2,13 +2,16 @@
 
 =================  ===============================================================================
 ``opendrive``      the scenario road as OpenDRIVE (``generate_opendrive_world``, ``carla.Map``)
-``observe``        lane frame through waypoints; safety potential of an observation
-``settings``       connection options (``CarlaConfig``), town placements (``CarlaPlacement``)
+``route``          the ego's route through a map (junctions, explicit routes, road edges) as a
+                   lane frame (``RouteFrame``, a :class:`drivefi.road.RoadGeometry`)
+``observe``        the safety potential of an observation
+``sensors``        Leaderboard sensor specs -> blueprint attributes; sensor data -> agent data
+``settings``       connection options (``CarlaConfig``); town placements (``drivefi.placement``)
 ``connection``     cached, version-checked connections; reconnect and restart after failures
 ``bridge``         ``CarlaBridge`` and ``make_carla_bridge`` (the factory the CLI/campaign call)
 ``agent``          Leaderboard-style user agents as the ADS (``load_agent_ads``)
 ``run``            one run with clean-up (``run_carla``), golden traces (``record_golden_carla``)
-``testing``        ``FakeCarla``: autospec fakes of a server whose physics is the embedded model
+``testing``        ``FakeCarla``: a fake server with carla 0.9.16's signatures and its own physics
 =================  ===============================================================================
 
 The ``carla`` client package (0.9.16, extra ``drivefi[carla]``) is imported only when a run starts.
@@ -32,6 +35,8 @@ _EXPORTS = {
     "run_carla": "run",
     "record_golden_carla": "run",
     "write_opendrive": "opendrive",
+    "blueprint_attributes": "sensors",
+    "to_agent_data": "sensors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,9 +1,9 @@
 """User agents on CARLA: the raw sensor data conversion, and the agent API's names.
 
 The agent adapter itself is simulator-independent (:mod:`drivefi.ads.agent`); on the CARLA bridge
-it reads the agent's real sensors through :func:`convert`, the one place raw CARLA sensor data is
-turned into what Leaderboard agents receive (images as BGRA arrays, point clouds as float32
-arrays, GNSS/IMU as vectors). The names below are kept for code written against this module.
+it reads the agent's real sensors through :func:`drivefi.bridges.carla.sensors.to_agent_data`.
+The names below are kept for code written against this module (:func:`convert` converts without
+the sensor's spec, by the data's shape).
 """
 
 from __future__ import annotations

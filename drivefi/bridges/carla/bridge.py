@@ -2,24 +2,28 @@
 
 One run (N = 1) at a time, from step 0:
 
-* **reset** connects (cached per server; version-checked), loads the world (the scenario road as
-  generated OpenDRIVE, or a named town; reused when the server already has it), switches the world
-  to synchronous mode with the scenario's fixed step and the Traffic Manager to synchronous mode with
-  the seed, samples the ego lane's centre through the map's waypoints (:class:`RouteFrame`), spawns
-  the ego (role ``hero``) moving at its initial speed, the scripted actors (kinematic: no physics),
-  a collision and a lane-invasion sensor and any sensors the user's agent asked for, and ticks once:
-  that frame is step 0.
-* **step** applies the guarded actuation as a ``carla.VehicleControl`` (DriveFI steer is left
-  positive, CARLA's right positive), moves every scripted actor to its closed-form pose of the next
-  step (:mod:`drivefi.actors`) in the same batch, ticks (a time-out is a failed run) and checks that
-  the frame advanced by exactly one (else another client is ticking the server).
+* **reset** connects (cached per server; version-checked), captures the world's settings, loads
+  the world (the scenario road as generated OpenDRIVE, or a named town with
+  ``load_world_if_different``; settings kept), switches it to synchronous mode with the scenario's
+  fixed step, samples the ego's route through the map's waypoints (:class:`RouteFrame`), spawns the
+  ego (role ``hero``; steering matched to ``phi_max``) held at its initial speed through the first
+  tick, the scripted actors (kinematic: no physics, carrying their velocity), a collision and a
+  lane-invasion sensor and any sensors the user's agent asked for (translated as the Leaderboard
+  does, :mod:`.sensors`), and ticks once: that frame is step 0. No Traffic Manager is created
+  unless something asks for one (:meth:`CarlaBridge.traffic_manager`).
+* **step** passes the command through the vehicle interface (:class:`drivefi.vehicle.VehicleInterface`:
+  the same guard, actuator lag and steering limits as the embedded world) and sends its output as a
+  ``carla.VehicleControl`` (DriveFI steer is left positive, CARLA's right positive), moves every
+  scripted actor to its closed-form pose of the next step (:mod:`drivefi.actors`) in the same
+  batch, ticks (a time-out is a failed run) and checks that the frame advanced by exactly one
+  (else another client is ticking the server).
 * the **observation** is the embedded one, measured: ego transform, velocity, acceleration and
   front-wheel angle from the server, lane offset / heading error / curvature / width / road edges
   through the waypoint lane frame, objects in that frame; sensor events are matched to frames.
 * **accidents**: collision = the bounding boxes overlap (the embedded definition) or the collision
   sensor reported one for a frame up to now; departure = the ego's box crosses a road edge.
 * on every exit path (end of the scenario, ``close()``, any exception in reset or step, interpreter
-  exit) the world's settings and the Traffic Manager mode are restored and every actor we spawned is
+  exit) the world's settings as captured before the run and the Traffic Manager mode are restored and every actor we spawned is
   destroyed. A time-out or server error raises :class:`SimulatorError` with the reason and marks the
   server's session broken, so the next run reconnects (restarting the server with the user's command
   after a time-out).
@@ -38,10 +42,19 @@ from contextlib import contextmanager
 import numpy as np
 
 from drivefi.actors import ActorSet, ActorStates
-from drivefi.bridges.base import Observation
+from drivefi.bridges.base import PREVIEW, Observation
 from drivefi.bridges.carla.connection import Session, connect, mark_broken
-from drivefi.bridges.carla.observe import LanePoint, RouteFrame, observation_safety, wrap
-from drivefi.bridges.carla.opendrive import OpenDrive, from_carla, to_carla, write_opendrive
+from drivefi.bridges.carla.observe import observation_safety, wrap
+from drivefi.bridges.carla.opendrive import OpenDrive, from_carla, scenario_opendrive, to_carla
+from drivefi.bridges.carla.route import (
+    LanePoint,
+    RouteFrame,
+    RouteTargets,
+    edges_for,
+    road_edges,
+    walk,
+)
+from drivefi.bridges.carla.sensors import blueprint_attributes, sensor_pose
 from drivefi.bridges.carla.settings import (
     BLUEPRINT_FALLBACK,
     CarlaConfig,
@@ -53,14 +66,13 @@ from drivefi.errors import DriveFIError, InputError, SimulatorError
 from drivefi.road import RoadGeometry
 from drivefi.safety import SafetyPotential
 from drivefi.scenario import Scenario
-from drivefi.vehicle import Actuation, guard
+from drivefi.vehicle import Actuation, ActuatorState, VehicleInterface, equilibrium_throttle
 
 log = logging.getLogger("drivefi.carla")
 
 KIND_CODES = {"vehicle": 0, "pedestrian": 1, "static": 2}
 ACTOR_Z = {"vehicle": 0.05, "pedestrian": 0.95, "static": 0.05}  # kinematic actors' height [m]
 PSEUDO_SENSORS = {"sensor.speedometer", "sensor.opendrive_map", "drivefi.observation"}
-_POSE_KEYS = {"type", "id", "x", "y", "z", "roll", "pitch", "yaw", "reading_frequency"}
 
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 
@@ -73,8 +85,7 @@ def _teardown_all() -> None:  # pragma: no cover - interpreter exit
 
 def equilibrium(vp, v0: float) -> float:
     """Throttle that holds speed v0 (the embedded world's starting actuator state)."""
-    need = vp.rolling * (v0 > 0) + vp.drag * v0 * v0
-    return float(np.clip(need / (vp.accel_max * max(1 - v0 / vp.v_max, 1e-6)), 0, 1))
+    return float(equilibrium_throttle(v0, vp))
 
 
 def _copy_settings(s):
@@ -129,6 +140,9 @@ class CarlaBridge:
         self._cond = threading.Condition()
         self._original_settings = None
         self._tm = None
+        self._seed = 0
+        self.applied = None  # the vehicle interface's output of the last step
+        self._held = False  # the ego held at its starting speed (until the first tick)
         self.frame: int | None = None
         self.frame0: int | None = None
         self.k = 0
@@ -150,9 +164,10 @@ class CarlaBridge:
         self.town = self.placement.town if self.placement else None
         self.opendrive: OpenDrive | None = None
         if self.town is None:
-            self.opendrive = write_opendrive(scenario.road, name=scenario.name)
+            self.opendrive = scenario_opendrive(scenario)
         self.lane_c = (scenario.ego.lane + 0.5) * scenario.road.lane_width
-        self.ref_offset = self.lane_c if self.town is None else 0.0  # lane centre to the s line
+        self.ref_offset = self.lane_c  # the reference line (s) lies this far right of the lane
+        self.interface = VehicleInterface(self.vp, self.dt)
         self.geometry = RoadGeometry.from_road(scenario.road)
 
     @property
@@ -205,8 +220,11 @@ class CarlaBridge:
         with self._failing(f"step {self.k}"):
             import carla
 
-            applied = self.guarded(act)
-            self._last = applied
+            st = self._iface
+            st.v = self._obs.v.copy()
+            applied = self.interface.apply(act, st)
+            self.interface.commit(st, applied)
+            self.applied = applied
             ctrl = carla.VehicleControl(
                 throttle=float(applied.throttle[0]),
                 steer=float(-applied.steer[0]),
@@ -223,7 +241,7 @@ class CarlaBridge:
         return self._obs
 
     def guarded(self, act: Actuation) -> Actuation:
-        return guard(act, self._last)
+        return self.interface.guard(act, self._iface)
 
     def safety(self) -> SafetyPotential:
         return observation_safety(self._obs, self.vp, self._amax)
@@ -245,6 +263,18 @@ class CarlaBridge:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def traffic_manager(self):
+        """The server's Traffic Manager, switched to synchronous mode with the run's seed; created
+        only when something asks for it (and set back to asynchronous at the end of the run)."""
+        if self._tm is None:
+            if not self.active:
+                raise SimulatorError("the Traffic Manager is available only during a run")
+            tm = self.session.client.get_trafficmanager(self.config.traffic_manager_port)
+            tm.set_synchronous_mode(True)
+            tm.set_random_device_seed(self._seed)
+            self._tm = tm
+        return self._tm
+
     def sensor_data(self) -> dict[str, tuple]:
         """The agent sensors' data of the current frame: {id: (frame, raw carla data)}."""
         return dict(self._sensor_data)
@@ -265,16 +295,16 @@ class CarlaBridge:
         cfg = self.config
         self.session = connect(cfg, self.client_factory)
         client = self.session.client
+        # the user's settings, captured before a map load or anything else can change them
+        self.world = client.get_world()
+        self._original_settings = self.world.get_settings()
+        self.active = True  # from here on, clean-up restores these settings
+        _LIVE.add(self)
         self.world = self._load_world(client)
         self.map = self.session.map
         world = self.world
-        self._original_settings = world.get_settings()
-        self.active = True  # from here on, clean-up restores these settings
-        _LIVE.add(self)
         self._apply_sync(world)
-        self._tm = client.get_trafficmanager(cfg.traffic_manager_port)
-        self._tm.set_synchronous_mode(True)
-        self._tm.set_random_device_seed(int(seed))
+        self._seed = int(seed)
 
         self.route = self._route()
         scenario = self._placed_scenario()
@@ -292,12 +322,16 @@ class CarlaBridge:
         self._ego = self._spawn(world, bp, x, y, h, z, cfg.spawn_z, "the ego")
         if cfg.match_steering:
             self._match_steering(self._ego)
-        steer0 = float(
-            np.arctan(self.vp.wheelbase * self.route.project(x, y).curvature) / self.vp.phi_max
-        )
+        x0, y0, _, _ = self.route.pose(e.s, 0.0)  # the lane's curvature where step 0 starts
+        k0 = self.route.project(float(x0), float(y0)).curvature
+        steer0 = float(np.arctan(self.vp.wheelbase * k0) / self.vp.phi_max)
         thr0 = equilibrium(self.vp, v0)
-        self._last = Actuation(np.array([thr0]), np.zeros(1), np.array([steer0]))
-        self._ego.set_target_velocity(carla.Vector3D(v0 * math.cos(h), -v0 * math.sin(h), 0.0))
+        self._iface = ActuatorState.start(thr0, steer0, v0, self.vp)
+        self.applied = None
+        # the starting speed, held through the first tick: a constant velocity (the vehicle's own
+        # frame) until step 0's frame, then the vehicle is released to its physics
+        self._ego.enable_constant_velocity(carla.Vector3D(v0, 0.0, 0.0))
+        self._held = True
         self._ego.apply_control(carla.VehicleControl(throttle=thr0, steer=-steer0, brake=0.0))
 
         for i, a in enumerate(scenario.actors):
@@ -315,38 +349,43 @@ class CarlaBridge:
         self.events = []
         self._collided = np.zeros(1, bool)
         self._departed = np.zeros(1, bool)
-        self._hints: dict[int, int] = {}
+        self._hints: dict[int, float] = {-1: float(e.s)}
+        self._hints.update({i: float(s_) for i, s_ in enumerate(self._table.s[0])})
         self._spawn_sensors(world, lib)
         self.frame = None
+        client.apply_batch(self._actor_commands(0))
         self._tick()
+        self._ego.disable_constant_velocity()
+        self._held = False
+        th = from_carla(self._ego.get_transform())[2]
+        self._ego.set_target_velocity(carla.Vector3D(v0 * math.cos(th), -v0 * math.sin(th), 0.0))
         self.frame0 = self.frame
         self.k = 0
         self._observe()
 
     def _load_world(self, client):
+        """The world with the scenario's map: a town by name (``load_world_if_different``), or
+        the scenario road's OpenDRIVE generated once per server (kept while the server has it).
+        Loads keep the world's settings (the bridge applies its own and restores the user's)."""
         import carla
 
         sess = self.session
         if self.town is not None:
             key = ("town", self.town)
-            world = client.get_world()
             if sess.map_key != key:
-                current = world.get_map()
-                if current.name.split("/")[-1] != self.town:
-                    log.info("loading %s on %s", self.town, self.config.address)
-                    try:
-                        client.load_world(self.town)
-                    except RuntimeError as err:
-                        if "time-out" in str(err):
-                            raise
-                        maps = ", ".join(m.split("/")[-1] for m in client.get_available_maps())
-                        raise InputError(
-                            f"CARLA cannot load town {self.town!r} ({err}); available: {maps}"
-                        ) from None
-                    world = client.get_world()
-                    current = world.get_map()
-                sess.map, sess.map_key, sess.routes = current, key, {}
-            return world
+                log.info("loading %s on %s (if not loaded)", self.town, self.config.address)
+                try:
+                    client.load_world_if_different(self.town, reset_settings=False)
+                except RuntimeError as err:
+                    if "time-out" in str(err):
+                        raise
+                    maps = ", ".join(m.split("/")[-1] for m in client.get_available_maps())
+                    raise InputError(
+                        f"CARLA cannot load town {self.town!r} ({err}); available: {maps}"
+                    ) from None
+                world = client.get_world()
+                sess.map, sess.map_key, sess.routes = world.get_map(), key, {}
+            return client.get_world()
         od = self.opendrive
         key = ("xodr", hashlib.sha1(od.xodr.encode()).hexdigest())
         world = client.get_world()
@@ -366,7 +405,7 @@ class CarlaBridge:
                     smooth_junctions=True,
                     enable_mesh_visibility=True,
                 )
-                client.generate_opendrive_world(od.xodr, params, True)
+                client.generate_opendrive_world(od.xodr, params, reset_settings=False)
                 world = client.get_world()
                 current = world.get_map()
             sess.map, sess.map_key, sess.routes = current, key, {}
@@ -385,7 +424,8 @@ class CarlaBridge:
         world.apply_settings(s)
 
     def _route(self) -> RouteFrame:
-        """The ego lane's centre, sampled through the map's waypoints (cached per server and map)."""
+        """The ego lane's centre through the map's waypoints, as a lane frame whose reference line
+        lies ``ref_offset`` to its right (cached per server and map)."""
         cfg, sc, m = self.config, self.scenario, self.session.map
         step = cfg.route_step
         if self.town is None:
@@ -397,15 +437,17 @@ class CarlaBridge:
                     raise SimulatorError(
                         f"the server's map has no lane {od.lane_id(sc.ego.lane)} on road 0"
                     )
-                wps = _walk(wp, step, od.length / step + 2, forward=True)
-                s = np.array([w.s for w in wps]) - od.lead_in
-                self.session.routes[key] = RouteFrame.from_waypoints(wps, s)
+                wps = walk(wp, step, od.length + 2 * step, forward=True)
+                self.session.routes[key] = RouteFrame.from_waypoints(
+                    wps, road_edges, ref_offset=self.ref_offset, s_start=wps[0].s - od.lead_in
+                )
             return self.session.routes[key]
         place = self.placement.ego
         ahead = max(sc.ego.speed, sc.ego.cruise_speed) * sc.duration * 1.5 + 150.0
         ahead = max(ahead, max((a.s - sc.ego.s for a in sc.actors), default=0.0) + 100.0)
         behind = self.placement.route_behind + max((sc.ego.s - a.s for a in sc.actors), default=0.0)
-        key = ("town-lane", place, step, round(ahead), round(behind))
+        route = tuple(self.placement.route)
+        key = ("town-lane", place, route, step, round(ahead), round(behind), self.ref_offset)
         if key not in self.session.routes:
             wp = m.get_waypoint_xodr(place.road_id, place.lane_id, place.s)
             if wp is None:
@@ -413,11 +455,18 @@ class CarlaBridge:
                     f"scenario {sc.name}: carla.ego: {self.town} has no lane road_id={place.road_id} "
                     f"lane_id={place.lane_id} at s={place.s}"
                 )
-            back = _walk(wp, step, behind / step, forward=False)
-            fwd = _walk(wp, step, ahead / step, forward=True)
+            targets = RouteTargets(m, route, self.town)
+            back = walk(wp, step, behind, forward=False)
+            fwd = walk(wp, step, ahead, forward=True, targets=targets)
+            if targets.items:
+                i, road, lane = targets.items[0]
+                raise InputError(
+                    f"scenario {sc.name}: carla.route.{i}: the route from the ego's lane never "
+                    f"reaches road {road} lane {lane} within {ahead:.0f} m"
+                )
             wps = back[::-1] + fwd[1:]
-            frame = RouteFrame.from_waypoints(wps)
-            self.session.routes[key] = frame.shifted(sc.ego.s - frame.c[len(back) - 1])
+            frame = RouteFrame.from_waypoints(wps, edges_for(m), ref_offset=self.ref_offset)
+            self.session.routes[key] = frame.shifted(sc.ego.s - frame.s[len(back) - 1])
         return self.session.routes[key]
 
     def _placed_scenario(self) -> Scenario:
@@ -462,12 +511,21 @@ class CarlaBridge:
         return float(x), float(y), float(h), float(z) + ACTOR_Z[self._kinds[i]]
 
     def _actor_commands(self, k: int) -> list:
+        """Scripted actors to their poses of step k, carrying their velocity (world frame), so
+        sensors and other vehicles see them move although they are kinematic."""
         import carla
 
         cmds = []
+        kk = min(k, self.steps + 1)
+        tab = self._table
         for i, actor in enumerate(self._actors):
             x, y, h, z = self._actor_pose(i, k)
+            hl = h - float(tab.psi[kk, i])  # the lane's heading there
+            vl, vt = float(tab.v_lon[kk, i]), float(tab.v_lat[kk, i])
+            vx = vl * math.cos(hl) - vt * math.sin(hl)
+            vy = vl * math.sin(hl) + vt * math.cos(hl)
             cmds.append(carla.command.ApplyTransform(actor.id, to_carla(x, y, h, z)))
+            cmds.append(carla.command.ApplyTargetVelocity(actor.id, carla.Vector3D(vx, -vy, 0.0)))
         return cmds
 
     def _blueprint(self, lib, name: str, kind: str):
@@ -492,7 +550,10 @@ class CarlaBridge:
         )
 
     def _match_steering(self, ego) -> None:
-        """Front wheels' max steer angle = phi_max, so steer = 1 turns the wheels by phi_max."""
+        """steer = 1 turns the front wheels by phi_max at every speed: their max steer angle is
+        phi_max and the steering curve (CARLA's speed-dependent steer reduction) is flat."""
+        import carla
+
         pc = ego.get_physics_control()
         wheels = list(pc.wheels)
         if len(wheels) < 2:
@@ -500,6 +561,7 @@ class CarlaBridge:
         for wh in wheels[:2]:
             wh.max_steer_angle = math.degrees(self.vp.phi_max)
         pc.wheels = wheels
+        pc.steering_curve = [carla.Vector2D(0.0, 1.0), carla.Vector2D(500.0, 1.0)]
         ego.apply_physics_control(pc)
 
     def _spawn_sensors(self, world, lib) -> None:
@@ -533,16 +595,12 @@ class CarlaBridge:
         self._sensor_data = {}
         for spec in self.sensor_specs:
             bp = lib.find(spec["type"])
-            for k_, v in spec.items():
-                if k_ not in _POSE_KEYS and bp.has_attribute(str(k_)):
-                    bp.set_attribute(str(k_), str(v))
+            for k_, v in blueprint_attributes(spec).items():
+                if bp.has_attribute(k_):
+                    bp.set_attribute(k_, v)
+            (lx, ly, lz), (pitch, yaw, roll) = sensor_pose(spec)
             tf = carla.Transform(
-                carla.Location(x=spec.get("x", 0.0), y=spec.get("y", 0.0), z=spec.get("z", 0.0)),
-                carla.Rotation(
-                    pitch=spec.get("pitch", 0.0),
-                    roll=spec.get("roll", 0.0),
-                    yaw=spec.get("yaw", 0.0),
-                ),
+                carla.Location(x=lx, y=ly, z=lz), carla.Rotation(pitch=pitch, yaw=yaw, roll=roll)
             )
             s = world.spawn_actor(bp, tf, attach_to=self._ego)
             self._sensors.append(s)
@@ -595,8 +653,9 @@ class CarlaBridge:
         return x, y, th
 
     def _project(self, key: int, x: float, y: float) -> LanePoint:
+        """Project one tracked body (-1: the ego, i: actor i) near where it was last."""
         p = self.route.project(x, y, self._hints.get(key))
-        self._hints[key] = p.index
+        self._hints[key] = p.s
         return p
 
     def _front_wheel_angle(self, ego) -> float:
@@ -629,7 +688,7 @@ class CarlaBridge:
         tab: ActorStates = self._table
         # along the lane, as the embedded world measures it: the s gap scaled to the ego's lateral
         # position with the ego's curvature (s runs along the road's reference line, which sits
-        # ref_offset to the right of the ego lane's centre on a generated road)
+        # ref_offset to the right of the ego lane's centre, on a generated road and on a town)
         kref = p.curvature / (1.0 + p.curvature * self.ref_offset)
         scale = 1.0 - kref * (self.ref_offset + p.offset)
         for i, actor in enumerate(self._actors):
@@ -665,6 +724,7 @@ class CarlaBridge:
             obj_len=np.broadcast_to(length, (1, n_act)),
             obj_wid=np.broadcast_to(width, (1, n_act)),
             obj_kind=np.broadcast_to(self.actor_set.kind, (1, n_act)),
+            curvature_ahead=np.array([[self.route.max_curvature_ahead(p.s, d) for d in PREVIEW]]),
         )
         self.lane_point = p
         # accidents: the embedded definitions, plus what the collision sensor reported so far
@@ -737,6 +797,9 @@ class CarlaBridge:
         if self._tm is not None:
             attempt("traffic manager", lambda: self._tm.set_synchronous_mode(False))
         self._tm = None
+        if self._ego is not None and self._held:
+            attempt("constant velocity", self._ego.disable_constant_velocity)
+        self._held = False
         spawned = [*self._sensors, *self._actors, *([self._ego] if self._ego is not None else [])]
         if spawned and client is not None:
             import carla
@@ -765,20 +828,6 @@ class CarlaBridge:
 def ego_v(ego) -> tuple[float, float]:
     v = ego.get_velocity()
     return float(v.x), float(v.y)
-
-
-def _walk(wp, step: float, count: float, forward: bool) -> list:
-    """Waypoints from ``wp`` every ``step`` metres along its lane (straightest branch)."""
-    out = [wp]
-    h = wp.transform.rotation.yaw
-    for _ in range(math.ceil(count)):
-        nxt = wp.next(step) if forward else wp.previous(step)
-        if not nxt:
-            break
-        wp = min(nxt, key=lambda w: abs((w.transform.rotation.yaw - h + 180.0) % 360.0 - 180.0))
-        h = wp.transform.rotation.yaw
-        out.append(wp)
-    return out
 
 
 def make_carla_bridge(

@@ -11,6 +11,12 @@ ground. The first segment is extended backwards (``lead_in``) and the last one f
 (``tail``), as the embedded road extends them, so actors that start at s = 0 and cars that drive
 past the end stay on a road; OpenDRIVE ``s`` is therefore scenario ``s + lead_in``.
 
+The road carries a speed limit (``<type><speed max=".." unit="m/s"/></type>``: the scenario's
+cruise speed, the speed the road is driven at) and the header the ego's set speed and size as
+``<userData code="drivefi.*" value=".."/>`` records (``set_speed`` [m/s], ``ego_length``,
+``ego_width``, ``ego_wheelbase`` [m]), so an agent reading ``sensor.opendrive_map`` finds them;
+:func:`opendrive_user_data` reads them back.
+
 CARLA's world is left-handed: a point (x, y) and heading theta of the scenario (x east, y north,
 theta counter-clockwise) is ``carla.Location(x, -y)`` and ``carla.Rotation(yaw=-degrees(theta))``;
 :func:`to_carla` and :func:`from_carla` convert.
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from drivefi.road import _advance
-from drivefi.scenario import Road
+from drivefi.scenario import Road, Scenario
 
 ROAD_ID = 0
 GEO_REFERENCE = "+proj=tmerc +lat_0=0 +lon_0=0 +k=1 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
@@ -65,8 +71,11 @@ def write_opendrive(
     lead_in: float = 50.0,
     tail: float = 150.0,
     shoulder: float = 2.5,
+    speed_limit: float | None = None,
+    user_data: dict[str, float] | None = None,
 ) -> OpenDrive:
-    """The OpenDRIVE 1.4 document of ``road`` (see the module docstring for the layout)."""
+    """The OpenDRIVE 1.4 document of ``road`` (see the module docstring for the layout);
+    ``speed_limit`` [m/s] and ``user_data`` (``drivefi.<key>`` header records) are optional."""
     n, w = road.lanes, road.lane_width
     segs = [(seg.length, seg.curvature) for seg in road.segments]
     segs[0] = (segs[0][0] + lead_in, segs[0][1])
@@ -105,10 +114,22 @@ def write_opendrive(
             f'  <header revMajor="1" revMinor="4" name="{escape(name)}" version="1.00" '
             'north="0" south="0" east="0" west="0" vendor="DriveFI">',
             f"    <geoReference><![CDATA[{GEO_REFERENCE}]]></geoReference>",
+            *(
+                f'    <userData code="drivefi.{escape(k)}" value="{_num(v)}"/>'
+                for k, v in (user_data or {}).items()
+            ),
             "  </header>",
             f'  <road name="{escape(name)}" length="{_num(total)}" id="{ROAD_ID}" junction="-1">',
             "    <link/>",
-            '    <type s="0" type="motorway"/>',
+            *(
+                ['    <type s="0" type="motorway"/>']
+                if speed_limit is None
+                else [
+                    '    <type s="0" type="motorway">',
+                    f'      <speed max="{_num(speed_limit)}" unit="m/s"/>',
+                    "    </type>",
+                ]
+            ),
             "    <planView>",
             *geoms,
             "    </planView>",
@@ -135,6 +156,37 @@ def write_opendrive(
         ]
     )
     return OpenDrive(xodr, ROAD_ID, n, w, float(lead_in), total)
+
+
+def scenario_opendrive(scenario: Scenario) -> OpenDrive:
+    """The OpenDRIVE the CARLA bridge generates for a scenario: its road, with the cruise speed as
+    the speed limit and the ego's set speed and size as header user data."""
+    e = scenario.ego
+    vp = e.vehicle
+    return write_opendrive(
+        scenario.road,
+        name=scenario.name,
+        speed_limit=e.cruise_speed,
+        user_data={
+            "set_speed": e.cruise_speed,
+            "ego_length": vp.length,
+            "ego_width": vp.width,
+            "ego_wheelbase": vp.wheelbase,
+        },
+    )
+
+
+def opendrive_user_data(xodr: str) -> dict[str, float]:
+    """The ``drivefi.*`` user-data records of an OpenDRIVE document's header, by key."""
+    import xml.etree.ElementTree as ET
+
+    header = ET.fromstring(xodr.encode()).find("header")
+    out = {}
+    for ud in header.findall("userData") if header is not None else []:
+        code = ud.get("code", "")
+        if code.startswith("drivefi."):
+            out[code[len("drivefi.") :]] = float(ud.get("value", "nan"))
+    return out
 
 
 # -- coordinates --------------------------------------------------------------------------------

@@ -1,18 +1,8 @@
 """What a CARLA run is configured with: the connection (:class:`CarlaConfig`) and, optionally,
 where on a CARLA town the scenario is placed (:class:`CarlaPlacement`).
 
-A scenario YAML may carry a ``carla:`` block (a :class:`CarlaPlacement`)::
-
-    carla:
-      town: Town04                      # load this town instead of the scenario's own road
-      ego: {road_id: 35, lane_id: -3, s: 40.0}
-      actors:                           # one entry per scenario actor, in order (all optional)
-        - {road_id: 35, lane_id: -3, s: 80.0, blueprint: vehicle.audi.tt}
-
-Without ``town`` the scenario's road is written as OpenDRIVE and generated on the server, and the
-block may only choose blueprints. With ``town``, the ego's lane from its placement on is the route:
-``s`` is measured along it (the ego starts at the scenario's ``ego.s``), scripted actors move in its
-lane frame, and an actor with a road/lane/s placement starts where that waypoint projects onto it.
+The placement schema itself (the scenario's ``carla:`` block) lives in :mod:`drivefi.placement`,
+below :mod:`drivefi.scenario`, and is re-exported here.
 """
 
 from __future__ import annotations
@@ -20,9 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from drivefi.errors import InputError
+from drivefi.placement import ActorPlacement, CarlaPlacement, LanePlace, RoutePoint
+
+__all__ = [
+    "ActorPlacement",
+    "CarlaConfig",
+    "CarlaPlacement",
+    "LanePlace",
+    "RoutePoint",
+    "carla_config",
+    "load_carla_scenario",
+    "placement_of",
+]
 
 DEFAULT_BLUEPRINTS = {
     "vehicle": "vehicle.tesla.model3",
@@ -95,73 +97,6 @@ def carla_config(**options) -> CarlaConfig:
         name = str(e["loc"][0]) if e["loc"] else "?"
         flag = "--carla-" + name.replace("_", "-")
         raise InputError(f"{flag}: {e['msg']} (got {e.get('input')!r})") from None
-
-
-def _not_centre(lane_id: int) -> int:
-    if lane_id == 0:
-        raise ValueError("lane_id 0 is OpenDRIVE's centre line, not a lane")
-    return lane_id
-
-
-class LanePlace(_Strict):
-    """A point on a map lane: OpenDRIVE road id, lane id (negative: right of the road's
-    reference line) and s along the road [m]."""
-
-    road_id: int = Field(ge=0)
-    lane_id: int
-    s: float = Field(ge=0)
-
-    @field_validator("lane_id")
-    @classmethod
-    def _lane(cls, v: int) -> int:
-        return _not_centre(v)
-
-
-class ActorPlacement(_Strict):
-    road_id: int | None = Field(default=None, ge=0)
-    lane_id: int | None = None
-    s: float | None = Field(default=None, ge=0)
-    blueprint: str | None = None
-
-    @model_validator(mode="after")
-    def _all_or_none(self) -> ActorPlacement:
-        given = [v is not None for v in (self.road_id, self.lane_id, self.s)]
-        if any(given) and not all(given):
-            raise ValueError("give all of road_id, lane_id and s, or none")
-        return self
-
-    @field_validator("lane_id")
-    @classmethod
-    def _lane(cls, v: int | None) -> int | None:
-        return v if v is None else _not_centre(v)
-
-    @property
-    def place(self) -> LanePlace | None:
-        if self.road_id is None:
-            return None
-        return LanePlace(road_id=self.road_id, lane_id=self.lane_id, s=self.s)
-
-
-class CarlaPlacement(_Strict):
-    """Optional ``carla:`` block of a scenario (see the module docstring)."""
-
-    town: str | None = Field(default=None, description="CARLA map to load, e.g. Town04")
-    ego: LanePlace | None = None
-    ego_blueprint: str | None = None
-    actors: list[ActorPlacement] = []
-    route_behind: float = Field(
-        default=80.0, ge=0, description="lane frame kept behind the ego start [m]"
-    )
-
-    @model_validator(mode="after")
-    def _town_needs_ego(self) -> CarlaPlacement:
-        if self.town is not None and self.ego is None:
-            raise ValueError("a town needs 'ego: {road_id, lane_id, s}' to place the ego")
-        if self.town is None and (self.ego is not None or any(a.place for a in self.actors)):
-            raise ValueError(
-                "road/lane/s placements need 'town' (the scenario's own road uses its lanes)"
-            )
-        return self
 
 
 def placement_of(scenario) -> CarlaPlacement | None:

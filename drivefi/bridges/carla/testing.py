@@ -1,75 +1,303 @@
-"""A CARLA server made of ``unittest.mock.create_autospec`` fakes, for tests and dry runs.
+"""A fake CARLA server for tests and dry runs, built to fail where the real one would.
 
-:class:`FakeCarla` hands out autospec'd ``carla.Client`` / ``World`` / actor objects (so a call the
-real API does not have fails), backed by real client-side values: ``carla.Map`` parsed from the
-OpenDRIVE the bridge generates, ``carla.WorldSettings``, ``carla.Transform``, ``carla.command.*``.
-Vehicles with physics move by the embedded vehicle model (:func:`drivefi.vehicle.step_vehicle`) in
-the frame of the road the map was written from, so a closed loop through the CARLA bridge behaves
-like the embedded world. Collision and lane-invasion sensors fire on box overlap and lane changes;
-other sensors deliver a small data object per frame. Failures are scripted: a time-out, server
-error, crash or Ctrl-C at a chosen tick (``fail_at``) or wherever ``fail_hook`` says, a server
-that is down (until a file appears), a version mismatch, late sensor events, another client
-that ticks.
+:class:`FakeCarla` hands out ``unittest.mock.create_autospec`` fakes of the server-side objects.
+carla's compiled methods have no Python signatures, so the fakes are specced from the classes
+below, whose methods carry the argument names and defaults of the carla 0.9.16 Python API
+reference: a wrong arity, an unknown keyword or a method the API does not have fails. Behind them:
 
-Use: ``fake = FakeCarla(scenario)`` then ``make_carla_bridge(scenario, client_factory=fake.client)``.
+* real client-side values: ``carla.Map`` parsed from OpenDRIVE (the road the bridge generates, or
+  a real town map loaded from an ``.xodr`` file, e.g. the test fixtures), ``carla.WorldSettings``,
+  ``carla.Transform``, ``carla.command.*``;
+* blueprints with the attributes CARLA's blueprints have (``has_attribute`` answers from that
+  list; ``set_attribute`` of an unknown attribute raises ``IndexError``, as carla does);
+* **vehicle physics that is not DriveFI's**: a dynamic bicycle in the world plane with linear,
+  saturating tyres (slip angles, friction limit), a powertrain and brake with their own lags and
+  maps, and CARLA's steering: the front wheels turn ``steer * max_steer_angle * steering_curve(speed)``
+  (the default curve reduces steering at speed) at a finite rate. A test through the bridge sees
+  behaviour, not an echo of the embedded model. A velocity set before a vehicle's first tick is
+  lost (its physics body does not exist yet), ``enable_constant_velocity`` holds one;
+* kinematic actors (physics off) report the velocity last set with ``set_target_velocity``;
+* sensor data shaped like carla's (``raw_data`` buffers of the documented layouts, ``width``,
+  ``height``, ``channels``, ``get_point_count``, ``get_detection_count``, GNSS and IMU fields),
+  computed from the blueprint attributes (image size, lidar and radar range);
+* collision and lane-invasion sensors firing on box overlap and on a change of map lane.
+
+Failures are scripted: a time-out, server error, crash or Ctrl-C at a chosen tick (``fail_at``)
+or wherever ``fail_hook`` says, a server that is down (until a file appears), a version mismatch,
+late sensor events, another client that ticks.
+
+Use: ``fake = FakeCarla(scenario)`` then ``make_carla_bridge(scenario, client_factory=fake.client)``;
+a town: ``FakeCarla(scenario, towns={"Town01": "tests/fixtures/Town01.xodr"})``.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
-from dataclasses import dataclass, field
+import struct
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
 
-from drivefi.bridges.carla.opendrive import from_carla, to_carla, write_opendrive
+from drivefi.bridges.carla.opendrive import (
+    from_carla,
+    scenario_opendrive,
+    to_carla,
+    write_opendrive,
+)
 from drivefi.bridges.embedded import obb_overlap
-from drivefi.road import RoadGeometry
 from drivefi.scenario import Road, Scenario, Segment, VehicleParams
-from drivefi.vehicle import Actuation, acceleration, step_vehicle
 
 TIMEOUT_MSG = "time-out of {ms}ms while waiting for the simulator, make sure the simulator is ready and connected to {addr}"
 SIZES = {"vehicle": (4.6, 1.9), "walker": (0.5, 0.5), "static": (1.0, 1.0), "sensor": (0.0, 0.0)}
+ALL = object()  # stands for carla.MapLayer.All / carla.AttachmentType.Rigid defaults
 
 
-def frenet(road: RoadGeometry, x: float, y: float) -> tuple[float, float, float]:
-    """(s, d, road heading) of point (x, y) on a road of lines and arcs (exact)."""
-    best = None
-    n = len(road.s0)
-    ends = [*road.s0[1:], road.length]
-    for i in range(n):
-        x0, y0, h, k = road.x0[i], road.y0[i], road.th0[i], road.kappa[i]
-        dx, dy = x - x0, y - y0
-        u, v = dx * math.cos(h) + dy * math.sin(h), -dx * math.sin(h) + dy * math.cos(h)
-        if abs(k) < 1e-12:
-            cl, d = u, v
-        else:
-            a, b = k * u, 1.0 - k * v
-            cl, d = math.atan2(a, b) / k, (1.0 - math.hypot(a, b)) / k
-        s = road.s0[i] + cl
-        lo = -math.inf if i == 0 else road.s0[i] - 1e-9
-        hi = math.inf if i == n - 1 else ends[i] + 1e-9
-        if lo <= s <= hi and (best is None or abs(d) < abs(best[1])):
-            best = (s, d, h + k * cl)
-    if best is None:  # pragma: no cover - between segments of a kinked road
-        raise ValueError("point projects onto no road segment")
-    return best
+# -- the 0.9.16 API surface the fakes are specced from ------------------------------------------------
+class ClientAPI:
+    def __init__(self, host="127.0.0.1", port=2000, worker_threads=0): ...
+    def set_timeout(self, seconds): ...
+    def get_client_version(self): ...
+    def get_server_version(self): ...
+    def get_world(self): ...
+    def get_available_maps(self): ...
+    def load_world(self, map_name, reset_settings=True, map_layers=ALL): ...
+    def load_world_if_different(self, map_name, reset_settings=True, map_layers=ALL): ...
+    def reload_world(self, reset_settings=True): ...
+    def generate_opendrive_world(self, opendrive, parameters=None, reset_settings=True): ...
+    def apply_batch(self, commands): ...
+    def apply_batch_sync(self, commands, do_tick=False): ...
+    def get_trafficmanager(self, client_connection=8000): ...
 
 
-@dataclass
-class _Body:
-    """Physics state of one fake vehicle (arrays of shape (1,), as the embedded world keeps them)."""
+class WorldAPI:
+    id = 0
 
-    s: np.ndarray
-    d: np.ndarray
-    psi: np.ndarray
-    v: np.ndarray = field(default_factory=lambda: np.zeros(1))
-    phi: np.ndarray = field(default_factory=lambda: np.zeros(1))
-    a: np.ndarray = field(default_factory=lambda: np.zeros(1))
-    thr: np.ndarray = field(default_factory=lambda: np.zeros(1))
-    brk: np.ndarray = field(default_factory=lambda: np.zeros(1))
+    def get_settings(self): ...
+    def apply_settings(self, world_settings): ...
+    def get_map(self): ...
+    def get_blueprint_library(self): ...
+    def get_snapshot(self): ...
+    def get_actor(self, actor_id): ...
+    def get_actors(self, actor_ids=None): ...
+    def get_spectator(self): ...
+    def tick(self, seconds=10.0): ...
+    def wait_for_tick(self, seconds=10.0): ...
+    def try_spawn_actor(self, blueprint, transform, attach_to=None, attachment=ALL): ...
+    def spawn_actor(self, blueprint, transform, attach_to=None, attachment=ALL): ...
+
+
+class ActorAPI:
+    id = 0
+    type_id = ""
+    attributes: dict | None = None
+    is_alive = True
+    parent = None
+    bounding_box = None
+
+    def destroy(self): ...
+    def get_transform(self): ...
+    def get_location(self): ...
+    def get_velocity(self): ...
+    def get_acceleration(self): ...
+    def get_angular_velocity(self): ...
+    def get_world(self): ...
+    def set_transform(self, transform): ...
+    def set_location(self, location): ...
+    def set_target_velocity(self, velocity): ...
+    def set_target_angular_velocity(self, angular_velocity): ...
+    def enable_constant_velocity(self, velocity): ...
+    def disable_constant_velocity(self): ...
+    def set_simulate_physics(self, enabled=True): ...
+    def set_enable_gravity(self, enabled): ...
+    def add_impulse(self, impulse): ...
+
+
+class VehicleAPI(ActorAPI):
+    def apply_control(self, control): ...
+    def get_control(self): ...
+    def apply_physics_control(self, physics_control): ...
+    def get_physics_control(self): ...
+    def get_wheel_steer_angle(self, wheel_location): ...
+    def set_autopilot(self, enabled=True, port=8000): ...
+    def get_speed_limit(self): ...
+
+
+class SensorAPI(ActorAPI):
+    def listen(self, callback): ...
+    def stop(self): ...
+    def is_listening(self): ...
+
+
+class BlueprintAPI:
+    id = ""
+    tags: list | None = None
+
+    def has_attribute(self, id): ...
+    def has_tag(self, tag): ...
+    def match_tags(self, wildcard_pattern): ...
+    def get_attribute(self, id): ...
+    def set_attribute(self, id, value): ...
+
+
+class BlueprintLibraryAPI:
+    def find(self, id): ...
+    def filter(self, wildcard_pattern): ...
+    def filter_by_attribute(self, name, value): ...
+
+
+class TrafficManagerAPI:
+    def set_synchronous_mode(self, mode=True): ...
+    def set_random_device_seed(self, value): ...
+    def get_port(self): ...
+
+
+# the attributes of CARLA 0.9.16's blueprints, by id pattern (first match)
+_SENSOR = "role_name sensor_tick "
+_LIDAR = _SENSOR + "channels range points_per_second rotation_frequency upper_fov lower_fov "
+_LIDAR += "horizontal_fov "
+ATTRIBUTES = [
+    (p, set(names.split()))
+    for p, names in (
+        (
+            "vehicle.*",
+            "role_name color number_of_wheels generation object_type base_type "
+            "special_type sticky_control terramechanics has_dynamic_doors has_lights",
+        ),
+        ("walker.*", "role_name is_invincible speed generation gender age can_use_wheelchair"),
+        ("static.*", "role_name size"),
+        (
+            "sensor.camera.*",
+            _SENSOR + "image_size_x image_size_y fov lens_k gamma "
+            "motion_blur_intensity bloom_intensity",
+        ),
+        ("sensor.lidar.ray_cast_semantic", _LIDAR),
+        (
+            "sensor.lidar.ray_cast",
+            _LIDAR + "atmosphere_attenuation_rate dropoff_general_rate "
+            "dropoff_intensity_limit dropoff_zero_intensity noise_stddev",
+        ),
+        ("sensor.other.radar", _SENSOR + "horizontal_fov vertical_fov points_per_second range"),
+        (
+            "sensor.other.gnss",
+            _SENSOR + "noise_alt_bias noise_alt_stddev noise_lat_bias "
+            "noise_lat_stddev noise_lon_bias noise_lon_stddev noise_seed",
+        ),
+        (
+            "sensor.other.imu",
+            _SENSOR + "noise_accel_stddev_x noise_accel_stddev_y "
+            "noise_accel_stddev_z noise_gyro_bias_x noise_gyro_bias_y noise_gyro_bias_z "
+            "noise_gyro_stddev_x noise_gyro_stddev_y noise_gyro_stddev_z noise_seed",
+        ),
+        ("sensor.other.*", "role_name"),
+    )
+]
+DEFAULTS = {
+    "image_size_x": "800", "image_size_y": "600", "fov": "90", "range": "10.0", "channels": "32",
+    "horizontal_fov": "30", "vertical_fov": "30", "points_per_second": "56000",
+}  # fmt: skip
+DEFAULT_STEERING_CURVE = ((0.0, 1.0), (20.0, 0.9), (60.0, 0.8), (120.0, 0.7))  # km/h -> factor
+
+
+def attributes_of(bp_id: str) -> set[str]:
+    for pattern, names in ATTRIBUTES:
+        if fnmatch.fnmatchcase(bp_id, pattern):
+            return names
+    return {"role_name"}
+
+
+# -- sensor data shaped like carla's --------------------------------------------------------------------
+class _Measurement(SimpleNamespace):
+    """frame, timestamp, transform and the type's fields (carla.SensorData)."""
+
+
+def _image(frame, ts, tf, w: int, h: int, fov: float):
+    px = np.zeros((h, w, 4), np.uint8)
+    px[..., 0] = np.arange(w, dtype=np.uint32)[None, :] % 256  # B: column
+    px[..., 1] = np.arange(h, dtype=np.uint32)[:, None] % 256  # G: row
+    px[..., 2] = frame % 256
+    px[..., 3] = 255
+    return _Measurement(frame=frame, timestamp=ts, transform=tf, width=w, height=h, fov=fov,
+                        raw_data=px.tobytes())  # fmt: skip
+
+
+# -- vehicle physics (not DriveFI's) -------------------------------------------------------------------
+class Dynamics:
+    """A dynamic bicycle in the world plane (right-handed x, y, yaw), see the module docstring."""
+
+    mass, iz, mu, g = 1850.0, 3200.0, 0.9, 9.81
+    c_front, c_rear = 100000.0, 96000.0  # cornering stiffness per axle [N/rad]: mild understeer
+    tau_drive, tau_brake = 0.25, 0.06  # powertrain and brake lags [s]
+    drive_max, brake_max, v_top = 4.2, 9.0, 60.0  # [m/s^2], [m/s^2], [m/s]
+    steer_speed = 6.0  # front-wheel rate of the steering rack [rad/s]
+
+    def __init__(self, x, y, yaw, wheelbase: float):
+        self.x, self.y, self.yaw = x, y, yaw
+        self.vx = self.vy = self.r = 0.0
+        self.delta = 0.0
+        self.drive = self.brake = 0.0
+        self.lf, self.lr = 0.45 * wheelbase, 0.55 * wheelbase
+        self.constant: float | None = None  # enable_constant_velocity's forward speed
+        self.ax = 0.0
+
+    def step(self, dt: float, thr: float, brk: float, wheel_target: float, n: int = 5):
+        h = dt / n
+        m, L = self.mass, self.lf + self.lr
+        v0x = self.vx * math.cos(self.yaw) - self.vy * math.sin(self.yaw)
+        v0y = self.vx * math.sin(self.yaw) + self.vy * math.cos(self.yaw)
+        for _ in range(n):
+            self.drive += (1 - math.exp(-h / self.tau_drive)) * (thr - self.drive)
+            self.brake += (1 - math.exp(-h / self.tau_brake)) * (brk - self.brake)
+            step = self.steer_speed * h
+            self.delta += min(max(wheel_target - self.delta, -step), step)
+            v = self.vx
+            fx = m * (self.drive * self.drive_max * max(1 - v / self.v_top, 0.0))
+            fx -= m * (
+                self.brake * self.brake_max * (v > 0.01) + 0.12 * (v > 0.01) + 3.5e-4 * v * v
+            )
+            if self.vx > 1.5:
+                af = self.delta - math.atan2(self.vy + self.lf * self.r, self.vx)
+                ar = -math.atan2(self.vy - self.lr * self.r, self.vx)
+                ff = self.mu * m * self.g * self.lr / L
+                fr = self.mu * m * self.g * self.lf / L
+                fyf = max(min(self.c_front * af, ff), -ff)
+                fyr = max(min(self.c_rear * ar, fr), -fr)
+                ax = (fx - fyf * math.sin(self.delta)) / m + self.vy * self.r
+                vy_dot = (fyf * math.cos(self.delta) + fyr) / m - self.vx * self.r
+                r_dot = (self.lf * fyf * math.cos(self.delta) - self.lr * fyr) / self.iz
+                self.vy += h * vy_dot
+                self.r += h * r_dot
+            else:  # slow: no slip
+                ax = fx / m
+                self.vy = 0.0
+                self.r = self.vx * math.tan(self.delta) / L
+            self.vx = max(self.vx + h * ax, 0.0)
+            if self.constant is not None:
+                self.vx, self.vy = self.constant, 0.0
+                self.r = self.vx * math.tan(self.delta) / L
+            c, s = math.cos(self.yaw), math.sin(self.yaw)
+            self.x += h * (self.vx * c - self.vy * s)
+            self.y += h * (self.vx * s + self.vy * c)
+            self.yaw += h * self.r
+        v1x = self.vx * math.cos(self.yaw) - self.vy * math.sin(self.yaw)
+        v1y = self.vx * math.sin(self.yaw) + self.vy * math.cos(self.yaw)
+        self.acc = ((v1x - v0x) / dt, (v1y - v0y) / dt)
+
+    def world_velocity(self) -> tuple[float, float]:
+        c, s = math.cos(self.yaw), math.sin(self.yaw)
+        return self.vx * c - self.vy * s, self.vx * s + self.vy * c
+
+    def set_world_velocity(self, vx: float, vy: float) -> None:
+        c, s = math.cos(self.yaw), math.sin(self.yaw)
+        self.vx, self.vy = vx * c + vy * s, -vx * s + vy * c
+
+
+def steering_factor(curve, speed_kmh: float) -> float:
+    pts = [(float(p.x), float(p.y)) for p in curve] or [(0.0, 1.0)]
+    xs, ys = zip(*pts, strict=True)
+    return float(np.interp(speed_kmh, xs, ys))
 
 
 class _Actor:
@@ -88,90 +316,93 @@ class _Actor:
         self.accel = carla.Vector3D()
         self.physics = self.family == "vehicle"
         self.alive = True
+        self.born = server.frame  # a physics body exists from the next tick on
         self.control = carla.VehicleControl()
         self.controls: list = []  # (frame it acts on, carla.VehicleControl)
         self.listener = None
-        self.body: _Body | None = None
+        self.body: Dynamics | None = None
         self.wheel_angle = 0.0
-        self.physics_control = carla.VehiclePhysicsControl()
-        self.physics_control.wheels = [
-            carla.WheelPhysicsControl(max_steer_angle=70.0) for _ in range(2)
-        ] + [carla.WheelPhysicsControl(max_steer_angle=0.0) for _ in range(2)]
+        pc = carla.VehiclePhysicsControl()
+        pc.wheels = [carla.WheelPhysicsControl(max_steer_angle=70.0) for _ in range(2)] + [
+            carla.WheelPhysicsControl(max_steer_angle=0.0) for _ in range(2)
+        ]
+        pc.steering_curve = [carla.Vector2D(x, y) for x, y in DEFAULT_STEERING_CURVE]
+        self.physics_control = pc
         if bp.id == server.ego_blueprint:
             length, width = server.ego_size
         else:
             length, width = SIZES.get(self.family, (1.0, 1.0))
         self.size = (length, width)
-        spec = {"vehicle": carla.Vehicle, "walker": carla.Walker, "sensor": carla.Sensor}.get(
-            self.family, carla.Actor
-        )
+        spec = {"vehicle": VehicleAPI, "sensor": SensorAPI}.get(self.family, ActorAPI)
         m = mock.create_autospec(spec, instance=True)
         m.id, m.type_id, m.attributes = aid, bp.id, self.attributes
         m.bounding_box = carla.BoundingBox(
             carla.Location(0, 0, 0.7), carla.Vector3D(length / 2, width / 2, 0.7)
         )
-        m.get_transform.side_effect = server._rpc(lambda: self.world_transform())
-        m.get_location.side_effect = server._rpc(lambda: self.world_transform().location)
-        m.set_transform.side_effect = server._rpc(self.set_transform)
-        m.get_velocity.side_effect = server._rpc(lambda: self.velocity)
-        m.get_acceleration.side_effect = server._rpc(lambda: self.accel)
-        m.get_angular_velocity.side_effect = server._rpc(lambda: carla.Vector3D())
-        m.set_target_velocity.side_effect = server._rpc(self.set_velocity)
-        m.set_simulate_physics.side_effect = server._rpc(self.set_physics)
-        m.destroy.side_effect = server._rpc(lambda: server._destroy(self.id))
+        rpc = server._rpc
+        m.get_transform.side_effect = rpc(lambda: self.world_transform())
+        m.get_location.side_effect = rpc(lambda: self.world_transform().location)
+        m.set_transform.side_effect = rpc(self.set_transform)
+        m.get_velocity.side_effect = rpc(lambda: self.velocity)
+        m.get_acceleration.side_effect = rpc(lambda: self.accel)
+        m.get_angular_velocity.side_effect = rpc(self.angular_velocity)
+        m.set_target_velocity.side_effect = rpc(self.set_velocity)
+        m.enable_constant_velocity.side_effect = rpc(self.enable_constant)
+        m.disable_constant_velocity.side_effect = rpc(self.disable_constant)
+        m.set_simulate_physics.side_effect = rpc(self.set_physics)
+        m.destroy.side_effect = rpc(lambda: server._destroy(self.id))
         m.is_alive = True
         if self.family == "vehicle":
-            m.apply_control.side_effect = server._rpc(self.set_control)
-            m.get_control.side_effect = server._rpc(lambda: self.control)
-            m.get_physics_control.side_effect = server._rpc(lambda: self.physics_control)
-            m.apply_physics_control.side_effect = server._rpc(self.set_physics_control)
-            m.get_wheel_steer_angle.side_effect = server._rpc(lambda where: self.wheel_angle)
+            m.apply_control.side_effect = rpc(self.set_control)
+            m.get_control.side_effect = rpc(lambda: self.control)
+            m.get_physics_control.side_effect = rpc(lambda: self.physics_control)
+            m.apply_physics_control.side_effect = rpc(self.set_physics_control)
+            m.get_wheel_steer_angle.side_effect = rpc(lambda wheel_location: self.wheel_angle)
         if self.family == "sensor":
-            m.listen.side_effect = server._rpc(self.listen)
-            m.stop.side_effect = server._rpc(self.stop)
-            m.is_listening = False
+            m.listen.side_effect = rpc(self.listen)
+            m.stop.side_effect = rpc(self.stop)
+            m.is_listening.side_effect = lambda: self.listener is not None
         self.mock = m
         if self.physics and parent is None:
-            self.body = _Body(np.zeros(1), np.zeros(1), np.zeros(1))
-            self._body_from_transform()
+            x, y, th = from_carla(transform)
+            self.body = Dynamics(x, y, th, server.vehicle.wheelbase)
 
     # server-side behaviour
     def world_transform(self):
         if self.parent is None:
             return self.transform
-        p = self.server.actors[self.parent].world_transform()
-        return p  # sensors sit on their parent (their offset does not matter to the fake)
+        return self.server.actors[self.parent].world_transform()  # sensors ride on their parent
 
     def set_transform(self, tf) -> None:
         self.transform = tf
         if self.body is not None:
-            self._body_from_transform()
-
-    def _body_from_transform(self) -> None:
-        x, y, th = from_carla(self.transform)
-        s, d, h = frenet(self.server.road, x, y)
-        b = self.body
-        b.s[:], b.d[:], b.psi[:] = s, d, (th - h + math.pi) % (2 * math.pi) - math.pi
+            x, y, th = from_carla(tf)
+            self.body.x, self.body.y, self.body.yaw = x, y, th
 
     def set_velocity(self, vec) -> None:
-        self.velocity = vec
-        if self.body is not None:
-            # starting speed: the embedded world's equilibrium (throttle that holds it, lane steering)
-            srv, b = self.server, self.body
-            v = math.hypot(vec.x, vec.y)
-            p = srv.vehicle
-            need = p.rolling * (v > 0) + p.drag * v * v
-            b.v[:] = v
-            b.thr[:] = np.clip(need / (p.accel_max * max(1 - v / p.v_max, 1e-6)), 0, 1)
-            b.brk[:] = 0.0
-            kap = srv.road.curvature(b.s)
-            b.phi[:] = np.arctan(p.wheelbase * kap / (1.0 - kap * b.d))
-            b.a[:] = acceleration(b.v, b.thr, b.brk, p)
+        if self.body is None:
+            self.velocity = vec  # kinematic: reported as set
+        elif self.server.frame > self.born:  # before its first tick there is no body: lost
+            self.body.set_world_velocity(float(vec.x), -float(vec.y))
             self._publish()
 
-    def set_physics(self, on: bool) -> None:
-        self.physics = bool(on)
-        if not on:
+    def enable_constant(self, vec) -> None:
+        if self.body is not None:
+            self.body.constant = float(vec.x)
+
+    def disable_constant(self) -> None:
+        if self.body is not None:
+            self.body.constant = None
+
+    def angular_velocity(self):
+        import carla
+
+        r = self.body.r if self.body is not None else 0.0
+        return carla.Vector3D(0.0, 0.0, -math.degrees(r))
+
+    def set_physics(self, enabled=True) -> None:
+        self.physics = bool(enabled)
+        if not enabled:
             self.body = None
 
     def set_control(self, ctrl) -> None:
@@ -183,36 +414,31 @@ class _Actor:
 
     def listen(self, cb) -> None:
         self.listener = cb
-        self.mock.is_listening = True
 
     def stop(self) -> None:
         self.listener = None
-        self.mock.is_listening = False
-
-    def phi_max(self) -> float:
-        return math.radians(self.physics_control.wheels[0].max_steer_angle)
 
     def advance(self, dt: float) -> None:
         if self.body is None:
             return
-        srv, b, c = self.server, self.body, self.control
-        p = srv.vehicle.model_copy(update={"phi_max": self.phi_max()})
-        act = Actuation(np.array([c.throttle]), np.array([c.brake]), np.array([-c.steer]))
-        step_vehicle(b, act, p, srv.road, dt)
+        b, c, pc = self.body, self.control, self.physics_control
+        wheel_max = math.radians(pc.wheels[0].max_steer_angle)
+        factor = steering_factor(pc.steering_curve, 3.6 * math.hypot(*b.world_velocity()))
+        # CARLA steer is right-positive; the body's angles are left-positive
+        b.step(dt, c.throttle, c.brake, -c.steer * wheel_max * factor)
         self._publish()
 
     def _publish(self) -> None:
         import carla
 
-        b, road = self.body, self.server.road
-        x, y, h = (float(v[0]) for v in road.pose(b.s, b.d))
-        th = h + float(b.psi[0])
+        b = self.body
         z = self.transform.location.z
-        self.transform = to_carla(x, y, th, z)
-        v, a = float(b.v[0]), float(b.a[0])
-        self.velocity = carla.Vector3D(v * math.cos(th), -v * math.sin(th), 0.0)
-        self.accel = carla.Vector3D(a * math.cos(th), -a * math.sin(th), 0.0)
-        self.wheel_angle = -math.degrees(float(b.phi[0]))
+        self.transform = to_carla(b.x, b.y, b.yaw, z)
+        vx, vy = b.world_velocity()
+        self.velocity = carla.Vector3D(vx, -vy, 0.0)
+        ax, ay = getattr(b, "acc", (0.0, 0.0))
+        self.accel = carla.Vector3D(ax, -ay, 0.0)
+        self.wheel_angle = -math.degrees(b.delta)
 
     def box(self):
         x, y, th = from_carla(self.world_transform())
@@ -220,14 +446,17 @@ class _Actor:
 
 
 class FakeCarla:
-    """A fake CARLA server; ``client`` is the factory to hand the bridge (see module docstring)."""
+    """A fake CARLA server; ``client`` is the factory to hand the bridge (see module docstring).
+
+    ``towns`` maps a town name to a :class:`Road` (written as OpenDRIVE), an ``.xodr`` path or
+    OpenDRIVE text (a real town map)."""
 
     def __init__(
         self,
         scenario: Scenario | None = None,
         *,
         roads: list[Road] = (),
-        towns: dict[str, Road] | None = None,
+        towns: dict[str, Road | str | Path] | None = None,
         server_version: str | None = None,
         down: bool = False,
         revive_file: str | Path | None = None,
@@ -245,12 +474,12 @@ class FakeCarla:
         self.vehicle = scenario.ego.vehicle if scenario is not None else VehicleParams()
         self.ego_size = (self.vehicle.length, self.vehicle.width)
         self.ego_blueprint = ego_blueprint
-        self.known: dict[str, RoadGeometry] = {}
+        self.known: set[str] = set()
         for r in [*(roads or []), *([scenario.road] if scenario is not None else [])]:
-            self.known[write_opendrive(r, name=scenario.name if scenario else "drivefi").xodr] = (
-                RoadGeometry.from_road(r)
-            )
-            self.known[write_opendrive(r).xodr] = RoadGeometry.from_road(r)
+            self.known.add(write_opendrive(r, name=scenario.name if scenario else "drivefi").xodr)
+            self.known.add(write_opendrive(r).xodr)
+        if scenario is not None:
+            self.known.add(scenario_opendrive(scenario).xodr)
         self.towns = dict(towns or {})
         self.revive_file = Path(revive_file) if revive_file else None
         self.fail_at, self.fail_kind = fail_at, fail_kind
@@ -261,7 +490,7 @@ class FakeCarla:
         )
         self.runs = 0  # times the world was switched to synchronous mode
         self.run_ticks = 0  # ticks since then
-        # server state
+        self.frame = 4000
         self._boot()
         self.down = down
         self.settings_log: list = []
@@ -276,11 +505,12 @@ class FakeCarla:
         self.timeouts: list[float] = []
         self._next_id = 100
         self._pending: list = []
-        self._contacts: set = set()
         self.clients: list = []
         self.world = self._make_world()
-        self.tm = mock.create_autospec(carla.TrafficManager, instance=True)
-        self.tm.set_synchronous_mode.side_effect = self._rpc(self.tm_sync_log.append)
+        self.tm = mock.create_autospec(TrafficManagerAPI, instance=True)
+        self.tm.set_synchronous_mode.side_effect = self._rpc(
+            lambda mode=True: self.tm_sync_log.append(mode)
+        )
         self.tm.set_random_device_seed.side_effect = self._rpc(self.tm_seeds.append)
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -296,12 +526,9 @@ class FakeCarla:
         import carla
 
         start = Road(lanes=2, segments=[Segment(length=200.0)])
-        self._load_map(
-            "Carla/Maps/Town10HD_Opt", write_opendrive(start).xodr, RoadGeometry.from_road(start)
-        )
+        self._load_map("Carla/Maps/Town10HD_Opt", write_opendrive(start).xodr)
         self.settings = carla.WorldSettings()
         self.actors: dict[int, _Actor] = {}
-        self.frame = 4000
         self.down = False
 
     @property
@@ -315,71 +542,82 @@ class FakeCarla:
 
         return call
 
-    def _load_map(self, name: str, xodr: str, road: RoadGeometry) -> None:
+    def _load_map(self, name: str, xodr: str) -> None:
         import carla
 
-        self.map = carla.Map(name, xodr)
-        self.road = road
+        self.map = carla.Map(name.split("/")[-1], xodr)
+        self.map_name = name
+
+    def town_xodr(self, name: str) -> str:
+        src = self.towns[name]
+        if isinstance(src, Road):
+            return write_opendrive(src, name=name).xodr
+        text = str(src)
+        if text.lstrip().startswith("<"):
+            return text
+        return Path(text).read_text()
 
     # -- client ---------------------------------------------------------------------------------
     def client(self, host: str = "127.0.0.1", port: int = 2000, worker_threads: int = 0):
         """The client factory (``carla.Client``'s signature)."""
-        import carla
-
-        c = mock.create_autospec(carla.Client, instance=True)
+        c = mock.create_autospec(ClientAPI, instance=True)
         c.get_client_version.return_value = self.client_version
         c.get_server_version.side_effect = self._rpc(lambda: self.server_version)
         c.set_timeout.side_effect = self.timeouts.append
         c.get_world.side_effect = self._rpc(lambda: self.world)
         c.generate_opendrive_world.side_effect = self._rpc(self._generate)
         c.load_world.side_effect = self._rpc(self._load_town)
+        c.load_world_if_different.side_effect = self._rpc(self._load_town_if_different)
         c.get_available_maps.side_effect = self._rpc(
             lambda: [f"/Game/Carla/Maps/{t}" for t in self.towns]
         )
-        c.get_trafficmanager.side_effect = self._rpc(lambda port=8000: self.tm)
+        c.get_trafficmanager.side_effect = self._rpc(lambda client_connection=8000: self.tm)
         c.apply_batch.side_effect = self._rpc(self._batch)
         c.apply_batch_sync.side_effect = self._rpc(self._batch_sync)
         self.clients.append((host, port, c))
         return c
 
-    def _generate(self, xodr, params=None, reset_settings=True):
+    def _generate(self, opendrive, parameters=None, reset_settings=True):
         import carla
 
-        if xodr not in self.known:
+        if opendrive not in self.known:
             raise RuntimeError(
                 "fake CARLA: OpenDRIVE of an unknown road (register it with roads=[...])"
             )
-        self._load_map("OpenDriveMap", xodr, self.known[xodr])
+        self._load_map("OpenDriveMap", opendrive)
         self.generated += 1
-        self._clear_world(reset_settings)
+        self._clear_world()
         if reset_settings:
             self.settings = carla.WorldSettings()
+        return self.world
 
-    def _load_town(self, name, reset_settings=True, map_layers=None):
+    def _load_town(self, map_name, reset_settings=True, map_layers=ALL):
         import carla
 
+        name = str(map_name).split("/")[-1]
         if name not in self.towns:
-            raise RuntimeError(f"map '{name}' not found")
-        road = self.towns[name]
-        self._load_map(
-            f"Carla/Maps/{name}",
-            write_opendrive(road, name=name).xodr,
-            RoadGeometry.from_road(road),
-        )
+            raise RuntimeError(f"map '{map_name}' not found")
+        self._load_map(f"Carla/Maps/{name}", self.town_xodr(name))
         self.loaded.append(name)
-        self._clear_world(reset_settings)
+        self._clear_world()
         if reset_settings:
             self.settings = carla.WorldSettings()
+        return self.world
 
-    def _clear_world(self, _reset) -> None:
+    def _load_town_if_different(self, map_name, reset_settings=True, map_layers=ALL):
+        if self.map_name.split("/")[-1] == str(map_name).split("/")[-1]:
+            return None
+        return self._load_town(map_name, reset_settings, map_layers)
+
+    def _clear_world(self) -> None:
         for aid in list(self.actors):
             self._destroy(aid)
 
-    def _batch(self, cmds, do_tick=False):
+    def _batch(self, commands, do_tick=False):
         import carla
 
         out = []
-        for cmd in cmds:
+        for cmd in commands:
             a = self.actors.get(cmd.actor_id)
             ok = a is not None and a.alive
             if isinstance(cmd, carla.command.DestroyActor):
@@ -401,14 +639,12 @@ class FakeCarla:
             self._tick()
         return out
 
-    def _batch_sync(self, cmds, do_tick=False):
-        return self._batch(cmds, do_tick)
+    def _batch_sync(self, commands, do_tick=False):
+        return self._batch(commands, do_tick)
 
     # -- world ----------------------------------------------------------------------------------
     def _make_world(self):
-        import carla
-
-        w = mock.create_autospec(carla.World, instance=True)
+        w = mock.create_autospec(WorldAPI, instance=True)
         w.id = 1
         w.get_settings.side_effect = self._rpc(lambda: _copy(self.settings))
         w.apply_settings.side_effect = self._rpc(self._apply_settings)
@@ -418,11 +654,12 @@ class FakeCarla:
         w.spawn_actor.side_effect = self._rpc(self._spawn)
         w.tick.side_effect = self._rpc(self._tick)
         w.get_actor.side_effect = self._rpc(
-            lambda aid: self.actors[aid].mock if aid in self.actors else None
+            lambda actor_id: self.actors[actor_id].mock if actor_id in self.actors else None
         )
         return w
 
-    def _apply_settings(self, s) -> int:
+    def _apply_settings(self, world_settings) -> int:
+        s = world_settings
         if s.synchronous_mode and not self.settings.synchronous_mode:
             self.runs += 1
             self.run_ticks = 0
@@ -431,30 +668,39 @@ class FakeCarla:
         return self.frame
 
     def _library(self):
-        import carla
-
-        lib = mock.create_autospec(carla.BlueprintLibrary, instance=True)
+        lib = mock.create_autospec(BlueprintLibraryAPI, instance=True)
         known = ("vehicle.", "walker.", "static.", "sensor.")
 
         def bp(name):
-            b = mock.create_autospec(carla.ActorBlueprint, instance=True)
+            b = mock.create_autospec(BlueprintAPI, instance=True)
             b.id = name
             b._attrs = {}
-            b.has_attribute.return_value = True
-            b.set_attribute.side_effect = lambda k, v: b._attrs.__setitem__(k, v)
+            names = attributes_of(name)
+            b.has_attribute.side_effect = lambda id: id in names
+
+            def set_attribute(id, value):
+                if id not in names:
+                    raise IndexError(f"blueprint '{name}' has no attribute '{id}'")
+                if not isinstance(value, str):
+                    raise TypeError("set_attribute takes a str value")
+                b._attrs[id] = value
+
+            b.set_attribute.side_effect = set_attribute
             return b
 
-        def find(name):
-            if not name.startswith(known):
-                raise IndexError(f"blueprint '{name}' not found")
-            return bp(name)
+        def find(id):
+            if not id.startswith(known):
+                raise IndexError(f"blueprint '{id}' not found")
+            return bp(id)
 
         lib.find.side_effect = find
-        lib.filter.side_effect = lambda pat: [bp(pat.replace("*", "generic"))]
+        lib.filter.side_effect = lambda wildcard_pattern: [
+            bp(wildcard_pattern.replace("*", "generic"))
+        ]
         return lib
 
-    def _try_spawn(self, bp, transform, attach_to=None, attachment_type=None):
-        if attach_to is None and bp.id.startswith(("vehicle.", "walker.")):
+    def _try_spawn(self, blueprint, transform, attach_to=None, attachment=ALL):
+        if attach_to is None and blueprint.id.startswith(("vehicle.", "walker.")):
             x, y, th = from_carla(transform)
             for a in self.actors.values():
                 if a.alive and a.parent is None and a.family in ("vehicle", "walker"):
@@ -464,14 +710,14 @@ class FakeCarla:
         aid = self._next_id
         self._next_id += 1
         parent = attach_to.id if attach_to is not None else None
-        actor = _Actor(self, aid, bp, transform, parent)
+        actor = _Actor(self, aid, blueprint, transform, parent)
         self.actors[aid] = actor
         self.history[aid] = actor
         self.spawned.append(aid)
         return actor.mock
 
-    def _spawn(self, bp, transform, attach_to=None, attachment_type=None):
-        m = self._try_spawn(bp, transform, attach_to)
+    def _spawn(self, blueprint, transform, attach_to=None, attachment=ALL):
+        m = self._try_spawn(blueprint, transform, attach_to)
         if m is None:
             raise RuntimeError("Spawn failed because of collision at spawn position")
         return m
@@ -517,6 +763,7 @@ class FakeCarla:
         self._sensors(dt)
         return self.frame
 
+    # -- sensors ----------------------------------------------------------------------------------
     def _sensors(self, dt: float) -> None:
         import carla
 
@@ -533,36 +780,91 @@ class FakeCarla:
                         continue
                     ox, oy, oth, ohl, ohw = o.box()
                     if obb_overlap(px, py, pth, phl, phw, ox, oy, oth, ohl, ohw):
-                        ev = mock.create_autospec(carla.CollisionEvent, instance=True)
-                        ev.frame, ev.actor, ev.other_actor = self.frame, parent.mock, o.mock
+                        ev = SimpleNamespace(
+                            frame=self.frame, actor=parent.mock, other_actor=o.mock
+                        )
                         self._deliver(s, ev)
             elif s.type_id == "sensor.other.lane_invasion":
-                if parent.body is None:
-                    continue
-                lane = math.floor(float(parent.body.d[0]) / self._lane_width())
+                wp = self.map.get_waypoint(parent.world_transform().location)
+                lane = (wp.road_id, wp.lane_id) if wp is not None else None
                 last = getattr(s, "_lane", lane)
                 s._lane = lane
-                if lane != last:
-                    ev = mock.create_autospec(carla.LaneInvasionEvent, instance=True)
-                    ev.frame, ev.actor = self.frame, parent.mock
-                    ev.crossed_lane_markings = [SimpleNamespace(type="Broken")]
+                if lane is not None and last is not None and lane[1] != last[1]:
+                    ev = SimpleNamespace(frame=self.frame, actor=parent.mock)
+                    ev.crossed_lane_markings = [SimpleNamespace(type=carla.LaneMarkingType.Broken)]
                     self._deliver(s, ev)
             else:
-                loc = parent.world_transform().location
-                geo = self.map.transform_to_geolocation(loc)
-                data = SimpleNamespace(
-                    frame=self.frame,
-                    timestamp=self.frame * dt,
-                    type_id=s.type_id,
-                    latitude=geo.latitude,
-                    longitude=geo.longitude,
-                    altitude=geo.altitude,
-                )
-                s.listener(data)
+                s.listener(self.measure(s, parent, dt))
 
-    def _lane_width(self) -> float:
-        wp = self.map.get_waypoint_xodr(0, -1, 1.0)
-        return float(wp.lane_width) if wp is not None else 3.5
+    def _attr(self, s: _Actor, name: str) -> str:
+        return s.attributes.get(name, DEFAULTS.get(name, "0"))
+
+    def measure(self, s: _Actor, parent: _Actor, dt: float):
+        """One frame of sensor ``s``'s data, shaped like carla's (see the module docstring)."""
+        import carla
+
+        ts, tf = self.frame * dt, s.world_transform()
+        t = s.type_id
+        if t.startswith("sensor.camera."):
+            w, h = int(self._attr(s, "image_size_x")), int(self._attr(s, "image_size_y"))
+            return _image(self.frame, ts, tf, w, h, float(self._attr(s, "fov")))
+        if t.startswith("sensor.lidar.") or t == "sensor.other.radar":
+            rng = float(self._attr(s, "range"))
+            hits = self._targets(s, parent, rng)
+            if t == "sensor.other.radar":
+                raw = b"".join(struct.pack("<4f", v, az, alt, d) for d, az, alt, v, _ in hits)
+                return _Measurement(frame=self.frame, timestamp=ts, transform=tf, raw_data=raw,
+                                    get_detection_count=lambda n=len(hits): n)  # fmt: skip
+            if t == "sensor.lidar.ray_cast_semantic":
+                raw = b"".join(
+                    struct.pack("<4f2I", x, y, z, 1.0, oid, 14) for (x, y, z), oid in _xyz(hits)
+                )
+            else:
+                raw = b"".join(struct.pack("<4f", x, y, z, 0.9) for (x, y, z), _ in _xyz(hits))
+            ch = int(self._attr(s, "channels"))
+            counts = [len(hits) if c == 0 else 0 for c in range(ch)]
+            return _Measurement(frame=self.frame, timestamp=ts, transform=tf, raw_data=raw,
+                                channels=ch, horizontal_angle=0.0,
+                                get_point_count=lambda c, counts=counts: counts[c])  # fmt: skip
+        if t == "sensor.other.gnss":
+            geo = self.map.transform_to_geolocation(tf.location)
+            return _Measurement(frame=self.frame, timestamp=ts, transform=tf,
+                                latitude=geo.latitude, longitude=geo.longitude,
+                                altitude=geo.altitude)  # fmt: skip
+        if t == "sensor.other.imu":
+            acc, yaw = parent.accel, math.radians(tf.rotation.yaw)
+            c, s_ = math.cos(yaw), math.sin(yaw)
+            ax, ay = acc.x * c + acc.y * s_, -acc.x * s_ + acc.y * c
+            gz = -parent.angular_velocity().z
+            return _Measurement(frame=self.frame, timestamp=ts, transform=tf,
+                                accelerometer=carla.Vector3D(ax, ay, 9.81),
+                                gyroscope=carla.Vector3D(0.0, 0.0, math.radians(gz)),
+                                compass=(yaw + math.pi / 2) % (2 * math.pi))  # fmt: skip
+        return _Measurement(frame=self.frame, timestamp=ts, transform=tf)
+
+    def _targets(self, s: _Actor, parent: _Actor, rng: float):
+        """(depth, azimuth, altitude, relative speed, id) of every other actor within ``rng`` of
+        sensor ``s``, in the sensor's frame (CARLA's: x forward, y right)."""
+        tf = parent.world_transform()
+        loc, yaw = tf.location, math.radians(tf.rotation.yaw)
+        off = s.rel.location if s.rel is not None else None
+        sx = loc.x + (off.x * math.cos(yaw) - off.y * math.sin(yaw) if off else 0.0)
+        sy = loc.y + (off.x * math.sin(yaw) + off.y * math.cos(yaw) if off else 0.0)
+        out = []
+        for o in self.actors.values():
+            if o is parent or o.family == "sensor" or not o.alive:
+                continue
+            ol = o.world_transform().location
+            dx, dy = ol.x - sx, ol.y - sy
+            depth = math.hypot(dx, dy)
+            if depth > rng:
+                continue
+            az = math.atan2(dy, dx) - yaw
+            az = (az + math.pi) % (2 * math.pi) - math.pi
+            ux, uy = dx / max(depth, 1e-9), dy / max(depth, 1e-9)
+            rel = (o.velocity.x - parent.velocity.x) * ux + (o.velocity.y - parent.velocity.y) * uy
+            out.append((depth, az, 0.0, rel, o.id))
+        return out
 
     def _deliver(self, sensor: _Actor, ev) -> None:
         if self.late_events:
@@ -579,6 +881,11 @@ class FakeCarla:
         """The last vehicle spawned with role_name 'hero' (alive or destroyed)."""
         heroes = [a for a in self.history.values() if a.attributes.get("role_name") == "hero"]
         return heroes[-1] if heroes else None
+
+
+def _xyz(hits):
+    for depth, az, _alt, _v, oid in hits:
+        yield (depth * math.cos(az), depth * math.sin(az), 0.0), oid
 
 
 def _copy(s):
