@@ -102,8 +102,10 @@ class AgentStack:
             self._call(self.prototype, "set_global_plan", *self._plan())
         agent_copy.register_carla_types()
         self.proto_copyable = True
+        self._pristine = None  # a copy of the set-up agent, the source of every later run's
+        self._handed_out = False  # the first run gets the set-up agent itself
         try:
-            copy.deepcopy(self.prototype, dict(self.shared))
+            self._pristine = copy.deepcopy(self.prototype, dict(self.shared))
         except Exception as err:
             self.proto_copyable = False
             self.copy_error = f"{type(err).__name__}: {err}"
@@ -132,8 +134,15 @@ class AgentStack:
 
     @property
     def agent(self):
-        """The agent of run 0 (the golden run's)."""
+        """The agent of run 0 (before the first run: the set-up agent that run will use)."""
         return self.agents[0] if self.agents else self.prototype
+
+    @agent.setter
+    def agent(self, value) -> None:
+        if self.agents:
+            self.agents[0] = value
+        else:
+            self.prototype = value
 
     @property
     def map(self):
@@ -199,8 +208,11 @@ class AgentStack:
 
     def _fresh(self):
         """A new agent as after ``setup``: a copy of the prototype, or a new instance."""
+        if not self._handed_out:
+            self._handed_out = True
+            return self.prototype
         if self.proto_copyable:
-            return copy.deepcopy(self.prototype, dict(self.shared))
+            return copy.deepcopy(self._pristine, dict(self.shared))
         agent, _ = instantiate(self.cls, self.conf)
         if not self.carla and hasattr(agent, "set_global_plan"):
             self._call(agent, "set_global_plan", *self._plan())
