@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from drivefi.cli.options import (
+    AgentOpt,
     CarlaHostOpt,
     CarlaPortOpt,
     CarlaRestartOpt,
@@ -42,6 +43,7 @@ def pipeline_cmd(
     carla_port: int = CarlaPortOpt,
     carla_timeout: float = CarlaTimeoutOpt,
     carla_restart_cmd: str = CarlaRestartOpt,
+    agent: str = AgentOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """The main job: golden -> training runs -> fit -> search -> validate -> random baseline -> summary."""
@@ -59,7 +61,7 @@ def pipeline_cmd(
         workers = 1  # one ticking client per server
     s = run_pipeline(sc, out, budget, training_runs, durs, workers, seed,
                      progress=not as_json, log=lambda m: err_console.print(m, style="dim", markup=False),
-                     sim=sim, bridge_options=opts)  # fmt: skip
+                     sim=sim, bridge_options=opts, agent=agent)  # fmt: skip
     if as_json:
         emit_json(s.as_dict())
         return
