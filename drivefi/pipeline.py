@@ -45,16 +45,21 @@ class PipelineSummary:
         return dict(self.__dict__)
 
 
-def random_baseline(scenario: Scenario, count: int, durations, seed: int = 0) -> Plan:
-    """Faults drawn uniformly from the search's candidate space (step x point x value x duration)."""
+def random_baseline(
+    scenario: Scenario, count: int, durations, seed: int = 0, points: list | None = None
+) -> Plan:
+    """Faults drawn uniformly from the search's candidate space (step x point x value x duration);
+    ``points``: the stack under test's (default: the reference ADS's)."""
     from drivefi.ads import INJECTION_POINTS
 
+    points = list(points or INJECTION_POINTS)
+    known = {p.name: p for p in points}
     rng = np.random.default_rng([seed, 0x5241])
     faults = []
     for _ in range(count):
         m = int(rng.choice(durations))
-        p = INJECTION_POINTS[int(rng.integers(len(INJECTION_POINTS)))]
-        v = float(rng.choice(default_values(p.name)))
+        p = points[int(rng.integers(len(points)))]
+        v = float(rng.choice(default_values(p.name, known=known)))
         faults.append(
             Fault(
                 p.name, fault_model_for(m), v, None, int(rng.integers(1, scenario.steps - m + 1)), m
@@ -76,13 +81,21 @@ def run_pipeline(
     sim: str = "embedded",
     bridge_options: dict | None = None,
     executor=None,
+    agent: str | None = None,
 ) -> PipelineSummary:
     """Run the main job. With ``sim="carla"`` the golden run, training runs, fit and search use the
     embedded twin of the scenario (same road, actors and reference ADS), and the validation and
     random-FI campaigns run on the CARLA server: the simulator's time goes to the faults that
     matter. ``executor`` (default: local processes, ``workers``) runs both campaigns; a Ray
-    executor also runs the training runs, spread over its cluster."""
+    executor also runs the reference ADS's training runs, spread over its cluster.
+
+    ``agent``: the stack under test (``None``/``"reference"`` or ``FILE.py[:CLASS]``); every run
+    of the job (golden, training, validation, random baseline) is that stack's."""
+    import inspect
+
+    from drivefi.errors import InputError
     from drivefi.search import search
+    from drivefi.stack import is_reference, load_stack
     from drivefi.tbn import fit_model, save_model, training_set
 
     out = Path(out)
@@ -94,15 +107,27 @@ def run_pipeline(
         log(f"[{name}]")
         return time.perf_counter()
 
+    agent = None if is_reference(agent) else agent
+    if agent is not None and sim != "embedded":
+        raise InputError("pipeline --agent runs on the embedded simulator (--sim embedded)")
+    stack = load_stack(agent, scenario, seed=None)
     t = stage("golden run")
-    golden = record_golden(scenario)
+    golden = record_golden(scenario, stack=stack)
     write_trace(golden.trace, out / "golden.parquet")
     s.golden = golden.trace.summary()
     times["golden"] = time.perf_counter() - t
 
     t = stage(f"training: golden + {training_runs} random-fault runs")
-    ts = training_set(scenario, runs=training_runs, seed=seed, golden=golden,
-                      map_chunks=getattr(executor, "map_chunks", None))  # fmt: skip
+    if agent is None:
+        ts = training_set(scenario, runs=training_runs, seed=seed, golden=golden,
+                          map_chunks=getattr(executor, "map_chunks", None))  # fmt: skip
+    elif "stack" in inspect.signature(training_set).parameters:
+        ts = training_set(scenario, runs=training_runs, seed=seed, golden=golden, stack=stack)
+    else:
+        raise InputError(
+            "pipeline --agent: this build's 3-TBN learns only the reference ADS's points "
+            "(training_set takes no stack); record the agent's runs and fit them with drivefi fit"
+        )
     times["training"] = time.perf_counter() - t
 
     t = stage("fit 3-TBN (MLE)")
@@ -127,7 +152,7 @@ def run_pipeline(
         t = stage(f"validate: inject the top {s.injected} predicted faults")
         v = run_campaign(
             scenario, top, db, ex, progress=progress, sim=sim, bridge_options=bridge_options,
-            keep_traces=keep, label="search",
+            keep_traces=keep, label="search", agent=agent,
         )  # fmt: skip
         times["validate"] = time.perf_counter() - t
         s.confirmed_hazards, s.confirmed_accidents = v.hazard + v.accident, v.accident
@@ -135,11 +160,11 @@ def run_pipeline(
         s.hazards_per_injection_search = v.critical / s.injected
     n_random = max(s.injected, 1) if budget else 0
     t = stage(f"random FI baseline: {n_random} faults from the same space")
-    base = random_baseline(scenario, n_random, list(durations), seed)
+    base = random_baseline(scenario, n_random, list(durations), seed, stack.points)
     write_plan(base, out / "random_plan.csv")
     r = run_campaign(
         scenario, base, db, ex, progress=progress, sim=sim, bridge_options=bridge_options,
-        keep_traces=keep, label="random",
+        keep_traces=keep, label="random", agent=agent,
     )  # fmt: skip
     times["random"] = time.perf_counter() - t
     s.random_injected, s.random_hazards, s.random_accidents = n_random, r.critical, r.accident

@@ -109,9 +109,13 @@ class ServerWorker:
         try:
             safe = golden_safe_steps(self.ctx)
             out = OutcomeRecorder(1, from_step=fault.start)
-            run_once(self.ctx, fault, lambda names: [out])
+            errors = run_once(self.ctx, fault, lambda names: [out])
         except SimulatorError as err:
             return {"idx": idx, "failed": str(err)}
+        if errors:  # the stack under test raised: its outcome, not the server's failure
+            from drivefi.campaign.batch import error_row as stack_error_row
+
+            return {**stack_error_row(*errors[0]), "idx": idx}
         row = label(out, np.array([safe[fault.start]]))[0]
         row["idx"] = idx
         return row

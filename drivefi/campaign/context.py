@@ -19,4 +19,4 @@ class BatchContext:
     campaign_id: int = 0
     bridge_options: dict = field(default_factory=dict)  # for non-embedded bridges
     retries: int = 2
-    agent: str | None = None  # FILE:CLASS of a user agent (carla)
+    agent: str | None = None  # the stack under test: None (reference) or FILE.py[:CLASS]

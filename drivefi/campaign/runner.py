@@ -44,6 +44,8 @@ class CampaignSummary:
     critical: int
     wall_s: float
     runs_per_s: float
+    stack: str = "reference"  # the stack under test's identity
+    runs_start: str = "golden snapshots"  # or "step 0 (...)" when the agent cannot be copied
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -81,8 +83,12 @@ def run_campaign(
     created, so a bad executor setup leaves no file behind. ``label`` names the campaign's role
     (e.g. ``search``, ``random``) in its stored settings, for the report.
     """
+    from drivefi.stack import is_reference
+
     plan.check_scenario(scenario)
     seed = scenario.seed if seed is None else seed
+    agent = None if is_reference(agent) else agent
+    check_plan_points(plan, agent)
     check_seed(seed)
     for i, f in enumerate(plan.faults):
         if f.seed is not None:
@@ -134,15 +140,28 @@ def _sigterm_exits():
 
 def _run(scenario, plan, db, executor, seed, sim, keep_traces, trace_dir, batch_size, progress,
          bridge_options, retries, agent, lease_s, poll, label) -> CampaignSummary:  # fmt: skip
+    from drivefi.stack import stack_identity
+
+    identity = stack_identity(agent)
+    runs_start = (
+        "golden snapshots" if sim == "embedded" else "step 0 (no snapshots on this simulator)"
+    )
+    if agent is not None and sim == "embedded":
+        from drivefi.campaign.batch import golden_for, starts_from_snapshots
+
+        ok, why = starts_from_snapshots(golden_for(scenario, seed, agent))
+        if not ok:
+            runs_start = f"step 0 (the agent cannot be copied: {why})"
     store = ResultsStore(db, write=True)
     lease = Lease(db, lease_s)
     try:
         settings = {"keep_traces": keep_traces, "executor": executor.name, "bridge": {
             k: v for k, v in bridge_options.items() if isinstance(v, str | int | float | bool | None)
-        }}  # fmt: skip
+        }, "stack": identity}  # fmt: skip
         if label:
             settings["label"] = label
         camp = store.open_campaign(scenario.name, plan.digest(), seed, sim, plan.faults, settings)
+        _check_same_stack(store, camp.id, identity, db)
         since = time.time()
         lease.start(store)
         if trace_dir is not None:
@@ -205,7 +224,36 @@ def _run(scenario, plan, db, executor, seed, sim, keep_traces, trace_dir, batch_
         return CampaignSummary(
             camp.id, scenario.name, camp.total, ran, stats["done"], stats["masked"], stats["hazard"],
             stats["accident"], stats["error"], stats["critical"], wall, ran / wall if wall > 0 else 0.0,
+            identity, runs_start,
         )  # fmt: skip
     finally:
         lease.stop(store)
         store.close()
+
+
+def _check_same_stack(store: ResultsStore, campaign_id: int, identity: str, db) -> None:
+    """A resumed campaign must test the stack it was started with (else exit 2, naming both)."""
+    import json
+
+    row = store.db.execute("SELECT settings FROM campaigns WHERE id=?", (campaign_id,)).fetchone()
+    stored = json.loads(row[0] or "{}").get("stack", "reference") if row else identity
+    if stored != identity:
+        raise InputError(
+            f"{db}: campaign {campaign_id} was run with stack '{stored}', not '{identity}': "
+            "use the same --agent to resume, or another --db"
+        )
+
+
+def check_plan_points(plan: Plan, agent: str | None) -> None:
+    """Every fault names a point of the stack under test (else exit 2, naming the row)."""
+    from drivefi.faults import ANY_POINT
+    from drivefi.stack import stack_points
+
+    known = [p.name for p in stack_points(agent)]
+    for i, f in enumerate(plan.faults):
+        if f.point != ANY_POINT and f.point not in known:
+            who = "the reference ADS" if agent is None else f"agent {agent}"
+            raise InputError(
+                f"plan row {i + 1}: injection point '{f.point}' is not a point of {who}; "
+                f"known: {', '.join(known)}"
+            )

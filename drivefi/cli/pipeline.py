@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from drivefi.cli.options import (
+    AgentOpt,
     CarlaHostOpt,
     CarlaPortOpt,
     CarlaRestartOpt,
@@ -52,6 +53,7 @@ def pipeline_cmd(
     carla_restart_cmd: str = CarlaRestartOpt,
     carla_servers: str = CarlaServersOpt,
     carla_run_timeout: float = CarlaRunTimeoutOpt,
+    agent: str = AgentOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """The main job: golden -> training runs -> fit -> search -> validate -> random baseline -> summary."""
@@ -76,7 +78,7 @@ def pipeline_cmd(
         s = run_pipeline(sc, out, budget, training_runs, durs, workers, seed,
                          progress=not as_json,
                          log=lambda m: err_console.print(m, style="dim", markup=False),
-                         sim=sim, bridge_options=opts, executor=ex)  # fmt: skip
+                         sim=sim, bridge_options=opts, executor=ex, agent=agent)  # fmt: skip
     finally:
         close = getattr(ex, "close", None)
         if close is not None:
