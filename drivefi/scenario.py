@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from drivefi.bridges.carla.settings import CarlaPlacement
 from drivefi.errors import InputError
+from drivefi.resources import bundled_dir
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIO_DIR = bundled_dir("scenarios")
 
 
 class _Strict(BaseModel):

@@ -19,7 +19,11 @@ from drivefi.inject import active, declare, declared, inject
 from drivefi.scenario import load_scenario
 from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
 
-carla = pytest.importorskip("carla")
+CARLA_MISSING = (
+    "the carla client library is not installed (the carla extra has wheels only for "
+    "Linux x86_64 and Windows AMD64, Python 3.10-3.12)"
+)
+carla = pytest.importorskip("carla", reason=CARLA_MISSING)
 
 AGENT = Path(__file__).parent / "fixtures" / "leaderboard_agent.py"
 SC = load_scenario("lead_brake").model_copy(update={"duration": 12.0})

@@ -35,7 +35,11 @@ from drivefi.scenario import Road, Segment, load_scenario
 from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
 from drivefi.vehicle import Actuation
 
-carla = pytest.importorskip("carla")
+CARLA_MISSING = (
+    "the carla client library is not installed (the carla extra has wheels only for "
+    "Linux x86_64 and Windows AMD64, Python 3.10-3.12)"
+)
+carla = pytest.importorskip("carla", reason=CARLA_MISSING)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOWN99 = Road(

@@ -16,7 +16,11 @@ from drivefi.faults import Fault
 from drivefi.plan import Plan, read_plan, write_plan
 from drivefi.scenario import load_scenario
 
-pytest.importorskip("carla")
+CARLA_MISSING = (
+    "the carla client library is not installed (the carla extra has wheels only for "
+    "Linux x86_64 and Windows AMD64, Python 3.10-3.12)"
+)
+pytest.importorskip("carla", reason=CARLA_MISSING)
 
 AGENT = Path(__file__).parent / "fixtures" / "leaderboard_agent.py"
 SC = load_scenario("lead_brake").model_copy(update={"duration": 8.0})

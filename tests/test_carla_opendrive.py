@@ -19,7 +19,11 @@ from drivefi.bridges.embedded import EmbeddedBridge
 from drivefi.road import RoadGeometry
 from drivefi.scenario import Road, Segment, bundled_names, load_scenario
 
-carla = pytest.importorskip("carla")
+CARLA_MISSING = (
+    "the carla client library is not installed (the carla extra has wheels only for "
+    "Linux x86_64 and Windows AMD64, Python 3.10-3.12)"
+)
+carla = pytest.importorskip("carla", reason=CARLA_MISSING)
 
 POS_TOL, HEAD_TOL, KAPPA_TOL = 1e-3, 1e-5, 1e-6
 

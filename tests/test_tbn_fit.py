@@ -175,7 +175,7 @@ def test_fit_bad_traces_exit_2(lead, tmp_path, capsys):
 
 
 def test_register_adds_fit_command():
-    from drivefi.tbn.cli import register
+    from drivefi.cli.fit import register
 
     app = typer.Typer()
     register(app)

@@ -1,4 +1,4 @@
-"""``drivefi plan ...`` and ``drivefi campaign ...`` commands."""
+"""``drivefi campaign ...``: run fault plans and read their results."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
-from drivefi.cli import (
+from drivefi.cli.options import (
     CarlaHostOpt,
     CarlaPortOpt,
     CarlaRestartOpt,
     CarlaTimeoutOpt,
     JsonOpt,
+    ScenarioArg,
     SimOpt,
     bridge_options,
     console,
@@ -20,93 +21,12 @@ from drivefi.cli import (
 )
 from drivefi.errors import InputError
 
-plan_app = typer.Typer(no_args_is_help=True, help="Make fault plans (CSV).")
 campaign_app = typer.Typer(no_args_is_help=True, help="Run fault plans and read their results.")
-
-
-def _csv_list(text: str | None, conv=str, what: str = "list") -> list | None:
-    if not text:
-        return None
-    try:
-        return [conv(x.strip()) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise InputError(f"{what}: expected a comma-separated list, got '{text}'") from None
-
-
-@plan_app.command("random")
-def plan_random(
-    scenario: str = typer.Argument(..., help="Bundled scenario name or YAML path."),
-    model: str = typer.Option(..., "--model", help="1-random | m-random | bitflip"),
-    count: int = typer.Option(..., "--count", min=1, help="Number of faults."),
-    m: int = typer.Option(1, "--m", min=1, help="Duration in steps (m-random, bitflip)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the draws."),
-    points: str = typer.Option(
-        None, "--points", help="Comma-separated injection points (default: all)."
-    ),
-    out: Path = typer.Option(..., "--out", help="Plan CSV to write."),
-    as_json: bool = JsonOpt,
-) -> None:
-    """Random faults: uniform start step, point and value (or bit)."""
-    from drivefi.plan import random_plan, write_plan
-    from drivefi.scenario import load_scenario
-
-    sc = load_scenario(scenario)
-    plan = random_plan(sc, model, count, m, seed, _csv_list(points, what="--points"))
-    write_plan(plan, out)
-    _plan_summary(plan, out, as_json)
-
-
-@plan_app.command("exhaustive")
-def plan_exhaustive(
-    scenario: str = typer.Argument(..., help="Bundled scenario name or YAML path."),
-    points: str = typer.Option(
-        None, "--points", help="Comma-separated injection points (default: all)."
-    ),
-    values: str = typer.Option(
-        None,
-        "--values",
-        help="Comma-separated values for every point (default: each point's grid).",
-    ),
-    durations: str = typer.Option(
-        "1", "--durations", help="Comma-separated durations in steps, e.g. 1,5,20."
-    ),
-    stride: int = typer.Option(1, "--stride", min=1, help="Every K-th start step."),
-    out: Path = typer.Option(..., "--out", help="Plan CSV to write."),
-    as_json: bool = JsonOpt,
-) -> None:
-    """Every start step x point x value x duration."""
-    from drivefi.ads import INJECTION_POINTS
-    from drivefi.plan import exhaustive, write_plan
-    from drivefi.scenario import load_scenario
-
-    sc = load_scenario(scenario)
-    pts = _csv_list(points, what="--points") or [p.name for p in INJECTION_POINTS]
-    vals = _csv_list(values, float, "--values")
-    plan = exhaustive(
-        sc,
-        pts,
-        {p: vals for p in pts} if vals else None,
-        _csv_list(durations, int, "--durations"),
-        stride,
-    )
-    write_plan(plan, out)
-    _plan_summary(plan, out, as_json)
-
-
-def _plan_summary(plan, out: Path, as_json: bool) -> None:
-    from collections import Counter
-
-    info = {"plan": str(out), "scenario": plan.scenario, "faults": len(plan.faults)}
-    info.update({f"model {k}": v for k, v in sorted(Counter(f.model for f in plan.faults).items())})
-    if as_json:
-        emit_json(info)
-    else:
-        console.print(kv_table("Fault plan", info))
 
 
 @campaign_app.command("run")
 def campaign_run(
-    scenario: str = typer.Argument(..., help="Bundled scenario name or YAML path."),
+    scenario: str = ScenarioArg,
     plan: Path = typer.Argument(..., help="Plan CSV."),
     db: Path = typer.Option(..., "--db", help="Results database (SQLite); created or resumed."),
     workers: int = typer.Option(1, "--workers", min=1, help="Parallel worker processes."),
@@ -203,22 +123,5 @@ def campaign_export(
     emit_json(info) if as_json else console.print(kv_table("Export", info))
 
 
-def report_cmd(
-    db: Path = typer.Argument(..., help="Results database."),
-    out: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write."),
-    as_json: bool = JsonOpt,
-) -> None:
-    """One HTML page: every campaign's outcomes, critical faults by point and model, plots."""
-    from drivefi.report import build_report
-
-    s = build_report(db, out)
-    if as_json:
-        emit_json(s)
-    else:
-        console.print(f"report written to {out} ({len(s['campaigns'])} campaigns)")
-
-
 def register(app: typer.Typer) -> None:
-    app.add_typer(plan_app, name="plan")
     app.add_typer(campaign_app, name="campaign")
-    app.command("report")(report_cmd)

@@ -1,4 +1,4 @@
-"""``drivefi search`` and ``drivefi pipeline`` commands."""
+"""``drivefi pipeline``: the main job, from the golden run to the summary."""
 
 from __future__ import annotations
 
@@ -6,84 +6,27 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from drivefi.cli import (
+from drivefi.cli.options import (
     CarlaHostOpt,
     CarlaPortOpt,
     CarlaRestartOpt,
     CarlaTimeoutOpt,
     JsonOpt,
+    ScenarioArg,
     SimOpt,
     bridge_options,
     console,
     emit_json,
+    err_console,
+    int_list,
     kv_table,
 )
-from drivefi.errors import InputError
-
-
-def _ints(text: str, what: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise InputError(f"{what}: expected comma-separated whole numbers, got '{text}'") from None
-    if not out or min(out) < 1:
-        raise InputError(f"{what}: expected whole numbers >= 1, got '{text}'")
-    return out
-
-
-def search_cmd(
-    scenario: str = typer.Argument(..., help="Bundled scenario name or YAML path."),
-    model: Path = typer.Option(..., "--model", help="Fitted 3-TBN (JSON)."),
-    out: Path = typer.Option(..., "--out", help="Critical-fault plan (CSV) to write."),
-    golden: Path = typer.Option(None, "--golden", help="Golden trace (default: recorded now)."),
-    points: str = typer.Option(
-        None, "--points", help="Comma-separated injection points (default: all)."
-    ),
-    models: str = typer.Option(
-        "1-fixed,m-fixed", "--models", help="Some of 1-fixed,m-fixed,bitflip."
-    ),
-    durations: str = typer.Option("1,5,20", "--durations", help="Fault durations in steps."),
-    top: int = typer.Option(None, "--top", min=1, help="Keep the N most critical candidates."),
-    min_prob: float = typer.Option(
-        None,
-        "--min-prob",
-        min=0.0,
-        max=1.0,
-        help="Keep candidates with P(hazard) >= P (default 0.5 unless --top).",
-    ),
-    as_json: bool = JsonOpt,
-) -> None:
-    """Score every candidate fault with the 3-TBN and write the predicted-critical ones as a plan."""
-    from drivefi.plan import write_plan
-    from drivefi.recorder import read_trace, record_golden
-    from drivefi.scenario import load_scenario
-    from drivefi.search import search
-    from drivefi.tbn import load_model
-
-    sc = load_scenario(scenario)
-    m = load_model(model)
-    g = read_trace(golden) if golden else record_golden(sc).trace
-    if golden and g.meta.get("scenario") != sc.name:
-        raise InputError(
-            f"{golden}: golden trace of scenario '{g.meta.get('scenario')}', not '{sc.name}'"
-        )
-    if min_prob is None and top is None:
-        min_prob = 0.5
-    pts = [p.strip() for p in points.split(",")] if points else None
-    res = search(sc, m, g, top=top, min_prob=min_prob, points=pts,
-                 models=tuple(x.strip() for x in models.split(",")), durations=_ints(durations, "--durations"))  # fmt: skip
-    write_plan(res.plan, out)
-    info = {"plan": str(out), "scenario": sc.name, "candidates_scored": res.candidates,
-            "predicted_critical": res.predicted_critical, "written": len(res.plan.faults),
-            "seconds": res.seconds, "candidates_per_s": res.rate}  # fmt: skip
-    emit_json(info) if as_json else console.print(kv_table("Critical-fault search", info))
 
 
 def pipeline_cmd(
-    scenario: str = typer.Argument(..., help="Bundled scenario name or YAML path."),
+    scenario: str = ScenarioArg,
     out: Path = typer.Option(..., "--out", help="Folder for every artefact."),
     budget: int = typer.Option(
         300, "--budget", min=1, help="Faults to inject to validate the search (and for random FI)."
@@ -109,9 +52,8 @@ def pipeline_cmd(
     opts = bridge_options(sim, carla_host, carla_port, carla_timeout, carla_restart_cmd)
     if opts is not None:
         workers = 1  # one ticking client per server
-    err = Console(stderr=True)
-    s = run_pipeline(sc, out, budget, training_runs, _ints(durations, "--durations"), workers, seed,
-                     progress=not as_json, log=lambda m: err.print(m, style="dim", markup=False),
+    s = run_pipeline(sc, out, budget, training_runs, int_list(durations, "--durations"), workers, seed,
+                     progress=not as_json, log=lambda m: err_console.print(m, style="dim", markup=False),
                      sim=sim, bridge_options=opts)  # fmt: skip
     if as_json:
         emit_json(s.as_dict())
@@ -155,5 +97,4 @@ def pipeline_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("search")(search_cmd)
     app.command("pipeline")(pipeline_cmd)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from drivefi.cli.options import JsonOpt, console, emit_json, kv_table
+
 REPORT = ("v", "theta", "phi", "x", "y", "lane_offset", "heading_error")
 
 
@@ -18,12 +20,9 @@ def fit_command(
         0.2, "--holdout", min=0.0, max=0.9, help="Fraction of runs held out."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the hold-out split and the sampler."),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object on stdout instead of tables."
-    ),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Fit the 3-TBN (linear-Gaussian, 3 time slices) and report the held-out one-step error."""
-    from drivefi.cli import console, emit_json, kv_table
     from drivefi.tbn.dataset import read_traces
     from drivefi.tbn.fit import fit_model
     from drivefi.tbn.model_io import save_model

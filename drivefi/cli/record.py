@@ -1,0 +1,64 @@
+"""``drivefi record``: record the golden (fault-free) run of a scenario."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from drivefi.cli.options import (
+    CarlaHostOpt,
+    CarlaPortOpt,
+    CarlaTimeoutOpt,
+    JsonOpt,
+    ScenarioArg,
+    SimOpt,
+    bridge_options,
+    console,
+    emit_json,
+    kv_table,
+)
+
+
+def record_cmd(
+    scenario: str = ScenarioArg,
+    out: Path = typer.Option(
+        None, "--out", help="Trace file (Parquet); default out/<scenario>.golden.parquet"
+    ),
+    seed: int = typer.Option(
+        None, "--seed", help="Seed of the sensor noise (default: the scenario's)."
+    ),
+    sim: str = SimOpt,
+    carla_host: str = CarlaHostOpt,
+    carla_port: int = CarlaPortOpt,
+    carla_timeout: float = CarlaTimeoutOpt,
+    agent: str = typer.Option(None, "--agent", help="User agent FILE.py:CLASS (carla)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Record the golden (fault-free) run of a scenario and print its summary."""
+    from drivefi.recorder import record_golden, write_trace
+    from drivefi.scenario import load_scenario
+
+    sc = load_scenario(scenario)
+    opts = bridge_options(sim, carla_host, carla_port, carla_timeout)
+    if opts is None:
+        trace = record_golden(sc, seed).trace
+    else:
+        from drivefi.bridges.carla.agent import load_agent_ads
+        from drivefi.bridges.carla.bridge import make_carla_bridge
+        from drivefi.bridges.carla.run import record_golden_carla
+
+        bridge = make_carla_bridge(sc, **opts)
+        ads = load_agent_ads(agent, sc, seed, bridge=bridge) if agent else None
+        trace = record_golden_carla(sc, bridge, ads, seed)
+    out = out or Path("out") / f"{sc.name}.golden.parquet"
+    write_trace(trace, out)
+    summary = {**trace.summary(), "trace": str(out)}
+    if as_json:
+        emit_json(summary)
+    else:
+        console.print(kv_table(f"Golden run: {sc.name}", summary))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("record")(record_cmd)

@@ -1,0 +1,62 @@
+"""``drivefi search``: score every candidate fault with the 3-TBN and write a plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from drivefi.cli.options import JsonOpt, ScenarioArg, console, emit_json, int_list, kv_table
+from drivefi.errors import InputError
+
+
+def search_cmd(
+    scenario: str = ScenarioArg,
+    model: Path = typer.Option(..., "--model", help="Fitted 3-TBN (JSON)."),
+    out: Path = typer.Option(..., "--out", help="Critical-fault plan (CSV) to write."),
+    golden: Path = typer.Option(None, "--golden", help="Golden trace (default: recorded now)."),
+    points: str = typer.Option(
+        None, "--points", help="Comma-separated injection points (default: all)."
+    ),
+    models: str = typer.Option(
+        "1-fixed,m-fixed", "--models", help="Some of 1-fixed,m-fixed,bitflip."
+    ),
+    durations: str = typer.Option("1,5,20", "--durations", help="Fault durations in steps."),
+    top: int = typer.Option(None, "--top", min=1, help="Keep the N most critical candidates."),
+    min_prob: float = typer.Option(
+        None,
+        "--min-prob",
+        min=0.0,
+        max=1.0,
+        help="Keep candidates with P(hazard) >= P (default 0.5 unless --top).",
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Score every candidate fault with the 3-TBN and write the predicted-critical ones as a plan."""
+    from drivefi.plan import write_plan
+    from drivefi.recorder import read_trace, record_golden
+    from drivefi.scenario import load_scenario
+    from drivefi.search import search
+    from drivefi.tbn import load_model
+
+    sc = load_scenario(scenario)
+    m = load_model(model)
+    g = read_trace(golden) if golden else record_golden(sc).trace
+    if golden and g.meta.get("scenario") != sc.name:
+        raise InputError(
+            f"{golden}: golden trace of scenario '{g.meta.get('scenario')}', not '{sc.name}'"
+        )
+    if min_prob is None and top is None:
+        min_prob = 0.5
+    pts = [p.strip() for p in points.split(",")] if points else None
+    res = search(sc, m, g, top=top, min_prob=min_prob, points=pts,
+                 models=tuple(x.strip() for x in models.split(",")), durations=int_list(durations, "--durations"))  # fmt: skip
+    write_plan(res.plan, out)
+    info = {"plan": str(out), "scenario": sc.name, "candidates_scored": res.candidates,
+            "predicted_critical": res.predicted_critical, "written": len(res.plan.faults),
+            "seconds": res.seconds, "candidates_per_s": res.rate}  # fmt: skip
+    emit_json(info) if as_json else console.print(kv_table("Critical-fault search", info))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search_cmd)
