@@ -1,4 +1,5 @@
-"""The main job: golden run -> training runs -> 3-TBN fit -> search -> validate -> random baseline.
+"""The main job: golden run -> training runs -> 3-TBN fit -> search in active-refit rounds ->
+validate -> random baseline.
 
 Every artefact goes to the output folder: the golden trace, the model, the search's plan, the
 random baseline's plan and one results database holding both campaigns. Each stage's wall time is
@@ -17,7 +18,7 @@ import numpy as np
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.faults import Fault
-from drivefi.plan import Plan, default_values, fault_model_for, write_plan
+from drivefi.plan import Plan, fault_model_for, write_plan
 from drivefi.recorder import record_golden, write_trace
 from drivefi.scenario import Scenario
 
@@ -38,6 +39,9 @@ class PipelineSummary:
     hazards_per_injection_search: float = 0.0
     hazards_per_injection_random: float = 0.0
     speedup: float | None = None
+    structure: str = ""
+    simulated_share: float = 0.0  # training + round injections + plan validation / space
+    rounds: list = field(default_factory=list)  # per active-refit round
     golden: dict = field(default_factory=dict)  # the golden run's summary (min deltas, ...)
     stage_seconds: dict = field(default_factory=dict)
 
@@ -45,19 +49,20 @@ class PipelineSummary:
         return dict(self.__dict__)
 
 
-def random_baseline(scenario: Scenario, count: int, durations, seed: int = 0) -> Plan:
+def random_baseline(scenario: Scenario, count: int, durations, seed: int = 0, points=None) -> Plan:
     """Faults drawn uniformly from the search's candidate space (step x point x value x duration)."""
-    from drivefi.ads import INJECTION_POINTS
+    from drivefi.training import stack_points
 
+    points = points or stack_points()
     rng = np.random.default_rng([seed, 0x5241])
     faults = []
     for _ in range(count):
         m = int(rng.choice(durations))
-        p = INJECTION_POINTS[int(rng.integers(len(INJECTION_POINTS)))]
-        v = float(rng.choice(default_values(p.name)))
+        p = points[int(rng.integers(len(points)))]
+        v = float(rng.choice(np.linspace(p.lo, p.hi, 5)))
         faults.append(
             Fault(
-                p.name, fault_model_for(m), v, None, int(rng.integers(1, scenario.steps - m + 1)), m
+                p.name, fault_model_for(m), v, None, int(rng.integers(0, scenario.steps - m + 1)), m
             )
         )
     return Plan(scenario.name, scenario.steps, faults)
@@ -75,13 +80,19 @@ def run_pipeline(
     log=print,
     sim: str = "embedded",
     bridge_options: dict | None = None,
+    agent: str | None = None,
+    structure: str | None = None,
+    rounds: int = 3,
+    budget_share: float = 0.10,
 ) -> PipelineSummary:
     """Run the main job. With ``sim="carla"`` the golden run, training runs, fit and search use the
     embedded twin of the scenario (same road, actors and reference ADS), and the validation and
     random-FI campaigns run on the CARLA server: the simulator's time goes to the faults that
     matter."""
-    from drivefi.search import search
-    from drivefi.tbn import fit_model, save_model, training_set
+    from drivefi.active import active_search
+    from drivefi.search import to_plan
+    from drivefi.tbn import save_model
+    from drivefi.training import structure_for
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,24 +109,28 @@ def run_pipeline(
     s.golden = golden.trace.summary()
     times["golden"] = time.perf_counter() - t
 
-    t = stage(f"training: golden + {training_runs} random-fault runs")
-    ts = training_set(scenario, runs=training_runs, seed=seed, golden=golden)
-    times["training"] = time.perf_counter() - t
-
-    t = stage("fit 3-TBN (MLE)")
-    model = fit_model(ts, "mle", seed=seed)
-    save_model(model, out / "model.json")
-    times["fit"] = time.perf_counter() - t
-
-    t = stage("search")
-    res = search(scenario, model, golden, top=None, min_prob=0.5, durations=durations)
-    write_plan(res.plan, out / "search_plan.csv")
-    s.candidates_scored, s.predicted_critical = res.candidates, len(res.plan.faults)
-    times["search"] = time.perf_counter() - t
+    st = structure_for(agent, structure)
+    s.structure = f"{st.name} ({st.source})" + (" [ORACLE]" if st.oracle else "")
+    t = stage(
+        f"training ({training_runs} random-fault runs), fit ({st.name}), search in {rounds} "
+        f"active-refit round(s) within {100 * budget_share:.0f} % of the space"
+    )
+    res = active_search(scenario, golden, st, budget_share, training_runs, rounds, seed,
+                        tuple(durations), log=log)  # fmt: skip
+    save_model(res.model, out / "model.json")
+    c = res.candidates
+    plan = to_plan(scenario, c, res.plan)
+    write_plan(plan, out / "search_plan.csv")
+    s.candidates_scored, s.predicted_critical = len(c), len(res.plan)
+    s.simulated_share = res.simulated / max(len(c), 1)
+    s.rounds = [r.__dict__ for r in res.rounds]
+    times["fit"] = res.fit_seconds
+    times["search"] = res.search_seconds
+    times["active rounds"] = time.perf_counter() - t - res.fit_seconds - res.search_seconds
 
     ex = LocalExecutor(workers)
     db = out / "results.db"
-    top = Plan(res.plan.scenario, res.plan.steps, res.plan.faults[:budget])
+    top = Plan(plan.scenario, plan.steps, plan.faults[:budget])
     s.injected = len(top.faults)
     if s.injected:
         t = stage(f"validate: inject the top {s.injected} predicted faults")
@@ -128,7 +143,9 @@ def run_pipeline(
         s.hazards_per_injection_search = v.critical / s.injected
     n_random = max(s.injected, 1) if budget else 0
     t = stage(f"random FI baseline: {n_random} faults from the same space")
-    base = random_baseline(scenario, n_random, list(durations), seed)
+    from drivefi.training import stack_points
+
+    base = random_baseline(scenario, n_random, list(durations), seed, stack_points(agent))
     write_plan(base, out / "random_plan.csv")
     r = run_campaign(
         scenario, base, db, ex, progress=progress, sim=sim, bridge_options=bridge_options

@@ -166,3 +166,31 @@ def fidelity(
         "fn": int((haz & ~pred_h).sum()),
     }
     return out
+
+
+def structure_for(agent: str | None = None, spec: str | None = None):
+    """The 3-TBN structure for the stack under test: ``spec`` a structure file (or a name in
+    ``models/``), ``twin`` the white-box oracle (reference stack only), or by default the stack's
+    own file in ``models/`` (``reference.yaml``) or one derived from its points. A structure that
+    does not name every point of the stack is refused."""
+    from drivefi.errors import InputError
+    from drivefi.tbn.structure_file import MODELS_DIR, check_points, derive, load_structure
+
+    pts = stack_points(agent)
+    stack = agent or "reference"
+    if spec == "twin":
+        if stack != "reference":
+            raise InputError("--structure twin: the white-box oracle replicates the reference stack only")
+        import drivefi.twin  # noqa: F401  (registers the oracle)
+
+        st = load_structure("twin")
+    elif spec:
+        st = load_structure(spec)
+    elif stack == "reference" and (MODELS_DIR / "reference.yaml").is_file():
+        st = load_structure(MODELS_DIR / "reference.yaml")
+    else:
+        from drivefi.tbn.structure_file import build
+
+        st = build(derive(pts, stack), f"<structure derived from {stack}'s points>")
+    check_points(st, [p.name for p in pts], f"stack '{stack}'")
+    return st

@@ -12,7 +12,8 @@ from drivefi.plan import read_plan, write_plan
 from drivefi.recorder import record_golden, write_trace
 from drivefi.scenario import load_scenario
 from drivefi.search import search
-from drivefi.tbn import fit_model, save_model, training_set
+from drivefi.tbn import fit_model, save_model
+from drivefi.training import training_set
 
 SC = load_scenario("lead_brake")
 

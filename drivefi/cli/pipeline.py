@@ -42,9 +42,27 @@ def pipeline_cmd(
     carla_port: int = CarlaPortOpt,
     carla_timeout: float = CarlaTimeoutOpt,
     carla_restart_cmd: str = CarlaRestartOpt,
+    agent: str = typer.Option(
+        None, "--agent", help="Stack under test: 'reference' (default) or FILE.py[:CLASS]."
+    ),
+    structure: str = typer.Option(
+        None,
+        "--structure",
+        help="3-TBN structure file (default: the stack's models/ file or one derived from its "
+        "points; 'twin' = the white-box oracle).",
+    ),
+    rounds: int = typer.Option(3, "--rounds", min=0, help="Active-refit rounds of the search."),
+    budget_share: float = typer.Option(
+        0.10,
+        "--budget-share",
+        min=0.0,
+        max=1.0,
+        help="Share of the candidate space the search may simulate (training runs included).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """The main job: golden -> training runs -> fit -> search -> validate -> random baseline -> summary."""
+    """The main job: golden -> training runs -> fit -> search in active-refit rounds -> validate ->
+    random baseline -> summary."""
     from drivefi.pipeline import run_pipeline
     from drivefi.scenario import load_scenario
 
@@ -54,7 +72,8 @@ def pipeline_cmd(
         workers = 1  # one ticking client per server
     s = run_pipeline(sc, out, budget, training_runs, int_list(durations, "--durations"), workers, seed,
                      progress=not as_json, log=lambda m: err_console.print(m, style="dim", markup=False),
-                     sim=sim, bridge_options=opts)  # fmt: skip
+                     sim=sim, bridge_options=opts, agent=agent, structure=structure, rounds=rounds,
+                     budget_share=budget_share)  # fmt: skip
     if as_json:
         emit_json(s.as_dict())
         return
@@ -69,7 +88,9 @@ def pipeline_cmd(
     t.add_column("")
     t.add_column("Bayesian search", justify="right")
     t.add_column("random FI", justify="right")
+    t.add_row("3-TBN structure", s.structure, "")
     t.add_row("candidates scored", f"{s.candidates_scored:,}", "")
+    t.add_row("simulated (training + rounds + plan) / space", f"{100 * s.simulated_share:.1f} %", "")
     t.add_row("predicted critical", f"{s.predicted_critical:,}", "")
     t.add_row("injected", f"{s.injected:,}", f"{s.random_injected:,}")
     t.add_row("hazards (critical)", f"{s.confirmed_hazards:,}", f"{s.random_hazards:,}")
@@ -87,6 +108,13 @@ def pipeline_cmd(
     )
     t.add_row("speed-up", sp, "")
     console.print(t)
+    if s.rounds:
+        rt = Table(title="Active refit: rounds")
+        for col in ("round", "injected", "simulated", "plan", "confirmed critical"):
+            rt.add_column(col, justify="right")
+        for r in s.rounds:
+            rt.add_row(*(str(r[k]) for k in ("round", "injected", "simulated", "predicted", "confirmed")))
+        console.print(rt)
     console.print(
         kv_table("Wall time per stage [s]", {k: round(v, 2) for k, v in s.stage_seconds.items()})
     )

@@ -30,6 +30,10 @@ def search_cmd(
         max=1.0,
         help="Keep candidates with P(hazard) >= P (default 0.5 unless --top).",
     ),
+    agent: str = typer.Option(
+        None, "--agent", help="Stack under test: 'reference' (default) or FILE.py[:CLASS]."
+    ),
+    stride: int = typer.Option(1, "--stride", min=1, help="Score every n-th start step."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Score every candidate fault with the 3-TBN and write the predicted-critical ones as a plan."""
@@ -37,10 +41,12 @@ def search_cmd(
     from drivefi.recorder import read_trace, record_golden
     from drivefi.scenario import load_scenario
     from drivefi.search import search
-    from drivefi.tbn import load_model
+    from drivefi.tbn import check_stack, load_model
+    from drivefi.training import stack_points
 
     sc = load_scenario(scenario)
     m = load_model(model)
+    check_stack(m, agent or "reference", [p.name for p in stack_points(agent)], str(model))
     g = read_trace(golden) if golden else record_golden(sc).trace
     if golden and g.meta.get("scenario") != sc.name:
         raise InputError(
@@ -49,8 +55,9 @@ def search_cmd(
     if min_prob is None and top is None:
         min_prob = 0.5
     pts = [p.strip() for p in points.split(",")] if points else None
-    res = search(sc, m, g, top=top, min_prob=min_prob, points=pts,
-                 models=tuple(x.strip() for x in models.split(",")), durations=int_list(durations, "--durations"))  # fmt: skip
+    with console.status("scoring the candidate space with the 3-TBN", spinner="dots"):
+        res = search(sc, m, g, top=top, min_prob=min_prob, points=pts, stride=stride,
+                     models=tuple(x.strip() for x in models.split(",")), durations=int_list(durations, "--durations"))  # fmt: skip
     write_plan(res.plan, out)
     info = {"plan": str(out), "scenario": sc.name, "candidates_scored": res.candidates,
             "predicted_critical": res.predicted_critical, "written": len(res.plan.faults),

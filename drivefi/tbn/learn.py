@@ -87,7 +87,7 @@ def learn_params(ts: TrainingSet, st: Structure, dt: float) -> dict[str, dict[st
         for g in grid:
             col = _recurse(tname, x, g, dt)[pos]
             sse = _score(sl, st, consumers, name, tname, col, i0, i1)
-            if sse < best_sse - 1e-9 * abs(best_sse):
+            if not np.isfinite(best_sse) or sse < best_sse * (1 - 1e-6):
                 best, best_sse = g, sse
         params[name] = dict(best)
     return params

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from drivefi.errors import InputError
+from drivefi.resources import bundled_dir
 from drivefi.tbn.structure import (
     APPLIED,
     MODULE_RANK,
@@ -32,7 +33,7 @@ from drivefi.tbn.structure import (
 )
 from drivefi.tbn.transforms import INF, REGISTRY, gate_step
 
-MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
+MODELS_DIR = bundled_dir("models")
 FORMAT = "drivefi-3tbn-structure"
 LAG_PREFIX = "lag."
 MISSES = ".misses"
@@ -319,8 +320,14 @@ def build(doc: dict, source: str = "<structure>", params: dict | None = None, li
     for name in point_names:
         for q in points_feeding(name):
             if q != name and module_rank(q) > module_rank(name):
+                n = nodes[name]
+                ln = n.line
+                for j, (p, lag) in enumerate(n.parents):
+                    if lag == 0 and (p == q or q in dep.get(p, set())) and n.edge_lines:
+                        ln = n.edge_lines[j]
+                        break
                 raise InputError(
-                    f"{source}:{nodes[name].line}: backward edge {q} -> {name}: a "
+                    f"{source}:{ln}: backward edge {q} -> {name}: a "
                     f"{module_of(q)} output cannot feed {module_of(name)} within the same step"
                 )
     # topological order within a slice (ties: declaration order), cycles named
