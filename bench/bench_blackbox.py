@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--training-runs", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--budget", type=float, default=0.10)
+    ap.add_argument("--json", default="blackbox.json", help="results file name (in --out)")
     args = ap.parse_args()
     out = Path(args.out)
     names = args.scenarios.split(",")
@@ -130,7 +131,7 @@ def main() -> None:
                 flush=True,
             )
     print(TARGET)
-    (out / "blackbox.json").write_text(json.dumps(rows, indent=1, default=float))
+    (out / args.json).write_text(json.dumps(rows, indent=1, default=float))
 
 
 if __name__ == "__main__":

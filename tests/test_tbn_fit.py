@@ -168,7 +168,7 @@ def test_fit_bad_traces_exit_2(lead, tmp_path, capsys):
     junk = tmp_path / "junk.parquet"
     junk.write_text("not parquet")
     for path, msg in (
-        (missing, "missing column(s) control.steer"),
+        (missing, "names point(s) control.steer"),
         (nanp, "'v' at step 57"),
         (str(junk), "not a readable"),
     ):

@@ -20,7 +20,8 @@ from drivefi.tbn.transforms import INF, REGISTRY, gate_step
 
 COASTS = (5.0, 10.0, 20.0, 40.0, INF)
 WIDTH_FACTORS = (2.0, 4.0, 8.0, 16.0)
-RATE_FACTORS = (1.0, 2.0, 4.0)
+RATE_FACTORS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+MAX_ROWS = 40_000  # windows used to choose parameters (a seeded sample of larger sets)
 
 
 def _matrix(slices: pd.DataFrame, col: str, pos: tuple[np.ndarray, np.ndarray], shape) -> np.ndarray:
@@ -61,6 +62,8 @@ def learn_params(ts: TrainingSet, st: Structure, dt: float) -> dict[str, dict[st
     pos = (rix, tix)
     # windows: rows i1 (step k) with i0 = i1 - 1 in the same run
     i1 = np.flatnonzero(tix > 0)
+    if len(i1) > MAX_ROWS:
+        i1 = np.sort(np.random.default_rng(0).choice(i1, MAX_ROWS, replace=False))
     i0 = i1 - 1
     params: dict[str, dict[str, float]] = {}
     for name, tname in todo:

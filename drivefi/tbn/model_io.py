@@ -5,6 +5,7 @@ bad file with one line naming the file and the field."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -106,6 +107,7 @@ def _structure(data: dict, source: str) -> Structure:
         n: {k: float(v) for k, v in p.items()} for n, p in (s.get("params") or {}).items()
     }
     st = build(doc, f"{source} (structure '{s.get('name')}')", params)
+    st = dataclasses.replace(st, source=str(s.get("source", st.source)))
     names = [v["name"] for v in s["variables"]]
     if names != st.names:
         raise InputError(f"{source}: structure.variables: differ from the stored structure file")
