@@ -72,7 +72,14 @@ def main() -> None:
     todo = args.stacks.split(",") if args.stacks else stacks(Path.cwd())
     if any(not (out / f"{n}.{t}.db").exists() for n in names for t, _ in SWEEPS):
         subprocess.run(
-            [sys.executable, "bench/bench_campaign.py", "--out", str(out), "--scenarios", args.scenarios],
+            [
+                sys.executable,
+                "bench/bench_campaign.py",
+                "--out",
+                str(out),
+                "--scenarios",
+                args.scenarios,
+            ],
             check=True,
         )
     from drivefi.active import active_search
@@ -90,7 +97,7 @@ def main() -> None:
         label = "reference" if stack == "reference" else Path(stack.split(":")[0]).stem
         try:
             st = structure_for(None if stack == "reference" else stack)
-        except Exception as err:  # noqa: BLE001 - reported, never hidden
+        except Exception as err:
             print(f"{label:12s} (not measured: {err})", flush=True)
             continue
         stride = 1 if stack == "reference" else 5

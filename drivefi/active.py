@@ -171,8 +171,7 @@ def active_search(
     space that may be simulated in all (training runs included). ``truth`` (a set of
     (point, value, start, duration) critical faults) only adds precision and recall per round."""
     from drivefi.search import score_space
-    from drivefi.tbn import fit_model
-    from drivefi.tbn import from_traces
+    from drivefi.tbn import fit_model, from_traces
     from drivefi.training import simulate_faults, training_set
 
     rng = np.random.default_rng([seed, 0xAC7])
@@ -200,7 +199,10 @@ def active_search(
         res.plan = plan
         st = RoundStats(r, k, res.simulated, len(plan), fs, ss, int((outcome == 1).sum()))
         if truth is not None:
-            key = {(c.point[i], round(float(c.value[i]), 9), int(c.start[i]), int(c.duration[i])) for i in plan}
+            key = {
+                (c.point[i], round(float(c.value[i]), 9), int(c.start[i]), int(c.duration[i]))
+                for i in plan
+            }
             tp = len(key & truth)
             st.precision = tp / len(key) if key else float("nan")
             st.recall = tp / len(truth) if truth else float("nan")
@@ -208,7 +210,11 @@ def active_search(
         log(
             f"round {r}: injected {k}, simulated {st.simulated} ({100 * st.simulated / n:.1f} % of "
             f"{n}), plan {len(plan)}, confirmed {st.confirmed}"
-            + (f", precision {st.precision:.3f}, recall {st.recall:.3f}" if truth is not None else "")
+            + (
+                f", precision {st.precision:.3f}, recall {st.recall:.3f}"
+                if truth is not None
+                else ""
+            )
         )
 
     record(0, 0, fit_s, search_s)

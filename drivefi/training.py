@@ -16,7 +16,18 @@ from drivefi.tbn.structure_file import PointSpec
 DURATIONS = (1, 2, 5, 10, 20, 40)
 # drivefi.ads.ADSState fields recorded in a training trace's metadata (the white-box oracle
 # replays the stack's state from them; the black-box model ignores them)
-ADS_FIELDS = ("integral", "offset", "heading", "coast", "gap", "ospeed", "ocoast", "speed", "scoast", "ref")
+ADS_FIELDS = (
+    "integral",
+    "offset",
+    "heading",
+    "coast",
+    "gap",
+    "ospeed",
+    "ocoast",
+    "speed",
+    "scoast",
+    "ref",
+)
 
 
 def stack_points(agent: str | None = None) -> list[PointSpec]:
@@ -48,7 +59,9 @@ def random_faults(
         u = rng.random()
         value = p.lo if u < 0.15 else p.hi if u < 0.3 else p.lo + rng.random() * (p.hi - p.lo)
         start = int(rng.integers(0, max(scenario.steps - dur, 1)))
-        out.append(Fault(p.name, "m-fixed" if dur > 1 else "1-fixed", float(value), None, start, dur, 0))
+        out.append(
+            Fault(p.name, "m-fixed" if dur > 1 else "1-fixed", float(value), None, start, dur, 0)
+        )
     return out
 
 
@@ -86,7 +99,10 @@ def simulate_training(scenario, runs: int = 200, seed: int = 0, golden=None, poi
     from drivefi.recorder import record_golden
 
     golden = golden or record_golden(scenario)
-    return [golden.trace, *simulate_faults(scenario, random_faults(scenario, runs, seed, points), golden)]
+    return [
+        golden.trace,
+        *simulate_faults(scenario, random_faults(scenario, runs, seed, points), golden),
+    ]
 
 
 def training_set(scenario, runs: int = 200, seed: int = 0, golden=None, structure=None):
@@ -180,7 +196,9 @@ def structure_for(agent: str | None = None, spec: str | None = None):
     stack = agent or "reference"
     if spec == "twin":
         if stack != "reference":
-            raise InputError("--structure twin: the white-box oracle replicates the reference stack only")
+            raise InputError(
+                "--structure twin: the white-box oracle replicates the reference stack only"
+            )
         import drivefi.twin  # noqa: F401  (registers the oracle)
 
         st = load_structure("twin")

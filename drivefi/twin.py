@@ -28,8 +28,7 @@ from drivefi.ads.control import ControlParams
 from drivefi.ads.control import reference as speed_reference
 from drivefi.ads.perception import RANGE
 from drivefi.ads.planning import PlannerParams
-from drivefi.tbn.structure import APPLIED, STATE, Context, Structure, Var, _p
-from drivefi.tbn.structure import WORLD as EXO
+from drivefi.tbn.structure import APPLIED, Context, Structure, Var, _p
 from drivefi.vehicle import steer_target as vehicle_steer_target
 
 REF_RISE = 2.0  # the speed reference's rise [m/s^2]
@@ -267,7 +266,6 @@ VARS: tuple[Var, ...] = (
 )
 
 
-
 def _u_lon_observed(cols, c):
     """The controller's command where observed; unknown where a fault forced throttle or brake."""
     forced = cols["faulted.control.throttle"] | cols["faulted.control.brake"]
@@ -289,7 +287,12 @@ TWIN = Structure(
     stack="reference",
     oracle=True,
     source="drivefi.twin (white-box oracle)",
-    doc={"structure": "twin", "oracle": True, "python": "drivefi.twin", "version": STRUCTURE_VERSION},
+    doc={
+        "structure": "twin",
+        "oracle": True,
+        "python": "drivefi.twin",
+        "version": STRUCTURE_VERSION,
+    },
     observed={"u_lon": _u_lon_observed},
     init_state=ADS_STATE,
     ranges={p.name: (p.lo, p.hi) for p in INJECTION_POINTS},

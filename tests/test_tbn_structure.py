@@ -16,7 +16,6 @@ from drivefi.errors import InputError
 from drivefi.tbn.structure_file import (
     MODELS_DIR,
     PointSpec,
-    build,
     check_points,
     derive,
     dump,
@@ -66,9 +65,7 @@ def test_derived_structure_roundtrips(tmp_path):
 
 BAD = {
     "cycle": (
-        lambda t: t.replace(
-            "  v: [v@1, a@1]", "  v: [v@1, a@1, vsin]"
-        ),
+        lambda t: t.replace("  v: [v@1, a@1]", "  v: [v@1, a@1, vsin]"),
         r"cycle within a slice: .*v",
     ),
     "unknown node": (
@@ -102,11 +99,18 @@ def test_bad_structure_file_is_exit_2_naming_the_line(case, tmp_path, capsys):
     p = tmp_path / "bad.yaml"
     p.write_text(bad)
     changed = next(
-        i + 1 for i, (a, b) in enumerate(zip(text.splitlines(), bad.splitlines())) if a != b
+        i + 1
+        for i, (a, b) in enumerate(zip(text.splitlines(), bad.splitlines(), strict=False))
+        if a != b
     )
     with pytest.raises(InputError, match=pattern):
         load_structure(p)
-    assert run_cli(["fit", "nothing.parquet", "--out", str(tmp_path / "m.json"), "--structure", str(p)]) == 2
+    assert (
+        run_cli(
+            ["fit", "nothing.parquet", "--out", str(tmp_path / "m.json"), "--structure", str(p)]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and len(err.splitlines()) <= 3, err
     m = re.search(r"bad\.yaml:(\d+)", err.replace("\n", ""))
@@ -121,9 +125,9 @@ def test_stack_with_a_point_the_structure_does_not_name_is_refused(tmp_path):
     st = load_structure(REF)
     pts = [p.name for p in stack_points()]
     check_points(st, pts)
-    with pytest.raises(InputError, match="perception.gap.*does not name"):
+    with pytest.raises(InputError, match=r"perception\.gap.*does not name"):
         check_points(st, [*pts, "perception.gap"], "stack 'my_agent'")
-    with pytest.raises(InputError, match="names point\\(s\\) control.steer"):
+    with pytest.raises(InputError, match=r"names point\(s\) control\.steer"):
         check_points(st, [p for p in pts if p != "control.steer"])
 
 
@@ -170,7 +174,9 @@ def _set(d, path, value):
         (("stack",), "my_agent", None),
     ],
 )
-def test_bad_model_file_is_one_line_naming_the_field(model_json, tmp_path, capsys, path, value, field):
+def test_bad_model_file_is_one_line_naming_the_field(
+    model_json, tmp_path, capsys, path, value, field
+):
     from drivefi.tbn.model_io import check_stack, load_model
 
     p = tmp_path / "m.json"

@@ -51,7 +51,9 @@ def fit_command(
         "structure": f"{st.name} ({st.source})" + (" [ORACLE]" if st.oracle else ""),
         "method": method,
         **{k: v for k, v in model.summary.items() if k != "sources"},
-        "learned": {n: {k: round(v, 4) for k, v in p.items()} for n, p in model.structure.params.items()},
+        "learned": {
+            n: {k: round(v, 4) for k, v in p.items()} for n, p in model.structure.params.items()
+        },
         "fit_seconds": round(time.perf_counter() - t0, 3),
         "holdout_error": model.holdout,
     }

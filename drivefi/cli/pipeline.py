@@ -90,7 +90,9 @@ def pipeline_cmd(
     t.add_column("random FI", justify="right")
     t.add_row("3-TBN structure", s.structure, "")
     t.add_row("candidates scored", f"{s.candidates_scored:,}", "")
-    t.add_row("simulated (training + rounds + plan) / space", f"{100 * s.simulated_share:.1f} %", "")
+    t.add_row(
+        "simulated (training + rounds + plan) / space", f"{100 * s.simulated_share:.1f} %", ""
+    )
     t.add_row("predicted critical", f"{s.predicted_critical:,}", "")
     t.add_row("injected", f"{s.injected:,}", f"{s.random_injected:,}")
     t.add_row("hazards (critical)", f"{s.confirmed_hazards:,}", f"{s.random_hazards:,}")
@@ -113,7 +115,9 @@ def pipeline_cmd(
         for col in ("round", "injected", "simulated", "plan", "confirmed critical"):
             rt.add_column(col, justify="right")
         for r in s.rounds:
-            rt.add_row(*(str(r[k]) for k in ("round", "injected", "simulated", "predicted", "confirmed")))
+            rt.add_row(
+                *(str(r[k]) for k in ("round", "injected", "simulated", "predicted", "confirmed"))
+            )
         console.print(rt)
     console.print(
         kv_table("Wall time per stage [s]", {k: round(v, 2) for k, v in s.stage_seconds.items()})

@@ -257,7 +257,10 @@ class TrainingSet:
     def restructure(self, st: Structure) -> TrainingSet:
         """The same runs with the features of another structure (e.g. new learned parameters)."""
         return _assemble(
-            [(n, {k: v for k, v in c.items()}) for n, c in self.raw], self.sources, st, self.contexts
+            [(n, {k: v for k, v in c.items()}) for n, c in self.raw],
+            self.sources,
+            st,
+            self.contexts,
         )
 
     def extend(self, other: TrainingSet) -> TrainingSet:
@@ -277,7 +280,10 @@ def _assemble(raw, sources, st: Structure, ctxs: dict) -> TrainingSet:
         if name not in names:
             names.append(name)
     keep = {"k", "run", *STATE, "curvature", *st.exo, *st.applied, *st.points, *st.observed}
-    base = [(n, {k: v for k, v in c.items() if k in keep or k.startswith((FAULT_PREFIX, INIT_PREFIX))}) for n, c in raw]
+    base = [
+        (n, {k: v for k, v in c.items() if k in keep or k.startswith((FAULT_PREFIX, INIT_PREFIX))})
+        for n, c in raw
+    ]
     feat = [(n, dict(c)) for n, c in base]
     for name in names:  # features of each scenario's runs, batched
         add_features([c for n, c in feat if n == name], Context.of(ctxs[name]), st)
@@ -286,7 +292,9 @@ def _assemble(raw, sources, st: Structure, ctxs: dict) -> TrainingSet:
     return TrainingSet(slices, names, ctxs, list(sources), st, base)
 
 
-def from_traces(traces: list, sources=None, scenario=None, st: Structure | None = None) -> TrainingSet:
+def from_traces(
+    traces: list, sources=None, scenario=None, st: Structure | None = None
+) -> TrainingSet:
     """Build a training set from :class:`drivefi.recorder.Trace` objects."""
     from drivefi.tbn.structure_file import default_structure
 

@@ -154,7 +154,9 @@ def fit_model(
         ts = ts.restructure(structure)
     train, test = split_runs(ts, holdout, seed)
     if int(train.sum()) < 50:
-        raise InputError(f"fit: only {int(train.sum())} training rows; record more or longer traces")
+        raise InputError(
+            f"fit: only {int(train.sum())} training rows; record more or longer traces"
+        )
     if learn and ts.raw is not None:
         ctx = Context.of(next(iter(ts.contexts.values())))
         params = learn_params(ts, structure, ctx.dt)

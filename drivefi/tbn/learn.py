@@ -24,7 +24,9 @@ RATE_FACTORS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 MAX_ROWS = 40_000  # windows used to choose parameters (a seeded sample of larger sets)
 
 
-def _matrix(slices: pd.DataFrame, col: str, pos: tuple[np.ndarray, np.ndarray], shape) -> np.ndarray:
+def _matrix(
+    slices: pd.DataFrame, col: str, pos: tuple[np.ndarray, np.ndarray], shape
+) -> np.ndarray:
     m = np.full(shape, np.nan)
     m[pos] = slices[col].to_numpy(float)
     return m
@@ -42,7 +44,9 @@ def _recurse(tname: str, x: np.ndarray, p: dict, dt: float) -> np.ndarray:
             g = np.where(np.isfinite(xj), g, np.nan) if j == 0 else g
         else:  # rate_limit
             prev = np.where(np.isfinite(g), g, xj)
-            g = np.where(np.isfinite(xj), np.clip(xj, prev - p["down"] * dt, prev + p["up"] * dt), prev)
+            g = np.where(
+                np.isfinite(xj), np.clip(xj, prev - p["down"] * dt, prev + p["up"] * dt), prev
+            )
         out[:, j] = g
     return out
 
@@ -69,7 +73,11 @@ def learn_params(ts: TrainingSet, st: Structure, dt: float) -> dict[str, dict[st
     for name, tname in todo:
         src = st.by_name[name].parents[0][0]
         x = _matrix(sl, src, pos, shape)
-        nat = ~sl[FAULT_PREFIX + src].to_numpy(bool) if FAULT_PREFIX + src in sl else np.ones(len(sl), bool)
+        nat = (
+            ~sl[FAULT_PREFIX + src].to_numpy(bool)
+            if FAULT_PREFIX + src in sl
+            else np.ones(len(sl), bool)
+        )
         xs = sl[src].to_numpy(float)
         dx = np.abs(xs[i1] - xs[i0])[nat[i1] & nat[i0]]
         dx = dx[np.isfinite(dx)]
@@ -107,12 +115,14 @@ def _consumers(st: Structure, name: str) -> list[tuple[str, str | None]]:
                 out.append((v.name, None))
             elif v.kind == "feature" and not REGISTRY_RECURSIVE(st, v.name):
                 for w in st.vars:
-                    if w.kind in ("point", "state", "ctrl") and any(p == v.name for p, _ in w.parents):
+                    if w.kind in ("point", "state", "ctrl") and any(
+                        p == v.name for p, _ in w.parents
+                    ):
                         out.append((w.name, v.name))
     return out
 
 
-def REGISTRY_RECURSIVE(st: Structure, name: str) -> bool:  # noqa: N802
+def REGISTRY_RECURSIVE(st: Structure, name: str) -> bool:
     spec = (st.doc.get("features") or {}).get(name) or {}
     t = REGISTRY.get(spec.get("transform"))
     return bool(t and t.recursive)

@@ -103,9 +103,7 @@ def _structure(data: dict, source: str) -> Structure:
                 f"select it explicitly (--model {name})"
             )
         return PY_STRUCTURES[name]
-    params = {
-        n: {k: float(v) for k, v in p.items()} for n, p in (s.get("params") or {}).items()
-    }
+    params = {n: {k: float(v) for k, v in p.items()} for n, p in (s.get("params") or {}).items()}
     st = build(doc, f"{source} (structure '{s.get('name')}')", params)
     st = dataclasses.replace(st, source=str(s.get("source", st.source)))
     names = [v["name"] for v in s["variables"]]

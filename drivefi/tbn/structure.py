@@ -103,7 +103,9 @@ class Var:
     def memory(self) -> tuple[str, ...]:
         """Lag-1 self-parents of an injection point: they carry the module's own (natural) output,
         not a value a fault forced, the way a tracker or controller state would."""
-        return tuple(p for p, lag in self.parents if lag == 1 and p == self.name and p in self.points)
+        return tuple(
+            p for p, lag in self.parents if lag == 1 and p == self.name and p in self.points
+        )
 
     @property
     def deterministic(self) -> bool:

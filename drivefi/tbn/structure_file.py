@@ -59,7 +59,9 @@ def _plain(n: yaml.Node, lines: dict, path: tuple = ()):
     if isinstance(n, yaml.MappingNode):
         out = {}
         for k, v in n.value:
-            key = yaml.safe_load(yaml.serialize(k)) if not isinstance(k, yaml.ScalarNode) else k.value
+            key = (
+                yaml.safe_load(yaml.serialize(k)) if not isinstance(k, yaml.ScalarNode) else k.value
+            )
             lines[(*path, key, "@key")] = k.start_mark.line + 1
             out[key] = _plain(v, lines, (*path, key))
         return out
@@ -153,7 +155,9 @@ class _Node:
     edge_lines: list[int] | None = None
 
 
-def build(doc: dict, source: str = "<structure>", params: dict | None = None, lines=None) -> Structure:
+def build(
+    doc: dict, source: str = "<structure>", params: dict | None = None, lines=None
+) -> Structure:
     """Check a structure file's content and build the :class:`Structure` (``params``: learned
     transform parameters by node, e.g. a gate's width)."""
     lines = lines or {}
@@ -205,7 +209,7 @@ def build(doc: dict, source: str = "<structure>", params: dict | None = None, li
 
     for i, w in enumerate(world):
         add(w, "exo", [], ("world", i))
-    for i, s in enumerate(STATE):
+    for s in STATE:
         if s not in kin:
             raise InputError(f"{at('kinematics')}: kinematics must list '{s}' (traces record it)")
     for s, ps in kin.items():
@@ -219,7 +223,9 @@ def build(doc: dict, source: str = "<structure>", params: dict | None = None, li
     point_names = []
     for i, p in enumerate(pts):
         if not isinstance(p, dict) or "name" not in p:
-            raise InputError(f"{at('points', i)}: a point is a mapping with 'name', 'range', 'parents'")
+            raise InputError(
+                f"{at('points', i)}: a point is a mapping with 'name', 'range', 'parents'"
+            )
         name = p["name"]
         rng = p.get("range")
         if (
@@ -228,11 +234,16 @@ def build(doc: dict, source: str = "<structure>", params: dict | None = None, li
             or not all(isinstance(x, (int, float)) for x in rng)
             or not rng[0] < rng[1]
         ):
-            raise InputError(f"{at('points', i, 'range')}: point '{name}': range must be [lo, hi], lo < hi")
+            raise InputError(
+                f"{at('points', i, 'range')}: point '{name}': range must be [lo, hi], lo < hi"
+            )
         point_specs[name] = (float(rng[0]), float(rng[1]))
         point_names.append(name)
         add(name, "point", parents_of(p.get("parents"), ("points", i, "parents")), ("points", i))
-        nodes[name].edge_lines = [lines.get(("points", i, "parents", j), nodes[name].line) for j in range(len(nodes[name].parents))]
+        nodes[name].edge_lines = [
+            lines.get(("points", i, "parents", j), nodes[name].line)
+            for j in range(len(nodes[name].parents))
+        ]
     for name, spec in feats.items():
         path = ("features", name)
         if not isinstance(spec, dict) or "transform" not in spec:
@@ -253,12 +264,16 @@ def build(doc: dict, source: str = "<structure>", params: dict | None = None, li
         args = spec.get("args") or {}
         bad = [a for a in args if a not in t.fixed]
         if bad:
-            raise InputError(f"{at(*path, 'args')}: feature '{name}': '{tname}' has no argument '{bad[0]}'")
+            raise InputError(
+                f"{at(*path, 'args')}: feature '{name}': '{tname}' has no argument '{bad[0]}'"
+            )
         add(name, "feature", ins, path, transform=tname, args=dict(args))
     for name, spec in act.items():
         path = ("actuation", name)
         if not isinstance(spec, dict) or "point" not in spec:
-            raise InputError(f"{at(*path)}: actuation '{name}' needs 'point' (the command it applies)")
+            raise InputError(
+                f"{at(*path)}: actuation '{name}' needs 'point' (the command it applies)"
+            )
         rng = spec.get("range", [0.0, 1.0])
         add(
             name, "applied", [(spec["point"], 0)], path, transform="actuator_guard",
@@ -386,7 +401,9 @@ def build(doc: dict, source: str = "<structure>", params: dict | None = None, li
         ps = tuple(dict.fromkeys(ps))
         vars_.append(Var(name, n.kind, ps, pset))
         if n.transform is not None:
-            (fns[name],) = _bind(name, n.transform, n.parents, _params(name, n.transform, n.args, params))
+            (fns[name],) = _bind(
+                name, n.transform, n.parents, _params(name, n.transform, n.args, params)
+            )
             init[name] = _initial(n.transform)
     applied = {name: spec["point"] for name, spec in act.items()}
     st = Structure(
@@ -484,8 +501,14 @@ KIN_FEATURES = {
     "vsin_th": {"transform": "v_sin", "inputs": ["v", "theta"]},
     "vtan": {"transform": "v_tan", "inputs": ["v", "phi"]},
     "vsin": {"transform": "v_sin", "inputs": ["v", "heading_error"]},
-    "sdot": {"transform": "road_speed", "inputs": ["v", "heading_error", "lane_offset", "curvature"]},
-    "ksdot": {"transform": "road_turn", "inputs": ["v", "heading_error", "lane_offset", "curvature"]},
+    "sdot": {
+        "transform": "road_speed",
+        "inputs": ["v", "heading_error", "lane_offset", "curvature"],
+    },
+    "ksdot": {
+        "transform": "road_turn",
+        "inputs": ["v", "heading_error", "lane_offset", "curvature"],
+    },
     "v2": {"transform": "square", "inputs": ["v"]},
     "gap": {"transform": "gap", "inputs": ["lead_s", "lead_off", "s", "lane_offset", "curvature"]},
 }
@@ -518,7 +541,7 @@ def derive(points: Sequence[PointSpec], stack: str) -> dict:
         byrank.setdefault(r, []).append(p)
     applied = {a: pt for a, pt in APPLIED.items()}
     names = {p.name for p in points}
-    for a, pt in applied.items():
+    for _a, pt in applied.items():
         if pt not in names:
             raise InputError(f"stack '{stack}': every stack has '{pt}'; it is missing")
     feats = dict(KIN_FEATURES)
@@ -594,7 +617,13 @@ def dump(doc: dict) -> str:
         return d.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
     def dct(d, data):
-        flow = all(not isinstance(x, (dict, list)) or (isinstance(x, list) and len(x) <= 2) for x in data.values()) and len(data) <= 3
+        flow = (
+            all(
+                not isinstance(x, (dict, list)) or (isinstance(x, list) and len(x) <= 2)
+                for x in data.values()
+            )
+            and len(data) <= 3
+        )
         return d.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
 
     D.add_representer(list, lst)

@@ -211,9 +211,14 @@ def _rate_limit(xs, own, c, p):
 
 def library_markdown() -> str:
     """The library as a Markdown table (docs/tbn.md)."""
-    rows = ["| transform | inputs | units | parameters | recursive | what |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| transform | inputs | units | parameters | recursive | what |",
+        "|---|---|---|---|---|---|",
+    ]
     for t in REGISTRY.values():
-        par = ", ".join([*(f"{k}={v:g}" for k, v in t.fixed.items()), *(f"{k} (learned)" for k in t.learned)])
+        par = ", ".join(
+            [*(f"{k}={v:g}" for k, v in t.fixed.items()), *(f"{k} (learned)" for k in t.learned)]
+        )
         rows.append(
             f"| `{t.name}` | {', '.join(t.inputs)} | {t.units} | {par or '—'} | "
             f"{'yes' if t.recursive else ''} | {t.doc} |"
