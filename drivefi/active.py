@@ -165,7 +165,7 @@ def active_search(
     stride: int = 1,
     truth: set | None = None,
     log: Callable[[str], None] = lambda s: None,
-    progress=None,
+    agent: str | None = None,
 ) -> ActiveResult:
     """Fit, score, inject, refit, re-score in ``rounds``; ``budget`` is the share of the candidate
     space that may be simulated in all (training runs included). ``truth`` (a set of
@@ -176,7 +176,7 @@ def active_search(
 
     rng = np.random.default_rng([seed, 0xAC7])
     t0 = time.perf_counter()
-    ts = training_set(scenario, runs=training_runs, seed=seed, golden=golden, structure=structure)
+    ts = training_set(scenario, training_runs, seed, golden, structure, agent)
     model = fit_model(ts, seed=seed)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -234,7 +234,7 @@ def active_search(
             break
         t1 = time.perf_counter()
         faults = _faults(c, pick)
-        traces = simulate_faults(scenario, faults, golden)
+        traces = simulate_faults(scenario, faults, golden, agent)
         outcome[pick] = label_traces(traces, faults)
         injected[pick] = True
         src = [f"{scenario.name}:round{r}-{i}" for i in range(len(traces))]

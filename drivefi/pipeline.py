@@ -116,7 +116,7 @@ def run_pipeline(
         f"active-refit round(s) within {100 * budget_share:.0f} % of the space"
     )
     res = active_search(scenario, golden, st, budget_share, training_runs, rounds, seed,
-                        tuple(durations), log=log)  # fmt: skip
+                        tuple(durations), log=log, agent=agent)  # fmt: skip
     save_model(res.model, out / "model.json")
     c = res.candidates
     plan = to_plan(scenario, c, res.plan)
@@ -126,7 +126,8 @@ def run_pipeline(
     s.rounds = [r.__dict__ for r in res.rounds]
     times["fit"] = res.fit_seconds
     times["search"] = res.search_seconds
-    times["active rounds"] = time.perf_counter() - t - res.fit_seconds - res.search_seconds
+    # simulating the training runs and the rounds' injections
+    times["training"] = time.perf_counter() - t - res.fit_seconds - res.search_seconds
 
     ex = LocalExecutor(workers)
     db = out / "results.db"

@@ -65,9 +65,10 @@ def random_faults(
     return out
 
 
-def simulate_faults(scenario, faults: list[Fault], golden) -> list:
+def simulate_faults(scenario, faults: list[Fault], golden, agent: str | None = None) -> list:
     """Traces of the given faults, batched, each started from the golden snapshot two steps before
     its fault."""
+    stack_points(agent)  # refuses a stack this build cannot run
     from drivefi.ads import INJECTION_POINTS
     from drivefi.faults import FaultInjector
     from drivefi.recorder import Trace, trace_frame, trace_meta
@@ -105,21 +106,14 @@ def simulate_training(scenario, runs: int = 200, seed: int = 0, golden=None, poi
     ]
 
 
-def training_set(scenario, runs: int = 200, seed: int = 0, golden=None, structure=None):
+def training_set(
+    scenario, runs: int = 200, seed: int = 0, golden=None, structure=None, agent=None
+):
     """What the pipeline calls: a scenario's golden run plus ``runs`` random-fault runs."""
     from drivefi.tbn.dataset import from_traces
 
-    traces = simulate_training(scenario, runs, seed, golden)
+    traces = simulate_training(scenario, runs, seed, golden, agent)
     src = [f"{scenario.name}:golden"] + [f"{scenario.name}:fault{i}" for i in range(runs)]
-    return from_traces(traces, src, scenario, structure)
-
-
-def fault_runs(scenario, faults: list[Fault], golden, structure, tag: str = "refit"):
-    """A training set of the given faults' runs (active refit: the search's own injections)."""
-    from drivefi.tbn.dataset import from_traces
-
-    traces = simulate_faults(scenario, faults, golden)
-    src = [f"{scenario.name}:{tag}{i}" for i in range(len(traces))]
     return from_traces(traces, src, scenario, structure)
 
 
