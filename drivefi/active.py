@@ -114,15 +114,16 @@ def calibrate(c, injected: np.ndarray, outcome: np.ndarray, min_labels: int = 8)
     p = c.p_hazard.copy()
     key = np.char.add(c.point.astype(str), np.char.mod("|%d", c.duration))
     for g in np.unique(key):
-        idx = np.flatnonzero(key == g)
+        # only the candidates the model calls critical are sampled, so only they are recalibrated
+        # (a regression fitted there says nothing of the model's negatives)
+        idx = np.flatnonzero((key == g) & ((c.p_hazard >= 0.5) | injected))
         lab = idx[injected[idx]]
         if len(lab) < min_labels:
             continue
         y = outcome[lab].astype(float)
         if y.min() == y.max():  # one outcome only: the rate with a Beta(1, 1) prior
             rate = (y.sum() + 1) / (len(y) + 2)
-            scored = c.p_hazard[idx] >= 0.5
-            p[idx[scored]] = np.minimum(c.p_hazard[idx[scored]], rate)
+            p[idx] = np.minimum(c.p_hazard[idx], rate)
             continue
         w = _logistic(_features(c, lab), y)
         z = _features(c, idx) @ w

@@ -75,6 +75,7 @@ def structure_command(
     out: Path = typer.Option(None, "--out", help="Write the structure file here (else print it)."),
     agent: str = AgentOpt,
     library: bool = typer.Option(False, "--library", help="List the feature transforms instead."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Derive the default 3-TBN structure of a stack from its injection points (names, ranges,
     module order), to copy into models/ and edit; or list the feature library."""
@@ -92,6 +93,11 @@ def structure_command(
         console.print(dump(doc), markup=False, highlight=False)
         return
     write_structure(doc, out)
+    if as_json:
+        emit_json(
+            {"structure": str(out), "stack": stack, "points": [p["name"] for p in doc["points"]]}
+        )
+        return
     console.print(f"structure of stack '{stack}' written to {out}", highlight=False)
 
 
