@@ -30,8 +30,30 @@ SWEEPS = [("1-fixed", 1), ("m-fixedm5", 5), ("m-fixedm20", 20)]
 TARGET = "targets per stack x scenario: precision >= 0.95, recall >= 0.90, <= 10 % of the space simulated"
 
 
+def agent_sweeps(out: Path, agent: str, name: str, stride: int = 5) -> str:
+    """Exhaustive sweeps of an agent on a scenario (start-step stride ``stride``), kept in
+    out/<agent>.<scenario>.<tag>.db; returns the database prefix."""
+    from drivefi.stack import stack_points
+
+    from drivefi.campaign.executor import LocalExecutor
+    from drivefi.campaign.runner import run_campaign
+    from drivefi.plan import exhaustive
+
+    label = Path(agent.split(":")[0]).stem
+    prefix = f"{label}.{name}"
+    sc = load_scenario(name)
+    for tag, dur in SWEEPS:
+        db = out / f"{prefix}.{tag}.db"
+        if db.exists():
+            continue
+        plan = exhaustive(sc, durations=[dur], stride=stride, stack_points=stack_points(agent))
+        run_campaign(sc, plan, db, LocalExecutor(2), progress=False, agent=agent)
+    return prefix
+
+
 def ground_truth(out: Path, name: str, stride: int = 1) -> tuple[int, set]:
-    """(space, critical faults as (point, value, start, duration)) from the sweep databases."""
+    """(space, critical faults as (point, value, start, duration)) from the sweep databases
+    (``name``: a scenario, or an agent's database prefix)."""
     space, crit = 0, set()
     for tag, dur in SWEEPS:
         con = sqlite3.connect(out / f"{name}.{tag}.db")
@@ -103,11 +125,12 @@ def main() -> None:
         stride = 1 if stack == "reference" else 5
         for name in names:
             sc = load_scenario(name)
-            space, crit = ground_truth(out, name, stride)
-            golden = record_golden(sc)
+            gt = name if stack == "reference" else agent_sweeps(out, stack, name, stride)
+            space, crit = ground_truth(out, gt, stride)
+            golden = record_golden(sc) if stack == "reference" else record_golden(sc, stack=stack)
             t0 = time.perf_counter()
             res = active_search(sc, golden, st, args.budget, args.training_runs, args.rounds,
-                                stride=stride, truth=crit,
+                                stride=stride, truth=crit, agent=None if stack == "reference" else stack,
                                 log=lambda m: print(f"{'':12s} {m}", flush=True))  # fmt: skip
             wall = time.perf_counter() - t0
             c = res.candidates
