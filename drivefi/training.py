@@ -106,9 +106,7 @@ def simulate_training(scenario, runs: int = 200, seed: int = 0, golden=None, poi
     ]
 
 
-def training_set(
-    scenario, runs: int = 200, seed: int = 0, golden=None, structure=None, agent=None
-):
+def training_set(scenario, runs: int = 200, seed: int = 0, golden=None, structure=None, agent=None):
     """What the pipeline calls: a scenario's golden run plus ``runs`` random-fault runs."""
     from drivefi.tbn.dataset import from_traces
 

@@ -34,6 +34,9 @@ def search_cmd(
         None, "--agent", help="Stack under test: 'reference' (default) or FILE.py[:CLASS]."
     ),
     stride: int = typer.Option(1, "--stride", min=1, help="Score every n-th start step."),
+    oracle: bool = typer.Option(
+        False, "--oracle", help="Accept a model of the white-box oracle structure (twin)."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Score every candidate fault with the 3-TBN and write the predicted-critical ones as a plan."""
@@ -44,6 +47,8 @@ def search_cmd(
     from drivefi.tbn import check_stack, load_model
     from drivefi.training import stack_points
 
+    if oracle:
+        import drivefi.twin  # noqa: F401  (registers the oracle structure)
     sc = load_scenario(scenario)
     m = load_model(model)
     check_stack(m, agent or "reference", [p.name for p in stack_points(agent)], str(model))
@@ -59,7 +64,8 @@ def search_cmd(
         res = search(sc, m, g, top=top, min_prob=min_prob, points=pts, stride=stride,
                      models=tuple(x.strip() for x in models.split(",")), durations=int_list(durations, "--durations"))  # fmt: skip
     write_plan(res.plan, out)
-    info = {"plan": str(out), "scenario": sc.name, "candidates_scored": res.candidates,
+    info = {"plan": str(out), "scenario": sc.name,
+            "structure": m.structure.name + (" [ORACLE]" if m.structure.oracle else ""), "candidates_scored": res.candidates,
             "predicted_critical": res.predicted_critical, "written": len(res.plan.faults),
             "seconds": res.seconds, "candidates_per_s": res.rate}  # fmt: skip
     emit_json(info) if as_json else console.print(kv_table("Critical-fault search", info))

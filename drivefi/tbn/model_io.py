@@ -100,7 +100,7 @@ def _structure(data: dict, source: str) -> Structure:
         if name not in PY_STRUCTURES:
             raise InputError(
                 f"{source}: structure: the model uses the oracle structure '{name}'; "
-                f"select it explicitly (--model {name})"
+                "accept it explicitly (drivefi search --oracle)"
             )
         return PY_STRUCTURES[name]
     params = {n: {k: float(v) for k, v in p.items()} for n, p in (s.get("params") or {}).items()}
