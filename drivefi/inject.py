@@ -95,6 +95,17 @@ def inject(
     if ctx is None:
         return value
     injector, k = ctx
+    scalar = getattr(injector, "scalar", None)
+    if scalar is not None:  # inside one run of a user agent: one value per run
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            return scalar(name, float(value))
+        arr = np.asarray(value, dtype=float)
+        if arr.size != 1:
+            raise ValueError(
+                f"drivefi.inject({name!r}): an agent's point takes one value, got shape {arr.shape}"
+            )
+        out = scalar(name, float(arr.reshape(-1)[0]))
+        return out if arr.ndim == 0 else np.full(arr.shape, out)
     arr = np.asarray(value, dtype=float)
     if arr.ndim == 0:
         out = injector.apply(name, np.full(np.shape(k), float(arr)), k)

@@ -18,7 +18,7 @@ import numpy as np
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.faults import Fault
-from drivefi.plan import Plan, fault_model_for, write_plan
+from drivefi.plan import Plan, default_values, fault_model_for, write_plan
 from drivefi.recorder import record_golden, write_trace
 from drivefi.scenario import Scenario
 
@@ -49,17 +49,21 @@ class PipelineSummary:
         return dict(self.__dict__)
 
 
-def random_baseline(scenario: Scenario, count: int, durations, seed: int = 0, points=None) -> Plan:
-    """Faults drawn uniformly from the search's candidate space (step x point x value x duration)."""
-    from drivefi.training import stack_points
+def random_baseline(
+    scenario: Scenario, count: int, durations, seed: int = 0, points: list | None = None
+) -> Plan:
+    """Faults drawn uniformly from the search's candidate space (step x point x value x duration);
+    ``points``: the stack under test's (default: the reference ADS's)."""
+    from drivefi.ads import INJECTION_POINTS
 
-    points = points or stack_points()
+    points = list(points or INJECTION_POINTS)
+    known = {p.name: p for p in points}
     rng = np.random.default_rng([seed, 0x5241])
     faults = []
     for _ in range(count):
         m = int(rng.choice(durations))
         p = points[int(rng.integers(len(points)))]
-        v = float(rng.choice(np.linspace(p.lo, p.hi, 5)))
+        v = float(rng.choice(default_values(p.name, known=known)))
         faults.append(
             Fault(
                 p.name, fault_model_for(m), v, None, int(rng.integers(0, scenario.steps - m + 1)), m
@@ -88,9 +92,14 @@ def run_pipeline(
     """Run the main job. With ``sim="carla"`` the golden run, training runs, fit and search use the
     embedded twin of the scenario (same road, actors and reference ADS), and the validation and
     random-FI campaigns run on the CARLA server: the simulator's time goes to the faults that
-    matter."""
+    matter.
+
+    ``agent``: the stack under test (``None``/``"reference"`` or ``FILE.py[:CLASS]``); every run
+    of the job (golden, training, validation, random baseline) is that stack's."""
     from drivefi.active import active_search
+    from drivefi.errors import InputError
     from drivefi.search import to_plan
+    from drivefi.stack import is_reference, load_stack
     from drivefi.tbn import save_model
     from drivefi.training import structure_for
 
@@ -103,8 +112,12 @@ def run_pipeline(
         log(f"[{name}]")
         return time.perf_counter()
 
+    agent = None if is_reference(agent) else agent
+    if agent is not None and sim != "embedded":
+        raise InputError("pipeline --agent runs on the embedded simulator (--sim embedded)")
+    stack = load_stack(agent, scenario, seed=None)
     t = stage("golden run")
-    golden = record_golden(scenario)
+    golden = record_golden(scenario, stack=stack)
     write_trace(golden.trace, out / "golden.parquet")
     s.golden = golden.trace.summary()
     times["golden"] = time.perf_counter() - t
@@ -136,21 +149,21 @@ def run_pipeline(
     if s.injected:
         t = stage(f"validate: inject the top {s.injected} predicted faults")
         v = run_campaign(
-            scenario, top, db, ex, progress=progress, sim=sim, bridge_options=bridge_options
-        )
+            scenario, top, db, ex, progress=progress, sim=sim, bridge_options=bridge_options,
+            agent=agent,
+        )  # fmt: skip
         times["validate"] = time.perf_counter() - t
         s.confirmed_hazards, s.confirmed_accidents = v.hazard + v.accident, v.accident
         s.precision = v.critical / s.injected
         s.hazards_per_injection_search = v.critical / s.injected
     n_random = max(s.injected, 1) if budget else 0
     t = stage(f"random FI baseline: {n_random} faults from the same space")
-    from drivefi.training import stack_points
-
-    base = random_baseline(scenario, n_random, list(durations), seed, stack_points(agent))
+    base = random_baseline(scenario, n_random, list(durations), seed, stack.points)
     write_plan(base, out / "random_plan.csv")
     r = run_campaign(
-        scenario, base, db, ex, progress=progress, sim=sim, bridge_options=bridge_options
-    )
+        scenario, base, db, ex, progress=progress, sim=sim, bridge_options=bridge_options,
+        agent=agent,
+    )  # fmt: skip
     times["random"] = time.perf_counter() - t
     s.random_injected, s.random_hazards, s.random_accidents = n_random, r.critical, r.accident
     s.hazards_per_injection_random = r.critical / n_random

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivefi.ads import INJECTION_POINTS, POINTS_BY_NAME
+from drivefi.ads import POINTS_BY_NAME
 from drivefi.atomic import atomic_path
 from drivefi.errors import InputError
 from drivefi.faults import ANY_POINT, MODELS, Fault
@@ -52,10 +52,21 @@ class Plan:
             )
 
 
-def default_values(point: str, count: int = 5) -> list[float]:
-    """The default value grid of a point: both range ends and evenly spaced interior values."""
-    p = POINTS_BY_NAME[point]
+def default_values(point: str, count: int = 5, known: dict | None = None) -> list[float]:
+    """The default value grid of a point: both range ends and evenly spaced interior values
+    (``known``: the stack's points by name, default the reference ADS's)."""
+    p = (known or POINTS_BY_NAME)[point]
+    if not (math.isfinite(p.lo) and math.isfinite(p.hi)):
+        raise InputError(
+            f"injection point '{point}' has no finite range ({p.lo:g}..{p.hi:g}): declare it with "
+            "lo= and hi=, or give --values"
+        )
     return [float(v) for v in np.linspace(p.lo, p.hi, count)]
+
+
+def _known(points) -> dict:
+    """The stack's points by name (``points``: InjectionPoint objects; default the reference's)."""
+    return {p.name: p for p in points} if points else POINTS_BY_NAME
 
 
 def fault_model_for(duration: int) -> str:
@@ -68,32 +79,52 @@ def exhaustive(
     values: dict[str, list[float]] | None = None,
     durations: list[int] = (1,),
     stride: int = 1,
+    stack_points: list | None = None,
 ) -> Plan:
-    """Every start step x point x value x duration (faults that would run past the end are left out)."""
-    points = points or [p.name for p in INJECTION_POINTS]
+    """Every start step x point x value x duration (faults that would run past the end are left out).
+
+    ``stack_points``: the stack under test's points (default: the reference ADS's); value grids
+    come from each point's declared range."""
+    known = _known(stack_points)
+    points = points or list(known)
     for p in points:
-        if p not in POINTS_BY_NAME:
-            raise InputError(f"unknown injection point '{p}'; known: {', '.join(POINTS_BY_NAME)}")
+        if p not in known:
+            raise InputError(f"unknown injection point '{p}'; known: {', '.join(known)}")
     faults = []
     for m in durations:
         if m < 1:
             raise InputError(f"durations: expected whole numbers >= 1, got {m}")
         for k in range(0, scenario.steps - m + 1, stride):
             for p in points:
-                for v in (values or {}).get(p) or default_values(p):
+                for v in (values or {}).get(p) or default_values(p, known=known):
                     faults.append(Fault(p, fault_model_for(m), float(v), None, k, m, 0))
     return Plan(scenario.name, scenario.steps, faults)
 
 
 def random_plan(
-    scenario, model: str, count: int, m: int = 1, seed: int = 0, points: list[str] | None = None
+    scenario,
+    model: str,
+    count: int,
+    m: int = 1,
+    seed: int = 0,
+    points: list[str] | None = None,
+    stack_points: list | None = None,
 ) -> Plan:
-    """Random faults: uniform start step, point, value (or bit); seeded, so reproducible."""
+    """Random faults: uniform start step, point, value (or bit); seeded, so reproducible.
+
+    ``stack_points``: the stack under test's points (default: the reference ADS's)."""
     if model not in ("1-random", "m-random", "bitflip"):
         raise InputError(f"--model: expected 1-random, m-random or bitflip, got '{model}'")
     if m < 1 or m > scenario.steps:
         raise InputError(f"--m: expected 1..{scenario.steps}, got {m}")
-    pts = [POINTS_BY_NAME[p] for p in points] if points else INJECTION_POINTS
+    known = _known(stack_points)
+    for p in points or ():
+        if p not in known:
+            raise InputError(f"--points: unknown injection point '{p}'; known: {', '.join(known)}")
+    pts = [known[p] for p in points] if points else list(known.values())
+    if model == "1-random":
+        for p in pts:
+            default_values(p.name, known=known)  # a value draw needs a finite range
     rng = np.random.default_rng([seed, 0x504C])
     dur = 1 if model == "1-random" else m
     faults = []
@@ -193,7 +224,7 @@ def read_plan(path: str | Path, points: list | None = None) -> Plan:
     """Load and validate a plan CSV; raise :class:`InputError` naming file, row and field.
 
     ``points`` are the injection points of the ADS under test (default: the reference ADS's)."""
-    known = {p.name: p for p in points} if points else POINTS_BY_NAME
+    known = _known(points)
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: plan file not found")

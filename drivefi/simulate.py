@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from drivefi.ads import ADSState, Injector, ReferenceADS
+from drivefi.ads import Injector, ReferenceADS
 from drivefi.bridges.base import Observation
 from drivefi.bridges.embedded import EmbeddedBridge, WorldState
 from drivefi.safety import SafetyPotential
@@ -22,10 +22,13 @@ from drivefi.vehicle import Actuation
 
 @dataclass
 class Snapshot:
-    """World and ADS state of runs at a step (leading axis: runs, or steps for a golden run)."""
+    """World and stack state of runs at a step (leading axis: runs, or steps for a golden run).
+
+    ``ads`` is the stack's own state type: the reference ADS's arrays, or a user agent's copies
+    (:class:`drivefi.ads.agent_copy.AgentState`, whose ``copyable`` says whether it has any)."""
 
     world: WorldState
-    ads: ADSState
+    ads: object
 
     def take(self, idx) -> Snapshot:
         return Snapshot(self.world.take(idx), self.ads.take(idx))
@@ -134,21 +137,23 @@ class TraceRecorder:
 
 
 class SnapshotRecorder:
-    """World and ADS state of run 0 at every step (for a golden run)."""
+    """World and stack state of run 0 at every step (for a golden run)."""
 
     def __init__(self):
         self.world: list[WorldState] = []
-        self.ads: list[ADSState] = []
+        self.ads: list = []
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(WorldState.stack(self.world), ADSState.stack(self.ads))
+        return Snapshot(WorldState.stack(self.world), type(self.ads[0]).stack(self.ads))
 
 
 class Simulation:
-    """Bridge + ADS for one scenario and seed; the embedded bridge and reference ADS by default.
+    """Bridge + stack for one scenario and seed; the embedded bridge and reference ADS by default.
 
-    Snapshots (``snapshot=``, ``snapshots=``) need the embedded bridge; any bridge that keeps the
-    :class:`drivefi.bridges.base.Bridge` contract runs from step 0.
+    ``ads`` is any :class:`drivefi.stack.Stack` (see :func:`drivefi.stack.load_stack`). Snapshots
+    (``snapshot=``, ``snapshots=``) need the embedded bridge; any bridge that keeps the
+    :class:`drivefi.bridges.base.Bridge` contract runs from step 0. Runs whose stack failed
+    (``ads.errors``) keep running with held commands; the loop stops early once all have failed.
     """
 
     def __init__(self, scenario: Scenario, seed: int | None = None, bridge=None, ads=None):
@@ -158,6 +163,9 @@ class Simulation:
         self.ads = ads if ads is not None else ReferenceADS(scenario, self.seed)
         self.steps = scenario.steps
         self.points = [p.name for p in self.ads.points]
+        bind = getattr(self.ads, "bind", None)
+        if bind is not None:
+            bind(self.bridge)
 
     def start(self, n: int = 1, snapshot: Snapshot | None = None) -> Observation:
         if snapshot is None:
@@ -200,3 +208,5 @@ class Simulation:
                 for r in recorders:
                     r.record(rec)
             obs = self.bridge.step(act)
+            if getattr(self.ads, "all_failed", False):
+                break

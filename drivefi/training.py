@@ -31,16 +31,11 @@ ADS_FIELDS = (
 
 
 def stack_points(agent: str | None = None) -> list[PointSpec]:
-    """The injection points of the stack under test (name, range, unit)."""
-    from drivefi.errors import InputError
+    """The injection points of the stack under test (name, range, unit): the reference ADS's or
+    an agent's (its standard points and every point it declares)."""
+    from drivefi.stack import stack_points as points_of
 
-    if agent not in (None, "reference"):
-        raise InputError(
-            f"--agent {agent}: this build runs only the reference stack on the embedded simulator"
-        )
-    from drivefi.ads import INJECTION_POINTS
-
-    return [PointSpec(p.name, p.lo, p.hi, p.unit) for p in INJECTION_POINTS]
+    return [PointSpec(p.name, p.lo, p.hi, p.unit) for p in points_of(agent)]
 
 
 def random_faults(
@@ -68,7 +63,12 @@ def random_faults(
 def simulate_faults(scenario, faults: list[Fault], golden, agent: str | None = None) -> list:
     """Traces of the given faults, batched, each started from the golden snapshot two steps before
     its fault."""
-    stack_points(agent)  # refuses a stack this build cannot run
+    from drivefi.stack import is_reference
+
+    if not is_reference(agent):  # the agent's own runs, from its golden snapshots
+        from drivefi.recorder import record_runs
+
+        return record_runs(scenario, faults, stack=agent, golden=golden, lead=2)
     from drivefi.ads import INJECTION_POINTS
     from drivefi.faults import FaultInjector
     from drivefi.recorder import Trace, trace_frame, trace_meta

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from drivefi.ads import Injector
-from drivefi.bridges.carla.agent import AgentError, load_agent_ads
+from drivefi.bridges.carla.agent import AgentError, AgentStepError, load_agent_ads
 from drivefi.bridges.carla.bridge import make_carla_bridge
 from drivefi.bridges.carla.connection import forget_sessions
 from drivefi.bridges.carla.run import run_carla
@@ -43,9 +43,8 @@ def run_agent(cls: str, fault: Fault | None = None, fake: FakeCarla | None = Non
     sim = Simulation(SC, bridge=bridge, ads=ads)
     rec, out = TraceRecorder(1, sim.steps, sim.points), OutcomeRecorder(1)
     injector = FaultInjector([fault], ads.points) if fault else None
-    agent = ads.agent
     run_carla(SC, bridge, ads, injector=injector, recorders=[rec, out])
-    return rec, out, agent, bridge, fake
+    return rec, out, ads.agent, bridge, fake
 
 
 def test_leaderboard_agent_under_the_bridge_with_a_fault_in_its_vehicle_control():
@@ -91,8 +90,13 @@ def test_agent_runs_on_the_embedded_world_with_pseudo_sensors():
     assert ads.agent._global_plan_world_coord and ads.agent._global_plan[0][0][
         "lat"
     ] == pytest.approx(0, abs=1e-3)
-    with pytest.raises(InputError, match=r"sensor\.other\.gnss \('GPS'\).*--sim carla"):
-        load_agent_ads(f"{AGENT}:GapKeeper", SC)
+    # GNSS is a pseudo-sensor on the embedded simulator (the map's geo-reference) ...
+    gk = load_agent_ads(f"{AGENT}:GapKeeper", SC)
+    Simulation(SC, ads=gk).run(1)
+    assert len(gk.agent.gnss) == SC.steps and gk.agent.gnss[0][1].shape == (3,)
+    # ... a camera needs a CARLA server, and the error names it
+    with pytest.raises(InputError, match=r"sensor\.camera\.rgb \('Center'\).*--sim carla"):
+        load_agent_ads(f"{AGENT}:WithCamera", SC)
 
 
 def test_agent_load_errors_and_crashes_are_clear(tmp_path):
@@ -108,7 +112,7 @@ def test_agent_load_errors_and_crashes_are_clear(tmp_path):
     bridge = make_carla_bridge(SC, client_factory=fake.client)
     ads = load_agent_ads(f"{AGENT}:Crashing", SC, bridge=bridge)
     with pytest.raises(
-        AgentError, match=r"Crashing\.run_step raised ValueError at step 3: model weights"
+        AgentStepError, match=r"Crashing\.run_step raised ValueError at step 3: model weights"
     ):
         run_carla(SC, bridge, ads)
     assert fake.alive == [] and not fake.settings.synchronous_mode

@@ -51,7 +51,7 @@ def test_record_json(tmp_path, capsys, golden_run):
     assert rc == 0, stderr
     summary = json.loads(stdout)  # one JSON object, nothing else on stdout
     ref = golden_run("lead_brake").trace
-    assert summary == {**ref.summary(), "trace": str(out)}
+    assert summary == {**ref.summary(), "stack": "reference", "trace": str(out)}
     assert summary["steps"] == 400 and summary["duration_s"] == pytest.approx(20.0)
     assert summary["collision"] is False and summary["departure"] is False
     assert summary["min_delta_lon"] > 0 and summary["min_delta_lat"] > 0

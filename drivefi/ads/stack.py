@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -35,6 +36,7 @@ class ReferenceADS:
     """ADS contract: step(observation) -> actuation; module outputs pass through ``injector``."""
 
     points = INJECTION_POINTS
+    errors: ClassVar[dict[int, tuple[int, str]]] = {}  # the reference ADS never fails a run
 
     def __init__(
         self, scenario: Scenario, seed: int | None = None, injector: Injector | None = None

@@ -144,6 +144,13 @@ class EmbeddedBridge:
             a.s[i], a.d[i], a.v_lon[i], a.v_lat[i], a.psi[i], a.length, a.width, a.a_max, a.kind
         )
 
+    def actor_poses(self, k: int) -> tuple[np.ndarray, ...]:
+        """World pose and speed of every actor at step k: x, y [m], heading [rad], speed [m/s]."""
+        i = min(int(k), self._kmax)
+        x, y, th = (c[i] for c in self._act_pose)
+        a = self._act
+        return x, y, th + a.psi[i], np.hypot(a.v_lon[i], a.v_lat[i])
+
     def observe(self) -> Observation:
         st = self.state
         obj = self.actors_at(st.k)

@@ -17,6 +17,7 @@ from drivefi.faults import Fault, FaultInjector
 from drivefi.recorder import Golden, Trace, record_golden, trace_meta, write_trace
 from drivefi.scenario import Scenario
 from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.stack import load_stack, stack_errors
 
 
 @dataclass(frozen=True)
@@ -31,19 +32,40 @@ class BatchContext:
     campaign_id: int = 0
     bridge_options: dict = field(default_factory=dict)  # for non-embedded bridges
     retries: int = 2
-    agent: str | None = None  # FILE:CLASS of a user agent (carla)
+    agent: str | None = None  # the stack under test: None (reference) or FILE.py[:CLASS]
 
 
-_GOLDEN: dict[tuple, Golden] = {}
+_GOLDEN: dict[tuple, tuple] = {}
 
 
-def golden_for(scenario: Scenario, seed: int) -> Golden:
-    """The golden run of a scenario and seed, computed once per process (it is deterministic)."""
-    key = (scenario.model_dump_json(), seed)
+def golden_for(scenario: Scenario, seed: int, agent: str | None = None) -> Golden:
+    """The golden run of a scenario, seed and stack, computed once per process (deterministic)."""
+    return _golden_and_stack(scenario, seed, agent)[0]
+
+
+def _golden_and_stack(scenario: Scenario, seed: int, agent: str | None):
+    key = (scenario.model_dump_json(), seed, agent)
     if key not in _GOLDEN:
         _GOLDEN.clear()
-        _GOLDEN[key] = record_golden(scenario, seed)
+        stack = load_stack(agent, scenario, seed)
+        _GOLDEN[key] = (record_golden(scenario, seed, stack), stack)
     return _GOLDEN[key]
+
+
+def starts_from_snapshots(golden: Golden) -> tuple[bool, str | None]:
+    """Whether faulty runs start from the golden run's snapshots, and if not, why."""
+    error = getattr(golden.snapshots.ads, "error", None)
+    return error is None, error
+
+
+def error_row(step: int, message: str) -> dict:
+    """The outcome of a run whose stack raised: status ``error`` with the step and exception."""
+    return {
+        "status": "error",
+        "outcome": None,
+        "attempts": 1,
+        "error": message if f"step {step}" in message else f"at step {step}: {message}",
+    }
 
 
 def label(rec: OutcomeRecorder, golden_safe: np.ndarray) -> list[dict]:
@@ -76,13 +98,14 @@ def run_batch(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> list[dict]:
         from drivefi.campaign.remote import run_batch_on_bridge
 
         return run_batch_on_bridge(ctx, batch)
-    golden = golden_for(ctx.scenario, ctx.seed)
+    golden, stack = _golden_and_stack(ctx.scenario, ctx.seed, ctx.agent)
     idx = [i for i, _ in batch]
     faults = [f for _, f in batch]
     starts = np.array([f.start for f in faults])
-    sim = Simulation(ctx.scenario, ctx.seed)
+    sim = Simulation(ctx.scenario, ctx.seed, ads=stack)
     n = len(faults)
-    out = OutcomeRecorder(n)
+    snapshots, _ = starts_from_snapshots(golden)
+    out = OutcomeRecorder(n, from_step=0 if snapshots else starts)
     recorders = [out]
     traces = None
     if ctx.keep_traces != "none":
@@ -90,13 +113,15 @@ def run_batch(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> list[dict]:
         recorders.append(traces)
     sim.run(
         n,
-        snapshot=golden.snapshots.take(starts),
+        snapshot=golden.snapshots.take(starts) if snapshots else None,
         injector=FaultInjector(faults, sim.ads.points),
         recorders=recorders,
     )
     g = golden.trace.frame
     golden_safe = (g["delta_lon"].to_numpy()[starts] > 0) & (g["delta_lat"].to_numpy()[starts] > 0)
     rows = label(out, golden_safe)
+    for j, (step, message) in stack_errors(sim.ads).items():
+        rows[j] = error_row(step, message)
     for r, i in zip(rows, idx, strict=True):
         r["idx"] = i
     if traces is not None:
@@ -110,12 +135,13 @@ def _keep(ctx: BatchContext, traces: TraceRecorder, golden: Golden, faults, idx,
 
     g = golden.trace.frame
     for j, (f, i, r) in enumerate(zip(faults, idx, rows, strict=True)):
-        if ctx.keep_traces == "hazards" and r["outcome"] == "masked":
+        if ctx.keep_traces == "hazards" and r["outcome"] == "masked" and r["status"] == "ok":
             continue
         frame = pd.concat(
             [g.iloc[: f.start], trace_frame(traces, j).iloc[f.start :]], ignore_index=True
         )
+        fault = {**f.as_row(), "plan_index": i, "outcome": r["outcome"], "error": r.get("error")}
         meta = trace_meta(
-            ctx.scenario, ctx.seed, {**f.as_row(), "plan_index": i, "outcome": r["outcome"]}
+            ctx.scenario, ctx.seed, fault, golden.trace.meta.get("stack", "reference")
         )
         write_trace(Trace(frame, meta), Path(ctx.trace_dir) / f"c{ctx.campaign_id}_{i:07d}.parquet")

@@ -7,12 +7,15 @@ campaign goes on. The golden run on that bridge gives ``golden_safe`` at each fa
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from drivefi.campaign.batch import BatchContext, label
+from drivefi.campaign.batch import BatchContext, error_row, label
 from drivefi.errors import SimulatorError
 from drivefi.faults import Fault, FaultInjector
 from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.stack import load_stack, stack_errors
 
 _GOLDEN_DELTAS: dict[tuple, np.ndarray] = {}
 
@@ -26,25 +29,27 @@ def make_bridge(ctx: BatchContext):
 
 
 def make_ads(ctx: BatchContext, bridge=None):
-    """The ADS under test: the user's agent (built for this run's bridge) or the reference ADS."""
-    if ctx.agent:
-        from drivefi.bridges.carla.agent import load_agent_ads
-
-        return load_agent_ads(ctx.agent, ctx.scenario, ctx.seed, bridge=bridge)
-    return None
+    """The stack under test for this run's bridge: the user's agent or the reference ADS."""
+    return load_stack(ctx.agent, ctx.scenario, ctx.seed, bridge=bridge)
 
 
-def _attempt(ctx: BatchContext, fault: Fault | None, recorders_for) -> None:
-    """One run on a fresh bridge: ``recorders_for(points)`` makes the recorders."""
+def _attempt(ctx: BatchContext, fault: Fault | None, recorders_for) -> dict:
+    """One run on a fresh bridge: ``recorders_for(points)`` makes the recorders; returns the
+    stack's errors ``{0: (step, message)}`` (empty when the stack ran to the end)."""
     bridge = make_bridge(ctx)
+    ads = None
     try:
         ads = make_ads(ctx, bridge)
         points = _points(ads)
         injector = FaultInjector([fault], points) if fault is not None else None
         sim = Simulation(ctx.scenario, ctx.seed, bridge=bridge, ads=ads)
         sim.run(1, injector=injector, recorders=recorders_for([p.name for p in points]))
+        return stack_errors(sim.ads)
     finally:
         bridge.close()
+        close = getattr(ads, "close", None)
+        if callable(close):
+            close()
 
 
 def golden_safe_steps(ctx: BatchContext) -> np.ndarray:
@@ -66,10 +71,14 @@ def golden_safe_steps(ctx: BatchContext) -> np.ndarray:
                 return made
 
             try:
-                _attempt(ctx, None, recorders_for)
+                errors = _attempt(ctx, None, recorders_for)
             except SimulatorError as err:
                 last = err
                 continue
+            if errors:
+                from drivefi.ads.agent_loader import AgentStepError
+
+                raise AgentStepError(f"golden run of {ctx.scenario.name}: {errors[0][1]}")
             c = made[0].cols
             _GOLDEN_DELTAS[key] = (c["delta_lon"][0] > 0) & (c["delta_lat"][0] > 0)
             break
@@ -93,13 +102,25 @@ def run_batch_on_bridge(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> li
         reasons = []
         for attempt in range(1, ctx.retries + 2):
             out = OutcomeRecorder(1, from_step=fault.start)
+            made = []
+
+            def recorders_for(names, out=out, made=made):
+                if ctx.keep_traces != "none":
+                    made.append(TraceRecorder(1, ctx.scenario.steps, names))
+                return [out, *made]
+
             try:
-                _attempt(ctx, fault, lambda names, out=out: [out])
+                errors = _attempt(ctx, fault, recorders_for)
             except SimulatorError as err:
                 reasons.append(f"attempt {attempt}: {err}")
                 continue
-            row = label(out, np.array([safe[fault.start]]))[0]
-            row["attempts"] = attempt
+            if errors:
+                row = error_row(*errors[0])
+            else:
+                row = label(out, np.array([safe[fault.start]]))[0]
+                row["attempts"] = attempt
+            if made:
+                _keep_one(ctx, made[0], fault, idx, row)
             break
         else:
             row = {
@@ -111,3 +132,22 @@ def run_batch_on_bridge(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> li
         row["idx"] = idx
         rows.append(row)
     return rows
+
+
+def _keep_one(ctx: BatchContext, rec: TraceRecorder, fault: Fault, idx: int, row: dict) -> None:
+    """Write one run's trace (from step 0) as ``campaign run --keep-traces`` asks."""
+    from drivefi.recorder import Trace, trace_frame, trace_meta, write_trace
+    from drivefi.stack import stack_identity
+
+    if ctx.keep_traces == "hazards" and row.get("outcome") == "masked":
+        return
+    info = {
+        **fault.as_row(),
+        "plan_index": idx,
+        "outcome": row.get("outcome"),
+        "error": row.get("error"),
+    }
+    meta = trace_meta(ctx.scenario, ctx.seed, info, stack_identity(ctx.agent))
+    meta["sim"] = ctx.sim
+    path = Path(ctx.trace_dir) / f"c{ctx.campaign_id}_{idx:07d}.parquet"
+    write_trace(Trace(trace_frame(rec), meta), path)

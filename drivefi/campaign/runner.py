@@ -38,6 +38,8 @@ class CampaignSummary:
     critical: int
     wall_s: float
     runs_per_s: float
+    stack: str = "reference"  # the stack under test's identity
+    runs_start: str = "golden snapshots"  # or "step 0 (...)" when the agent cannot be copied
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -64,8 +66,22 @@ def run_campaign(
     agent: str | None = None,
 ) -> CampaignSummary:
     """Run every fault of ``plan`` not yet stored in ``db``; outcomes are committed batch by batch."""
+    from drivefi.stack import is_reference, stack_identity
+
     plan.check_scenario(scenario)
     seed = scenario.seed if seed is None else seed
+    agent = None if is_reference(agent) else agent
+    identity = stack_identity(agent)
+    check_plan_points(plan, agent)
+    runs_start = (
+        "golden snapshots" if sim == "embedded" else "step 0 (no snapshots on this simulator)"
+    )
+    if agent is not None and sim == "embedded":
+        from drivefi.campaign.batch import golden_for, starts_from_snapshots
+
+        ok, why = starts_from_snapshots(golden_for(scenario, seed, agent))
+        if not ok:
+            runs_start = f"step 0 (the agent cannot be copied: {why})"
     executor = executor or LocalExecutor(1)
     store = ResultsStore(db)
     try:
@@ -73,8 +89,10 @@ def run_campaign(
             "keep_traces": keep_traces,
             "executor": executor.name,
             "bridge": bridge_options or {},
+            "stack": identity,
         }
         camp = store.open_campaign(scenario.name, plan.digest(), seed, sim, plan.faults, settings)
+        _check_same_stack(store, camp.id, identity, db)
         done = store.done(camp)
         pending = [(i, f) for i, f in enumerate(plan.faults) if i not in done]
         trace_dir = None
@@ -123,6 +141,38 @@ def run_campaign(
         return CampaignSummary(
             camp.id, scenario.name, camp.total, ran, stats["done"], stats["masked"], stats["hazard"],
             stats["accident"], stats["error"], stats["critical"], wall, ran / wall if wall > 0 else 0.0,
+            identity, runs_start,
         )  # fmt: skip
     finally:
         store.close()
+
+
+def _check_same_stack(store: ResultsStore, campaign_id: int, identity: str, db) -> None:
+    """A resumed campaign must test the stack it was started with (else exit 2, naming both)."""
+    import json
+
+    from drivefi.errors import InputError
+
+    row = store.db.execute("SELECT settings FROM campaigns WHERE id=?", (campaign_id,)).fetchone()
+    stored = json.loads(row[0] or "{}").get("stack", "reference") if row else identity
+    if stored != identity:
+        raise InputError(
+            f"{db}: campaign {campaign_id} was run with stack '{stored}', not '{identity}': "
+            "use the same --agent to resume, or another --db"
+        )
+
+
+def check_plan_points(plan: Plan, agent: str | None) -> None:
+    """Every fault names a point of the stack under test (else exit 2, naming the row)."""
+    from drivefi.errors import InputError
+    from drivefi.faults import ANY_POINT
+    from drivefi.stack import stack_points
+
+    known = [p.name for p in stack_points(agent)]
+    for i, f in enumerate(plan.faults):
+        if f.point != ANY_POINT and f.point not in known:
+            who = "the reference ADS" if agent is None else f"agent {agent}"
+            raise InputError(
+                f"plan row {i + 1}: injection point '{f.point}' is not a point of {who}; "
+                f"known: {', '.join(known)}"
+            )

@@ -26,7 +26,9 @@ import drivefi
 from drivefi.cli.options import err_console
 from drivefi.errors import DriveFIError
 
-GROUPS = ("scenarios", "record", "plan", "campaign", "report", "fit", "search", "pipeline")
+GROUPS = (
+    "scenarios", "points", "record", "plan", "campaign", "report", "fit", "search", "pipeline",
+)  # fmt: skip
 
 # The click that typer runs on (recent typer vendors it as ``typer._click``, older typer imports
 # ``click``): its exceptions are the ones a parse error raises. pyproject bounds typer to the

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from drivefi.cli.options import (
+    AgentOpt,
     CarlaHostOpt,
     CarlaPortOpt,
     CarlaRestartOpt,
@@ -47,9 +48,7 @@ def campaign_run(
     retries: int = typer.Option(
         2, "--retries", min=0, help="Retries of a failed run before it is marked error."
     ),
-    agent: str = typer.Option(
-        None, "--agent", help="User agent FILE.py:CLASS to test instead of the reference ADS."
-    ),
+    agent: str = AgentOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Run a fault plan; outcomes are stored as they arrive, so re-running resumes."""
@@ -61,12 +60,9 @@ def campaign_run(
     if keep_traces not in ("none", "hazards", "all"):
         raise InputError(f"--keep-traces: expected none, hazards or all, got '{keep_traces}'")
     sc = load_scenario(scenario)
-    points = None
-    if agent:
-        from drivefi.bridges.carla.agent import agent_points
+    from drivefi.stack import stack_points
 
-        points = agent_points(agent)
-    p = read_plan(plan, points)
+    p = read_plan(plan, stack_points(agent))
     opts = bridge_options(sim, carla_host, carla_port, carla_timeout, carla_restart_cmd)
     summary = run_campaign(
         sc, p, db, make_executor(executor, workers, ray_address), seed, sim, keep_traces, batch_size,

@@ -26,6 +26,11 @@ CarlaRestartOpt = typer.Option(
     None, "--carla-restart-cmd", help="Command that restarts the server."
 )
 ScenarioArg = typer.Argument(..., help="Bundled scenario name or YAML path.")
+AgentOpt = typer.Option(
+    "reference",
+    "--agent",
+    help="Stack under test: 'reference' (the bundled ADS) or a Leaderboard-style agent FILE.py[:CLASS].",
+)
 
 
 def bridge_options(

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from drivefi.cli.options import (
+    AgentOpt,
     CarlaHostOpt,
     CarlaPortOpt,
     CarlaRestartOpt,
@@ -42,9 +43,7 @@ def pipeline_cmd(
     carla_port: int = CarlaPortOpt,
     carla_timeout: float = CarlaTimeoutOpt,
     carla_restart_cmd: str = CarlaRestartOpt,
-    agent: str = typer.Option(
-        None, "--agent", help="Stack under test: 'reference' (default) or FILE.py[:CLASS]."
-    ),
+    agent: str = AgentOpt,
     structure: str = typer.Option(
         None,
         "--structure",

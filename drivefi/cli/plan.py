@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from drivefi.cli.options import JsonOpt, ScenarioArg, console, csv_list, emit_json, kv_table
+from drivefi.cli.options import (
+    AgentOpt,
+    JsonOpt,
+    ScenarioArg,
+    console,
+    csv_list,
+    emit_json,
+    kv_table,
+)
 
 plan_app = typer.Typer(no_args_is_help=True, help="Make fault plans (CSV).")
 
@@ -22,14 +30,17 @@ def plan_random(
         None, "--points", help="Comma-separated injection points (default: all)."
     ),
     out: Path = typer.Option(..., "--out", help="Plan CSV to write."),
+    agent: str = AgentOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Random faults: uniform start step, point and value (or bit)."""
+    """Random faults: uniform start step, point and value (or bit), over the stack's points."""
     from drivefi.plan import random_plan, write_plan
     from drivefi.scenario import load_scenario
+    from drivefi.stack import stack_points
 
     sc = load_scenario(scenario)
-    plan = random_plan(sc, model, count, m, seed, csv_list(points, what="--points"))
+    known = stack_points(agent)
+    plan = random_plan(sc, model, count, m, seed, csv_list(points, what="--points"), known)
     write_plan(plan, out)
     _plan_summary(plan, out, as_json)
 
@@ -50,15 +61,17 @@ def plan_exhaustive(
     ),
     stride: int = typer.Option(1, "--stride", min=1, help="Every K-th start step."),
     out: Path = typer.Option(..., "--out", help="Plan CSV to write."),
+    agent: str = AgentOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Every start step x point x value x duration."""
-    from drivefi.ads import INJECTION_POINTS
+    """Every start step x point x value x duration (value grids from each point's range)."""
     from drivefi.plan import exhaustive, write_plan
     from drivefi.scenario import load_scenario
+    from drivefi.stack import stack_points
 
     sc = load_scenario(scenario)
-    pts = csv_list(points, what="--points") or [p.name for p in INJECTION_POINTS]
+    known = stack_points(agent)
+    pts = csv_list(points, what="--points") or [p.name for p in known]
     vals = csv_list(values, float, "--values")
     plan = exhaustive(
         sc,
@@ -66,6 +79,7 @@ def plan_exhaustive(
         {p: vals for p in pts} if vals else None,
         csv_list(durations, int, "--durations"),
         stride,
+        known,
     )
     write_plan(plan, out)
     _plan_summary(plan, out, as_json)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from drivefi.cli.options import (
+    AgentOpt,
     CarlaHostOpt,
     CarlaPortOpt,
     CarlaTimeoutOpt,
@@ -32,28 +33,27 @@ def record_cmd(
     carla_host: str = CarlaHostOpt,
     carla_port: int = CarlaPortOpt,
     carla_timeout: float = CarlaTimeoutOpt,
-    agent: str = typer.Option(None, "--agent", help="User agent FILE.py:CLASS (carla)."),
+    agent: str = AgentOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Record the golden (fault-free) run of a scenario and print its summary."""
     from drivefi.recorder import record_golden, write_trace
     from drivefi.scenario import load_scenario
+    from drivefi.stack import load_stack
 
     sc = load_scenario(scenario)
     opts = bridge_options(sim, carla_host, carla_port, carla_timeout)
     if opts is None:
-        trace = record_golden(sc, seed).trace
+        trace = record_golden(sc, seed, load_stack(agent, sc, seed), snapshots=False).trace
     else:
-        from drivefi.bridges.carla.agent import load_agent_ads
         from drivefi.bridges.carla.bridge import make_carla_bridge
         from drivefi.bridges.carla.run import record_golden_carla
 
         bridge = make_carla_bridge(sc, **opts)
-        ads = load_agent_ads(agent, sc, seed, bridge=bridge) if agent else None
-        trace = record_golden_carla(sc, bridge, ads, seed)
+        trace = record_golden_carla(sc, bridge, load_stack(agent, sc, seed, bridge=bridge), seed)
     out = out or Path("out") / f"{sc.name}.golden.parquet"
     write_trace(trace, out)
-    summary = {**trace.summary(), "trace": str(out)}
+    summary = {**trace.summary(), "stack": trace.meta.get("stack"), "trace": str(out)}
     if as_json:
         emit_json(summary)
     else:

@@ -253,6 +253,11 @@ class CarlaBridge:
     def observation(self) -> Observation | None:
         return self._obs
 
+    @property
+    def hero(self):
+        """The ego actor of the current run (what ``CarlaDataProvider.get_hero_actor()`` returns)."""
+        return self._ego
+
     # -- start --------------------------------------------------------------------------------
     def _start(self, seed: int) -> None:
         import carla

@@ -24,6 +24,11 @@ def run_carla(
     sim = Simulation(scenario, seed, bridge=bridge, ads=ads)
     try:
         sim.run(1, injector=injector, recorders=list(recorders))
+        errors = getattr(sim.ads, "errors", None)
+        if errors:
+            from drivefi.ads.agent_loader import AgentStepError
+
+            raise AgentStepError(f"run of {scenario.name} on CARLA: {errors[0][1]}")
     finally:
         bridge.close()
         close = getattr(ads, "close", None)
@@ -36,12 +41,13 @@ def record_golden_carla(scenario: Scenario, bridge, ads=None, seed: int | None =
     """The fault-free run on CARLA as a :class:`drivefi.recorder.Trace` (same schema as embedded;
     the metadata adds ``sim``, the server address and version and the ADS)."""
     from drivefi.recorder import Trace, trace_frame, trace_meta
+    from drivefi.stack import identity_of
 
     seed = scenario.seed if seed is None else seed
     points = [p.name for p in (ads.points if ads is not None else _reference_points())]
     rec = TraceRecorder(1, scenario.steps, points)
     run_carla(scenario, bridge, ads, seed, None, [rec])
-    meta = trace_meta(scenario, seed)
+    meta = trace_meta(scenario, seed, stack=identity_of(ads))
     sess = getattr(bridge, "session", None)
     meta.update(
         {

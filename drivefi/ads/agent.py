@@ -1,0 +1,456 @@
+"""A user's Leaderboard-style agent as the stack under test: :class:`AgentStack`.
+
+The adapter meets the same stack interface as the reference ADS (``points``, ``reset(n)``,
+``step(obs) -> Actuation``, ``injector``, ``state``/``restore``), so the one closed loop of
+:mod:`drivefi.simulate` drives it on every bridge. It holds one agent instance per run: a batch
+of N runs on the embedded simulator advances in lock-step, each step calling every live run's
+``run_step`` with that run's sensor data. Instances are deep copies of one prototype set up once
+(``setup`` runs once per stack, not per run); faulty runs start from deep copies the golden run
+took at their fault's step (:mod:`drivefi.ads.agent_copy`).
+
+Injection points: ``control.throttle``, ``control.brake``, ``control.steer`` (left positive,
+= ``-VehicleControl.steer``), ``localization.speed`` (the speed the agent receives) and every
+point the agent declares with :func:`drivefi.declare` at import or in ``setup``.
+
+An agent that raises in ``run_step`` fails only its run: ``errors[i]`` holds the step and the
+exception, the run's commands from then on are NaN (the vehicle interface holds the last valid
+command) and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from functools import cached_property
+
+import numpy as np
+
+from drivefi import carla_api
+from drivefi.ads import agent_copy
+from drivefi.ads.agent_inputs import (
+    EMBEDDED_SENSORS,
+    ego_constants,
+    global_plan,
+    gnss_rows,
+    imu_rows,
+    observation_rows,
+    opendrive_text,
+)
+from drivefi.ads.agent_loader import (
+    AGENT_POINTS,
+    AgentError,
+    declared_points,
+    instantiate,
+    load_agent_class,
+    normalise_sensors,
+    parse_agent_spec,
+)
+from drivefi.ads.injector import Injector
+from drivefi.bridges.base import Observation
+from drivefi.errors import DriveFIError, InputError
+from drivefi.inject import _ACTIVE
+from drivefi.scenario import Scenario
+from drivefi.vehicle import Actuation
+
+log = logging.getLogger("drivefi.agent")
+
+
+class AgentStack:
+    """Stack interface around the agent ``spec`` (``FILE.py[:CLASS]``); see the module docstring.
+
+    ``bridge``: pass the CARLA bridge the runs will use (its server provides the agent's real
+    sensors and its own ego, world and map); without it the agent runs on the embedded simulator,
+    where only pseudo-sensors exist (an agent asking for a camera is refused, naming it).
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        scenario: Scenario,
+        seed: int | None = None,
+        conf: str | None = None,
+        bridge=None,
+        injector: Injector | None = None,
+    ):
+        self.spec = str(spec)
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.conf = conf or ""
+        self.injector = injector or Injector()
+        self.path, _ = parse_agent_spec(self.spec)
+        self.cls, module_names = load_agent_class(self.spec)
+        self.carla = bridge is not None and hasattr(bridge, "request_sensors")
+        self.bridge = bridge
+        cfg = getattr(bridge, "config", None)
+        self.prototype, setup_names = instantiate(
+            self.cls, self.conf, getattr(cfg, "host", "127.0.0.1"), getattr(cfg, "port", 2000)
+        )
+        self.user_points = declared_points(module_names | setup_names)
+        self.points = AGENT_POINTS + self.user_points
+        self._user_names = {p.name for p in self.user_points}
+        self.sensors = normalise_sensors(self._call(self.prototype, "sensors"), self.name)
+        self._check_sensors()
+        self.hooks = callable(getattr(self.cls, "get_state", None)) and callable(
+            getattr(self.cls, "set_state", None)
+        )
+        self.constants = ego_constants(scenario)
+        self.copy_error: str | None = None
+        self._xodr: tuple | None = None
+        self.shared: dict = {}
+        if not self.carla and hasattr(self.prototype, "set_global_plan"):
+            self._call(self.prototype, "set_global_plan", *self._plan())
+        agent_copy.register_carla_types()
+        self.proto_copyable = True
+        try:
+            copy.deepcopy(self.prototype, dict(self.shared))
+        except Exception as err:
+            self.proto_copyable = False
+            self.copy_error = f"{type(err).__name__}: {err}"
+        if self.hooks:
+            try:
+                copy.deepcopy(self.prototype.get_state(), dict(self.shared))
+                self.copy_error = None
+            except Exception as err:
+                self.copy_error = f"get_state(): {type(err).__name__}: {err}"
+        self.agents: list = []
+        self._destroyed = True
+        self.worlds: list = []
+        self.handles: list = []
+        self.errors: dict[int, tuple[int, str]] = {}
+        self.failed = np.zeros(0, bool)
+        self.obs: Observation | None = None
+        self._unknown: set[str] = set()
+        self._run = 0
+        self._prov: list = []
+        self._cols: tuple | None = None
+
+    # -- identity and set-up ------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.cls.__name__
+
+    @property
+    def agent(self):
+        """The agent of run 0 (the golden run's)."""
+        return self.agents[0] if self.agents else self.prototype
+
+    @property
+    def map(self):
+        """The ``carla.Map`` the agent sees (the server's on CARLA, the generated road's here)."""
+        if self.carla:
+            return self.bridge.map
+        return self._embedded_map
+
+    @cached_property
+    def _embedded_map(self):
+        from drivefi.ads.agent_inputs import carla_map
+
+        return carla_map(self.scenario, self.xodr)
+
+    @property
+    def xodr(self) -> str:
+        """The OpenDRIVE text of the map, rendered once (per scenario, or per CARLA map)."""
+        key = id(self.bridge.map) if self.carla else None
+        if self._xodr is None or self._xodr[0] != key:
+            text = self.bridge.xodr if self.carla else opendrive_text(self.scenario)
+            self._xodr = (key, text)
+        return self._xodr[1]
+
+    def _check_sensors(self) -> None:
+        real = [s for s in self.sensors if s["type"] not in EMBEDDED_SENSORS]
+        if self.carla:
+            self.bridge.request_sensors(self.sensors)
+        elif real:
+            what = ", ".join(f"{s['type']} ({s['id']!r})" for s in real)
+            raise InputError(
+                f"--agent {self.spec}: {self.name} needs {what}, which only a CARLA server "
+                "provides: use --sim carla"
+            )
+
+    def bind(self, bridge) -> None:
+        """The bridge this stack's runs use (the closed loop calls this)."""
+        if self.carla and bridge is not self.bridge:
+            raise InputError(f"--agent {self.spec}: the agent was set up for another CARLA bridge")
+        self.bridge = bridge
+
+    def _call(self, agent, method: str, *args):
+        try:
+            return getattr(agent, method)(*args)
+        except DriveFIError:
+            raise
+        except Exception as err:
+            raise AgentError(
+                f"--agent {self.spec}: {self.name}.{method} raised {type(err).__name__}: {err}"
+            ) from err
+
+    # -- runs ---------------------------------------------------------------------------------
+    def _plan(self):
+        """The route as global plans; their entries are shared by every copy (read-only)."""
+        if self.carla:
+            plan = global_plan(self.scenario, self.bridge.map, self.bridge.route)
+        else:
+            plan = global_plan(self.scenario, self.map)
+        for entries in plan:
+            for entry in entries:
+                self.shared[id(entry)] = entry
+                self.shared[id(entry[0])] = entry[0]
+        return plan
+
+    def _fresh(self):
+        """A new agent as after ``setup``: a copy of the prototype, or a new instance."""
+        if self.proto_copyable:
+            return copy.deepcopy(self.prototype, dict(self.shared))
+        agent, _ = instantiate(self.cls, self.conf)
+        if not self.carla and hasattr(agent, "set_global_plan"):
+            self._call(agent, "set_global_plan", *self._plan())
+        return agent
+
+    def _standins(self, n: int) -> None:
+        if self.carla:
+            self.worlds, self.handles = [None] * n, [()] * n
+            return
+        self.worlds = [carla_api.World(self, i) for i in range(n)]
+        self.handles = [(w, w.hero, *w._others) for w in self.worlds]
+        cmap = self.map
+        self._prov = [(w.hero, w, cmap) for w in self.worlds]
+
+    def reset(self, n: int = 1) -> None:
+        if self.carla and n != 1:
+            raise ValueError("the CARLA bridge runs one run at a time (n=1)")
+        self._destroy()
+        self._standins(n)
+        self.agents = [self._fresh() for _ in range(n)]
+        self._destroyed = False
+        if self.carla:
+            for a in self.agents:
+                if hasattr(a, "set_global_plan"):
+                    self._call(a, "set_global_plan", *self._plan())
+        self.errors, self.failed = {}, np.zeros(n, bool)
+
+    @property
+    def state(self) -> agent_copy.AgentState:
+        """The live agents (``state.take(idx)`` deep-copies them: a snapshot)."""
+        return agent_copy.AgentState(
+            self.agents, self.handles, False, self.copy_error, self.hooks, self.shared
+        )
+
+    def snapshot(self) -> agent_copy.AgentState:
+        return self.state.take(slice(None))
+
+    def restore(self, state: agent_copy.AgentState) -> None:
+        """Continue from a snapshot (copied again: a snapshot may be restored many times)."""
+        if not state.copyable:
+            raise ValueError(f"agent {self.name} cannot be copied ({state.error}); run from step 0")
+        self._destroy()
+        n = state.n
+        self._standins(n)
+        self.agents = [
+            agent_copy.load(a, h, self.handles[i], self._fresh, state.hooks, state.shared)
+            for i, (a, h) in enumerate(zip(state.agents, state.handles, strict=True))
+        ]
+        self._destroyed = False
+        self.errors, self.failed = {}, np.zeros(n, bool)
+
+    @property
+    def all_failed(self) -> bool:
+        return bool(self.failed.size) and bool(self.failed.all())
+
+    def close(self) -> None:
+        """Call every agent's ``destroy`` (the agents stay readable until the next reset)."""
+        self._destroy(keep=True)
+
+    def _destroy(self, keep: bool = False) -> None:
+        if not self._destroyed:
+            for a in self.agents:
+                if hasattr(a, "destroy"):
+                    self._call(a, "destroy")
+        self._destroyed = True
+        if not keep:
+            self.agents = []
+
+    # -- the step -----------------------------------------------------------------------------
+    def step(self, obs: Observation) -> Actuation:
+        inj, k, n = self.injector, obs.k, obs.n
+        self.obs = obs
+        speed = inj.apply("localization.speed", obs.v, k)
+        # runs past the scenario's end (a batch's later starters) and failed runs are not stepped
+        live = k < self.scenario.steps
+        if self.errors:
+            live &= ~self.failed
+        rows = np.arange(n) if live.all() else np.flatnonzero(live)
+        inputs = self._inputs(obs, speed, rows)
+        route = _RunInjector(inj, self._user_names, k, n, self._unknown)
+        ts, ids = obs.t[rows].tolist(), rows.tolist()
+        agents, thr, brk, steer, hand = self.agents, [], [], [], []
+        tok = _ACTIVE.set((route, k))
+        tok2 = carla_api._CURRENT.set(self._current)
+        try:
+            for j, i in enumerate(ids):
+                route.run = self._run = i
+                try:
+                    ctrl = agents[i].run_step(inputs[j], ts[j])
+                    thr.append(float(ctrl.throttle))
+                    brk.append(float(ctrl.brake))
+                    steer.append(-float(ctrl.steer))
+                    hand.append(bool(getattr(ctrl, "hand_brake", False)))
+                except Exception as err:
+                    self._fail(i, int(k[i]), err)
+                    thr.append(np.nan), brk.append(np.nan), steer.append(np.nan), hand.append(False)
+        finally:
+            _ACTIVE.reset(tok)
+            carla_api._CURRENT.reset(tok2)
+        cmd = np.full((3, n), np.nan)
+        cmd[:, rows] = (thr, brk, steer)
+        if any(hand):
+            cmd[1, rows[np.array(hand)]] = 1.0
+        out = Actuation(
+            inj.apply("control.throttle", cmd[0], k),
+            inj.apply("control.brake", cmd[1], k),
+            inj.apply("control.steer", cmd[2], k),
+        )
+        for p, arr in route.seen.items():
+            inj.seen[p] = arr
+        for p in self._user_names - route.seen.keys():
+            inj.seen[p] = np.full(n, np.nan)
+        return out
+
+    def _current(self):
+        """(hero, world, map) of the run stepping now (what CarlaDataProvider returns)."""
+        if self.carla:
+            b = self.bridge
+            return (getattr(b, "hero", None), b.world, b.map)
+        return self._prov[self._run]
+
+    def _fail(self, i: int, k: int, err: Exception) -> None:
+        msg = f"{self.name}.run_step raised {type(err).__name__} at step {k}: {err}"
+        self.errors[i] = (k, msg)
+        self.failed[i] = True
+        if len(self.errors) == 1:
+            log.info("agent run %d failed: %s", i, msg)
+
+    def _inputs(self, obs: Observation, speed: np.ndarray, rows: np.ndarray) -> list[dict]:
+        out: list[dict] = [{} for _ in range(len(rows))]
+        frames = [int(self.bridge.frame)] * len(rows) if self.carla else obs.k[rows].tolist()
+        truth = real = None
+        for s in self.sensors:
+            t, sid = s["type"], s["id"]
+            if t == "sensor.speedometer":
+                for d, f, v in zip(out, frames, speed[rows].tolist(), strict=True):
+                    d[sid] = (f, {"speed": v})
+            elif t == "sensor.opendrive_map":
+                for d, f in zip(out, frames, strict=True):
+                    d[sid] = (f, {"opendrive": self.xodr})
+            elif t == "drivefi.observation":
+                truth = truth or observation_rows(obs, speed, rows, self.constants)
+                for d, f, o in zip(out, frames, truth, strict=True):
+                    d[sid] = (f, o)
+            elif t == "sensor.other.gnss" and not self.carla:
+                for d, f, g in zip(out, frames, gnss_rows(obs, rows, self.map), strict=True):
+                    d[sid] = (f, g)
+            elif t == "sensor.other.imu" and not self.carla:
+                wb = self.constants["wheelbase"]
+                for d, f, m in zip(out, frames, imu_rows(obs, rows, wb), strict=True):
+                    d[sid] = (f, m)
+            else:
+                real = real if real is not None else real_sensor_data(self.bridge)
+                out[0][sid] = real[sid]
+        return out
+
+    # -- what the stand-ins read (embedded) -------------------------------------------------------
+    def _column(self, name: str) -> list:
+        """This step's observation column as a list (built on first use, once per step)."""
+        cols = self._cols
+        if cols is None or cols[0] is not self.obs:
+            cols = self._cols = (self.obs, {})
+        col = cols[1].get(name)
+        if col is None:
+            o = self.obs
+            if name == "yaw":
+                col = (-np.degrees(o.theta)).tolist()
+            elif name == "y":
+                col = (-o.y).tolist()
+            else:
+                col = getattr(o, name).tolist()
+            cols[1][name] = col
+        return col
+
+    def pose(self, run: int) -> tuple[float, float, float]:
+        """(x, y, yaw [deg]) of run ``run`` in CARLA's frame."""
+        c = self._column
+        return c("x")[run], c("y")[run], c("yaw")[run]
+
+    def value(self, name: str, run: int) -> float:
+        return self._column(name)[run]
+
+    def applied(self, run: int) -> tuple[float, float, float]:
+        st = self.bridge.state
+        return float(st.last_throttle[run]), float(st.last_brake[run]), float(st.last_steer[run])
+
+    def actor_pose(self, run: int, i: int) -> tuple[float, float, float, float]:
+        x, y, th, v = self.bridge.actor_poses(int(self.obs.k[run]))
+        return float(x[i]), -float(y[i]), -math.degrees(float(th[i])), float(v[i])
+
+
+def real_sensor_data(bridge) -> dict:
+    """The CARLA sensors' data of this frame, converted as the Leaderboard hands it to agents."""
+    from drivefi.bridges.carla.agent import convert
+
+    return {sid: (f, convert(d)) for sid, (f, d) in bridge.sensor_data().items()}
+
+
+class _RunInjector:
+    """The injector as ``drivefi.inject`` sees it inside one run's ``run_step``: a scalar of run
+    ``run`` goes through the batch injector; points not declared before the run pass through
+    (a fault plan cannot name them, and the trace has no column for them)."""
+
+    def __init__(self, injector: Injector, names: set[str], k: np.ndarray, n: int, unknown: set):
+        self.injector, self.names, self.k, self.n, self.unknown = injector, names, k, n, unknown
+        self.run = 0
+        self.seen: dict[str, np.ndarray] = {}
+        plain = type(injector).corrupt is Injector.corrupt
+        rows = getattr(injector, "rows", None)
+        self.hot: dict[str, np.ndarray] | None = None
+        if plain:
+            self.hot = {}
+        elif rows is not None and hasattr(injector, "names"):
+            on = injector.active(k)
+            self.hot = {}
+            for j, name in enumerate(injector.names):
+                if name in names:
+                    m = np.zeros(n, bool)
+                    m[rows[j]] = True
+                    self.hot[name] = m & on
+
+    def apply(self, point: str, value, k):
+        arr = np.asarray(value, dtype=float)
+        if arr.size != 1:
+            raise InputError(
+                f"drivefi.inject({point!r}): an agent's point takes one value per run, got shape {arr.shape}"
+            )
+        return np.full(arr.shape, self.scalar(point, float(arr.reshape(-1)[0])))
+
+    def scalar(self, point: str, v: float) -> float:
+        """Run ``run``'s value at ``point``, corrupted when its fault is on now."""
+        if point not in self.names:
+            if point not in self.unknown:
+                self.unknown.add(point)
+                log.warning(
+                    "injection point %r was first used inside run_step; declare it at import "
+                    "or in setup()",
+                    point,
+                )
+            return v
+        i = self.run
+        hot = None if self.hot is None else self.hot.get(point)
+        if self.hot is not None and (hot is None or not hot[i]):
+            out = v
+        else:
+            full = np.zeros(self.n)
+            full[i] = v
+            out = float(self.injector.corrupt(point, full, self.k)[i])
+        seen = self.seen.get(point)
+        if seen is None:
+            seen = self.seen[point] = np.full(self.n, np.nan)
+        seen[i] = out
+        return out

@@ -1,0 +1,167 @@
+"""What a Leaderboard-style agent receives each step: its sensors' data, in CARLA's conventions.
+
+World quantities follow CARLA (Unreal, left-handed): ``x`` forward/east, ``y`` to the right of
+``x`` (DriveFI's y negated), ``yaw`` in degrees, clockwise seen from above. Lane-frame quantities
+follow OpenDRIVE's (s, t) frame, which is what CARLA's map uses: ``s`` along the lane, offsets to
+the left positive, angles counter-clockwise. Every field and unit is listed in ``docs/agents.md``.
+
+Pseudo-sensors (computed from the simulation, no server needed; the embedded simulator provides
+all of them, the CARLA bridge spawns real GNSS/IMU sensors instead):
+
+========================  =====================================================================
+``sensor.speedometer``    ``{'speed': m/s}`` (the ``localization.speed`` point)
+``sensor.opendrive_map``  ``{'opendrive': text}`` (rendered once per scenario)
+``drivefi.observation``   the ground-truth observation as a dict (see :func:`observation_rows`)
+``sensor.other.gnss``     ``np.array([lat, lon, alt])`` [deg, deg, m] (embedded only)
+``sensor.other.imu``      ``np.array([ax, ay, az, gx, gy, gz, compass])`` (embedded only)
+========================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from drivefi.bridges.base import Observation
+from drivefi.scenario import Scenario
+
+PSEUDO = {"sensor.speedometer", "sensor.opendrive_map", "drivefi.observation"}
+EMBEDDED_ONLY = {"sensor.other.gnss", "sensor.other.imu"}  # real sensors on CARLA
+EMBEDDED_SENSORS = PSEUDO | EMBEDDED_ONLY
+KIND_NAMES = {0: "vehicle", 1: "pedestrian", 2: "static"}
+GRAVITY = 9.81
+_LANE = ("s", "lane_offset", "heading_error", "curvature", "lane_width", "a", "phi")
+_OBJ = ("ds", "dd", "vlon", "vlat", "psi", "len", "wid")
+
+
+def speed_limit(scenario: Scenario) -> float | None:
+    """The scenario's speed limit [m/s], None when it sets none."""
+    for holder in (scenario.road, scenario):
+        v = getattr(holder, "speed_limit", None)
+        if v is not None:
+            return float(v)
+    return None
+
+
+def ego_constants(scenario: Scenario) -> dict:
+    """Ego size, set speed and speed limit as the observation carries them."""
+    vp = scenario.ego.vehicle
+    return {
+        "ego_length": float(vp.length),
+        "ego_width": float(vp.width),
+        "wheelbase": float(vp.wheelbase),
+        "set_speed": float(scenario.ego.cruise_speed),
+        "speed_limit": speed_limit(scenario),
+        "dt": float(scenario.dt),
+    }
+
+
+@lru_cache(maxsize=8)
+def _opendrive(road_json: str, name: str) -> str:
+    from drivefi.bridges.carla.opendrive import write_opendrive
+    from drivefi.scenario import Road
+
+    return write_opendrive(Road.model_validate_json(road_json), name=name).xodr
+
+
+def opendrive_text(scenario: Scenario) -> str:
+    """The scenario road as OpenDRIVE, rendered once per process and scenario."""
+    return _opendrive(scenario.road.model_dump_json(), scenario.name)
+
+
+@lru_cache(maxsize=8)
+def _carla_map(name: str, xodr: str):
+    import carla
+
+    return carla.Map(name, xodr)
+
+
+def carla_map(scenario: Scenario, xodr: str | None = None):
+    """``carla.Map`` of the scenario's generated OpenDRIVE (client-side; one per scenario)."""
+    return _carla_map(scenario.name, xodr or opendrive_text(scenario))
+
+
+def carla_pose(obs: Observation, rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, yaw [deg]) of the ego in CARLA's left-handed frame, for runs ``rows``."""
+    return obs.x[rows], -obs.y[rows], -np.degrees(obs.theta[rows])
+
+
+def observation_rows(obs: Observation, speed: np.ndarray, rows: np.ndarray, const: dict) -> list:
+    """The ``drivefi.observation`` dict of each run in ``rows`` (``speed``: what the agent sees)."""
+    if len(rows) == obs.n:
+        rows = slice(None)  # every run: views, no gathers
+    x, y, yaw = carla_pose(obs, rows)
+    sp = speed[rows].tolist()
+    keys = ("k", "t", "x", "y", "yaw", "theta", "speed", "v", *_LANE, *const, "z")
+    fixed = (*const.values(), 0.0)
+    cols = [
+        obs.k[rows].tolist(),
+        obs.t[rows].tolist(),
+        x.tolist(),
+        y.tolist(),
+        yaw.tolist(),
+        np.radians(yaw).tolist(),
+        sp,
+        sp,
+        *(getattr(obs, f)[rows].tolist() for f in _LANE),
+    ]
+    out = [dict(zip(keys, vals + fixed, strict=True)) for vals in zip(*cols, strict=True)]
+    okeys = (*_OBJ, "kind", "type")
+    objs = np.stack([getattr(obs, "obj_" + f)[rows] for f in _OBJ], axis=-1).tolist()
+    kinds = obs.obj_kind[rows].tolist()
+    for d, per, kk in zip(out, objs, kinds, strict=True):
+        d["objects"] = [
+            dict(zip(okeys, (*o, c, KIND_NAMES.get(c, "vehicle")), strict=True))
+            for o, c in zip(per, kk, strict=True)
+        ]
+    return out
+
+
+def imu_rows(obs: Observation, rows: np.ndarray, wheelbase: float) -> np.ndarray:
+    """Leaderboard IMU vectors (rows, 7): accelerometer [m/s^2] and gyroscope [rad/s] in the
+    vehicle's left-handed frame (x forward, y right, z up; gravity included), compass [rad]
+    (0 = north = CARLA's -y, clockwise)."""
+    v, phi = obs.v[rows], obs.phi[rows]
+    yaw_rate = v * np.tan(phi) / wheelbase  # counter-clockwise [rad/s]
+    yaw = -obs.theta[rows]  # CARLA yaw [rad]
+    compass = np.mod(yaw + 0.5 * math.pi, 2 * math.pi)
+    z = np.zeros_like(v)
+    return np.stack([obs.a[rows], -v * yaw_rate, z + GRAVITY, z, z, -yaw_rate, compass], axis=1)
+
+
+def gnss_rows(obs: Observation, rows: np.ndarray, cmap) -> np.ndarray:
+    """Leaderboard GNSS vectors (rows, 3): latitude, longitude [deg], altitude [m], from the
+    map's geo-reference (``carla.Map.transform_to_geolocation``)."""
+    import carla
+
+    x, y, _ = carla_pose(obs, rows)
+    out = np.empty((len(x), 3))
+    for j, (xi, yi) in enumerate(zip(x.tolist(), y.tolist(), strict=True)):
+        g = cmap.transform_to_geolocation(carla.Location(xi, yi, 0.0))
+        out[j] = (g.latitude, g.longitude, g.altitude)
+    return out
+
+
+def global_plan(scenario: Scenario, cmap, route=None, spacing: float = 10.0):
+    """The route as Leaderboard global plans: ([(gps dict, option)], [(carla.Transform, option)])."""
+    from drivefi.ads.agent_loader import RoadOption
+    from drivefi.bridges.carla.opendrive import to_carla
+    from drivefi.road import RoadGeometry
+
+    sc = scenario
+    s_end = sc.ego.s + max(sc.ego.speed, sc.ego.cruise_speed) * sc.duration + 50.0
+    s = np.arange(sc.ego.s, s_end, spacing)
+    if route is not None:
+        x, y, h, z = route.pose(s, 0.0)
+    else:
+        g = RoadGeometry.from_road(sc.road)
+        x, y, h = g.pose(s, (sc.ego.lane + 0.5) * sc.road.lane_width)
+        z = np.zeros_like(s)
+    world = [(to_carla(x[i], y[i], h[i], z[i]), RoadOption.LANEFOLLOW) for i in range(len(s))]
+    gps = []
+    for tf, opt in world:
+        g = cmap.transform_to_geolocation(tf.location)
+        gps.append(({"lat": g.latitude, "lon": g.longitude, "z": g.altitude}, opt))
+    return gps, world
