@@ -30,10 +30,12 @@ WORLD = ("curvature", "lead_s", "lead_off", "lead_v")
 APPLIED = {"throttle": "control.throttle", "brake": "control.brake", "steer": "control.steer"}
 KINDS = ("exo", "state", "feature", "point", "ctrl", "applied")
 MODULE_RANK = {
-    "perception": 0, "localization": 0, "sensing": 0,
-    "tracking": 1, "estimation": 1, "prediction": 1, "fusion": 1,
-    "planning": 2, "behaviour": 2, "behavior": 2,
-    "control": 3,
+    "perception": 0, "localization": 0, "localisation": 0, "sensing": 0, "sensor": 0,
+    "detection": 0,
+    "tracking": 1, "tracker": 1, "estimation": 1, "estimator": 1, "prediction": 1,
+    "predictor": 1, "fusion": 1,
+    "planning": 2, "planner": 2, "behaviour": 2, "behavior": 2, "decision": 2,
+    "control": 3, "controller": 3,
 }  # fmt: skip
 
 

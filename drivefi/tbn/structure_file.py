@@ -524,7 +524,7 @@ def derive(points: Sequence[PointSpec], stack: str) -> dict:
 
     - perception/localization points read the world and kinematics (+ their own past);
     - each is seen downstream through a learned plausibility ``gate`` (width inf = none);
-    - tracking/prediction points read the gated perception (+ own past);
+    - tracking/prediction points read the world, the gated perception (+ own past);
     - planning points read the gated perception, ``sqrt_pos`` of distances, tracking outputs
       (+ own past); control sees them through a learned ``rate_limit``;
     - control points read all of that at lags 0 and 1, the road curvature, and their own past
@@ -565,7 +565,7 @@ def derive(points: Sequence[PointSpec], stack: str) -> dict:
             if r == 0:
                 ps = [*SENSED, f"{p.name}@1"]
             elif r == 1:
-                ps = [*seen, f"{p.name}@1"]
+                ps = [*SENSED, *seen, f"{p.name}@1"]
             elif r == 2:
                 ps = [*seen, *slow, *tracked, f"{p.name}@1"]
             else:
