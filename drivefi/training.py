@@ -95,15 +95,14 @@ def simulate_faults(scenario, faults: list[Fault], golden, agent: str | None = N
     return out
 
 
-def simulate_training(scenario, runs: int = 200, seed: int = 0, golden=None, points=None) -> list:
-    """Golden trace plus ``runs`` random-fault traces."""
+def simulate_training(scenario, runs: int = 200, seed: int = 0, golden=None, agent=None) -> list:
+    """Golden trace plus ``runs`` random-fault traces of the stack under test."""
     from drivefi.recorder import record_golden
 
-    golden = golden or record_golden(scenario)
-    return [
-        golden.trace,
-        *simulate_faults(scenario, random_faults(scenario, runs, seed, points), golden),
-    ]
+    points = stack_points(agent)
+    golden = golden or record_golden(scenario, stack=agent)
+    faults = random_faults(scenario, runs, seed, points)
+    return [golden.trace, *simulate_faults(scenario, faults, golden, agent)]
 
 
 def training_set(scenario, runs: int = 200, seed: int = 0, golden=None, structure=None, agent=None):
