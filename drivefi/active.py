@@ -191,9 +191,12 @@ def active_search(
     res = ActiveResult(c, p_cal, injected, outcome, np.zeros(0, np.int64), [], training_runs, model)
     res.fit_seconds, res.search_seconds = fit_s, search_s
 
+    first = c.p_hazard >= 0.5  # round 0's positives: later rounds only prune them
+
     def plan_of(p):
-        pos = np.flatnonzero(((p >= 0.5) & (outcome < 0)) | (outcome == 1))
-        return pos[np.lexsort((c.delta[pos], -p[pos]))]
+        pos = np.flatnonzero(((p >= 0.5) & first & (outcome < 0)) | (outcome == 1))
+        # confirmed critical faults first, then by calibrated P(hazard) and predicted delta
+        return pos[np.lexsort((c.delta[pos], -p[pos], -(outcome[pos] == 1)))]
 
     def record(r, k, fs, ss):
         plan = plan_of(p_cal)
@@ -228,7 +231,7 @@ def active_search(
             want = max(0, min(len(todo) // 4, (cap - spent) // 3))
             pick = _stratified(c, todo, want, rng)
         else:  # the least certain candidates, near P = 0.5
-            pool = np.flatnonzero((outcome < 0) & (p_cal >= 0.15) & (p_cal <= 0.85))
+            pool = np.flatnonzero((outcome < 0) & first & (p_cal >= 0.15) & (p_cal <= 0.85))
             pool = pool[np.argsort(np.abs(p_cal[pool] - 0.5), kind="stable")]
             pick = pool[: max(0, min(len(pool), room // 2, max(len(todo) // 4, 50)))]
         if len(pick) == 0:
