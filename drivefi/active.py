@@ -196,7 +196,7 @@ def active_search(
     def plan_of(p):
         pos = np.flatnonzero(((p >= 0.5) & first & (outcome < 0)) | (outcome == 1))
         # confirmed critical faults first, then by calibrated P(hazard) and predicted delta
-        return pos[np.lexsort((c.delta[pos], -p[pos], -(outcome[pos] == 1)))]
+        return pos[np.lexsort((c.delta[pos], -p[pos], outcome[pos] != 1))]
 
     def record(r, k, fs, ss):
         plan = plan_of(p_cal)
