@@ -13,7 +13,8 @@ import time
 
 from drivefi.recorder import record_golden
 from drivefi.scenario import bundled_names, load_scenario
-from drivefi.tbn import fit_model, training_set
+from drivefi.tbn import fit_model
+from drivefi.training import training_set
 
 VARS = ["v", "theta", "phi", "x", "y", "lane_offset"]
 

@@ -26,7 +26,8 @@ import numpy as np
 from drivefi.recorder import record_golden
 from drivefi.scenario import bundled_names, load_scenario
 from drivefi.search import score_space
-from drivefi.tbn import fit_model, training_set
+from drivefi.tbn import fit_model
+from drivefi.training import training_set
 
 SWEEPS = [
     ("1-fixed", "1-fixed", 1),

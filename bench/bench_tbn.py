@@ -23,12 +23,12 @@ def best_of(fn, repeat: int = 3) -> float:
 def main() -> None:
     from drivefi.recorder import record_golden
     from drivefi.scenario import load_scenario
-    from drivefi.tbn.dataset import training_set
     from drivefi.tbn.evidence import GoldenWindows
     from drivefi.tbn.fit import fit_model
     from drivefi.tbn.hazard import SafetyModel
     from drivefi.tbn.predict import Predictor
     from drivefi.tbn.structure import SAFETY_STATE, STATE
+    from drivefi.training import training_set
 
     sc = load_scenario("lead_brake")
     golden = record_golden(sc)
@@ -40,7 +40,7 @@ def main() -> None:
     model = fit_model(ts, "mle", holdout=0.0)
     t_fit = time.perf_counter() - t
 
-    gw = GoldenWindows(golden.trace, sc)
+    gw = GoldenWindows(golden.trace, sc, model.structure)
     pred = Predictor(model, gw.context)
     safety = SafetyModel(sc)
     q = 200_000

@@ -1,4 +1,5 @@
-"""The main job: golden run -> training runs -> 3-TBN fit -> search -> validate -> random baseline.
+"""The main job: golden run -> training runs -> 3-TBN fit -> search in active-refit rounds ->
+validate -> random baseline.
 
 Every artefact goes to the output folder: the golden trace, the model, the search's plan, the
 random baseline's plan and one results database holding both campaigns. Each stage's wall time is
@@ -38,6 +39,9 @@ class PipelineSummary:
     hazards_per_injection_search: float = 0.0
     hazards_per_injection_random: float = 0.0
     speedup: float | None = None
+    structure: str = ""
+    simulated_share: float = 0.0  # training + round injections + plan validation / space
+    rounds: list = field(default_factory=list)  # per active-refit round
     golden: dict = field(default_factory=dict)  # the golden run's summary (min deltas, ...)
     stage_seconds: dict = field(default_factory=dict)
 
@@ -62,7 +66,7 @@ def random_baseline(
         v = float(rng.choice(default_values(p.name, known=known)))
         faults.append(
             Fault(
-                p.name, fault_model_for(m), v, None, int(rng.integers(1, scenario.steps - m + 1)), m
+                p.name, fault_model_for(m), v, None, int(rng.integers(0, scenario.steps - m + 1)), m
             )
         )
     return Plan(scenario.name, scenario.steps, faults)
@@ -82,6 +86,9 @@ def run_pipeline(
     bridge_options: dict | None = None,
     executor=None,
     agent: str | None = None,
+    structure: str | None = None,
+    rounds: int = 3,
+    budget_share: float = 0.10,
 ) -> PipelineSummary:
     """Run the main job. With ``sim="carla"`` the golden run, training runs, fit and search use the
     embedded twin of the scenario (same road, actors and reference ADS), and the validation and
@@ -91,12 +98,12 @@ def run_pipeline(
 
     ``agent``: the stack under test (``None``/``"reference"`` or ``FILE.py[:CLASS]``); every run
     of the job (golden, training, validation, random baseline) is that stack's."""
-    import inspect
-
+    from drivefi.active import active_search
     from drivefi.errors import InputError
-    from drivefi.search import search
+    from drivefi.search import to_plan
     from drivefi.stack import is_reference, load_stack
-    from drivefi.tbn import fit_model, save_model, training_set
+    from drivefi.tbn import save_model
+    from drivefi.training import structure_for
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,36 +124,33 @@ def run_pipeline(
     s.golden = golden.trace.summary()
     times["golden"] = time.perf_counter() - t
 
-    t = stage(f"training: golden + {training_runs} random-fault runs")
-    if agent is None:
-        ts = training_set(scenario, runs=training_runs, seed=seed, golden=golden,
-                          map_chunks=getattr(executor, "map_chunks", None))  # fmt: skip
-    elif "stack" in inspect.signature(training_set).parameters:
-        ts = training_set(scenario, runs=training_runs, seed=seed, golden=golden, stack=stack)
-    else:
-        raise InputError(
-            "pipeline --agent: this build's 3-TBN learns only the reference ADS's points "
-            "(training_set takes no stack); record the agent's runs and fit them with drivefi fit"
-        )
-    times["training"] = time.perf_counter() - t
-
-    t = stage("fit 3-TBN (MLE)")
-    model = fit_model(ts, "mle", seed=seed)
-    save_model(model, out / "model.json")
-    times["fit"] = time.perf_counter() - t
-
-    t = stage("search")
-    res = search(scenario, model, golden, top=None, min_prob=0.5, durations=durations)
-    write_plan(res.plan, out / "search_plan.csv")
-    s.candidates_scored, s.predicted_critical = res.candidates, len(res.plan.faults)
-    times["search"] = time.perf_counter() - t
+    st = structure_for(agent, structure)
+    s.structure = f"{st.name} ({st.source})" + (" [ORACLE]" if st.oracle else "")
+    t = stage(
+        f"training ({training_runs} random-fault runs), fit ({st.name}), search in {rounds} "
+        f"active-refit round(s) within {100 * budget_share:.0f} % of the space"
+    )
+    res = active_search(scenario, golden, st, budget_share, training_runs, rounds, seed,
+                        tuple(durations), log=log, agent=agent,
+                        map_chunks=getattr(executor, "map_chunks", None))  # fmt: skip
+    save_model(res.model, out / "model.json")
+    c = res.candidates
+    plan = to_plan(scenario, c, res.plan)
+    write_plan(plan, out / "search_plan.csv")
+    s.candidates_scored, s.predicted_critical = len(c), len(res.plan)
+    s.simulated_share = res.simulated / max(len(c), 1)
+    s.rounds = [r.__dict__ for r in res.rounds]
+    times["fit"] = res.fit_seconds
+    times["search"] = res.search_seconds
+    # simulating the training runs and the rounds' injections
+    times["training"] = time.perf_counter() - t - res.fit_seconds - res.search_seconds
 
     ex = executor or LocalExecutor(workers)
     # the embedded simulator replays any fault in milliseconds; another simulator's faulty runs
     # are kept (hazards) so the report can show their timelines
     keep = "none" if sim == "embedded" else "hazards"
     db = out / "results.db"
-    top = Plan(res.plan.scenario, res.plan.steps, res.plan.faults[:budget])
+    top = Plan(plan.scenario, plan.steps, plan.faults[:budget])
     s.injected = len(top.faults)
     if s.injected:
         t = stage(f"validate: inject the top {s.injected} predicted faults")

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivefi.ads import POINTS_BY_NAME
 from drivefi.errors import InputError
 from drivefi.faults import Fault, flip_bit
 from drivefi.plan import Plan, default_values, fault_model_for
@@ -70,6 +69,7 @@ def score_space(
     values: dict[str, list[float]] | None = None,
     bits: tuple[int, ...] = tuple(range(32)),
     horizon_after: int = 20,
+    stride: int = 1,
 ) -> Candidates:
     """Score every candidate fault; ``golden`` is a :class:`drivefi.recorder.Golden` or Trace."""
     from drivefi.tbn import GoldenWindows, SafetyModel, check_scenario, score_faults
@@ -79,17 +79,18 @@ def score_space(
         if m not in SEARCH_MODELS:
             raise InputError(f"--models: expected some of {', '.join(SEARCH_MODELS)}, got '{m}'")
     trace = getattr(golden, "trace", golden)
-    gw = GoldenWindows(trace, scenario)
+    st = model.structure
+    gw = GoldenWindows(trace, scenario, st)
     pred = _predictor(model, gw)
     safety = SafetyModel(scenario)
     frame = trace.frame
     safe = (frame["delta_lon"].to_numpy() > 0) & (frame["delta_lat"].to_numpy() > 0)
     steps = scenario.steps
-    points = points or list(POINTS_BY_NAME)
+    points = points or list(st.points)
     for p in points:
-        if p not in POINTS_BY_NAME:
+        if p not in st.points:
             raise InputError(
-                f"--points: unknown injection point '{p}'; known: {', '.join(POINTS_BY_NAME)}"
+                f"--points: unknown injection point '{p}'; known: {', '.join(st.points)}"
             )
     out: dict[str, list] = {c: [] for c in Candidates.__dataclass_fields__}
     jobs = []  # (model label, duration, value kind)
@@ -101,8 +102,10 @@ def score_space(
         else:
             jobs += [("bitflip", d) for d in durations]
     for label, dur in jobs:
+        # every step, step 0 included (its slice k-1 is the initial slice repeated)
         ks = np.flatnonzero(safe[: steps - dur + 1])
-        ks = ks[ks >= 1]  # the 3-TBN needs slice k-1
+        if stride > 1:
+            ks = ks[ks % stride == 0]
         for p in points:
             if label == "bitflip":
                 clean = frame[p].to_numpy()[ks]
@@ -112,7 +115,7 @@ def score_space(
                 keep = np.isfinite(vv) & (np.abs(vv) < 1e6)  # the linear model cannot score NaN/inf
                 kk, bb, vv = kk[keep], bb[keep], vv[keep]
             else:
-                grid = np.asarray((values or {}).get(p) or default_values(p))
+                grid = np.asarray((values or {}).get(p) or value_grid(st, p))
                 kk = np.repeat(ks, len(grid))
                 vv = np.tile(grid, len(ks))
                 bb = np.full(len(kk), -1)
@@ -132,6 +135,15 @@ def score_space(
             out["delta"].append(np.nan_to_num(sc.delta, nan=np.inf))
     cat = {c: (np.concatenate(v) if v else np.array([])) for c, v in out.items()}
     return Candidates(**cat)
+
+
+def value_grid(st, point: str, count: int = 5) -> list[float]:
+    """A point's default value grid (range ends and evenly spaced values), from the stack's
+    declared range as the structure records it."""
+    if point in st.ranges:
+        lo, hi = st.ranges[point]
+        return [float(v) for v in np.linspace(lo, hi, count)]
+    return default_values(point, count)
 
 
 def select(c: Candidates, top: int | None = None, min_prob: float | None = 0.5) -> np.ndarray:

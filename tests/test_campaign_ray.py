@@ -103,7 +103,7 @@ def loopback(addr: str) -> bool:
 def test_local_ray_matches_local_and_listens_on_loopback_only(tmp_path):
     from drivefi.campaign.ray_executor import RayExecutor
     from drivefi.recorder import record_golden
-    from drivefi.tbn.dataset import simulate_training
+    from drivefi.training import simulate_training
 
     plan = small_plan()
     golden = record_golden(SC)

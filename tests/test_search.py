@@ -12,7 +12,8 @@ from drivefi.plan import read_plan, write_plan
 from drivefi.recorder import record_golden, write_trace
 from drivefi.scenario import load_scenario
 from drivefi.search import search
-from drivefi.tbn import fit_model, save_model, training_set
+from drivefi.tbn import fit_model, save_model
+from drivefi.training import training_set
 
 SC = load_scenario("lead_brake")
 
@@ -84,9 +85,11 @@ def test_search_cli_json(fitted, tmp_path, capsys):
 
 def test_pipeline_small(tmp_path, capsys):
     rc = main(["pipeline", "lead_brake", "--out", str(tmp_path), "--budget", "20", "--training-runs", "40",
-               "--durations", "5", "--workers", "1", "--json"])  # fmt: skip
+               "--durations", "5", "--workers", "1", "--rounds", "1", "--json"])  # fmt: skip
     s = json.loads(capsys.readouterr().out)
     assert rc == 0
+    assert "[ORACLE]" not in s["structure"] and s["structure"].startswith("reference")
+    assert [r["round"] for r in s["rounds"]] == [0, 1] and 0 < s["simulated_share"] <= 0.10
     assert s["injected"] == min(20, s["predicted_critical"]) and s["random_injected"] == max(
         s["injected"], 1
     )
@@ -100,3 +103,37 @@ def test_pipeline_small(tmp_path, capsys):
     ):
         assert (tmp_path / f).is_file()
     assert set(s["stage_seconds"]) >= {"golden", "training", "fit", "search", "random", "total"}
+
+
+def test_candidates_include_step_0(fitted):
+    from drivefi.search import score_space
+
+    _, golden, model = fitted
+    c = score_space(SC, model, golden, points=["control.steer"], durations=(1,))
+    assert c.start.min() == 0 and len(c) == 5 * SC.steps
+
+
+def test_calibration_learns_each_group_from_injected_outcomes():
+    """A group whose injected faults all proved masked drops below 0.5; a group whose outcomes
+    follow the predicted margin keeps the faults the margin says are critical."""
+    import numpy as np
+
+    from drivefi.active import calibrate
+    from drivefi.search import Candidates
+
+    rng = np.random.default_rng(0)
+    n = 400
+    point = np.array(["perception.x"] * 200 + ["control.steer"] * 200, object)
+    delta = np.r_[rng.uniform(-5, -0.1, 200), rng.uniform(-5, 5, 200)]
+    c = Candidates(point, np.full(n, "m-fixed", object), np.zeros(n), np.full(n, -1),
+                   np.arange(n), np.full(n, 20), (delta <= 0).astype(float), delta)  # fmt: skip
+    injected = np.zeros(n, bool)
+    injected[::5] = True
+    outcome = np.full(n, -1, np.int8)
+    outcome[:200][injected[:200]] = 0  # the stack gated this point: never critical
+    steer = np.arange(200, 400)
+    outcome[steer[injected[steer]]] = (delta[steer[injected[steer]]] < -1.0).astype(np.int8)
+    p = calibrate(c, injected, outcome)
+    assert np.all(p[:200] < 0.5)
+    s = steer[~injected[steer]]
+    assert np.mean((p[s] >= 0.5) == (delta[s] < -1.0)) > 0.9

@@ -14,7 +14,9 @@ from drivefi.errors import InputError
 from drivefi.tbn.dataset import FAULT_PREFIX, TrainingSet
 from drivefi.tbn.fit import fit_model
 from drivefi.tbn.model_io import FORMAT_VERSION, load_model, save_model, to_json
-from drivefi.tbn.structure import POINTS, Structure, Var, _p
+from drivefi.tbn.structure import Structure, Var, _p
+
+POINTS = ("control.steer",)
 
 # a known linear-Gaussian 3-TBN: (intercept, {parent: weight}, sigma), raw units
 TRUE = {
@@ -28,7 +30,9 @@ SYN = Structure(
         Var("a", "state", _p("a@1", "u")),
         Var("b", "state", _p("a", "b@1")),
         Var("c", "state", _p("b", "c@1", "a@1")),
-    )
+    ),
+    features={},
+    points=(),
 )
 
 
@@ -84,7 +88,7 @@ def test_bayes_recovers_known_parameters():
 @pytest.fixture(scope="module")
 def lead(golden_run):
     from drivefi.scenario import load_scenario
-    from drivefi.tbn.dataset import simulate_training
+    from drivefi.training import simulate_training
 
     sc = load_scenario("lead_brake")
     g = golden_run("lead_brake")
@@ -164,7 +168,7 @@ def test_fit_bad_traces_exit_2(lead, tmp_path, capsys):
     junk = tmp_path / "junk.parquet"
     junk.write_text("not parquet")
     for path, msg in (
-        (missing, "missing column(s) control.steer"),
+        (missing, "names point(s) control.steer"),
         (nanp, "'v' at step 57"),
         (str(junk), "not a readable"),
     ):
@@ -179,7 +183,7 @@ def test_register_adds_fit_command():
 
     app = typer.Typer()
     register(app)
-    assert [c.name for c in app.registered_commands] == ["fit"]
+    assert [c.name for c in app.registered_commands] == ["fit", "structure"]
 
 
 # -- fidelity under faults -------------------------------------------------------------------------
@@ -190,7 +194,7 @@ def test_one_step_under_forced_actuation_matches_simulator(model, lead, point):
     < 0.05 m / 0.05 m/s on lane offset, s and v (golden-anchored rollout)."""
     from drivefi.ads import POINTS_BY_NAME
     from drivefi.faults import Fault
-    from drivefi.tbn.evaluate import fidelity
+    from drivefi.training import fidelity
 
     sc, g, _ = lead
     p = POINTS_BY_NAME[point]
@@ -220,7 +224,7 @@ def test_bayes_model_predictions_integrate_over_draws(model, lead):
             "sigma": np.full(8, c.sigma),
         }
     try:
-        gw = GoldenWindows(g.trace, sc)
+        gw = GoldenWindows(g.trace, sc, model.structure)
         pp = PosteriorPredictor(model, gw.context, draws=8)
         k = np.array([50, 90])
         prev, cur = gw.window(k)

@@ -1,4 +1,4 @@
-"""``drivefi fit``: fit the 3-TBN from traces and write the model file."""
+"""``drivefi fit`` (fit the 3-TBN from traces) and ``drivefi structure`` (write a structure file)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,15 @@ import typer
 from drivefi.cli.options import JsonOpt, console, emit_json, kv_table
 
 REPORT = ("v", "theta", "phi", "x", "y", "lane_offset", "heading_error")
+AgentOpt = typer.Option(
+    None, "--agent", help="Stack under test: 'reference' (default) or FILE.py[:CLASS]."
+)
+StructureOpt = typer.Option(
+    None,
+    "--structure",
+    help="Structure file (YAML, models/NAME); default: the stack's models/ file or one derived "
+    "from its points. 'twin' = the white-box oracle of the reference stack.",
+)
 
 
 def fit_command(
@@ -20,6 +29,8 @@ def fit_command(
         0.2, "--holdout", min=0.0, max=0.9, help="Fraction of runs held out."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the hold-out split and the sampler."),
+    agent: str = AgentOpt,
+    structure: str = StructureOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Fit the 3-TBN (linear-Gaussian, 3 time slices) and report the held-out one-step error."""
@@ -27,24 +38,34 @@ def fit_command(
     from drivefi.tbn.dataset import read_traces
     from drivefi.tbn.fit import fit_model
     from drivefi.tbn.model_io import save_model
+    from drivefi.training import structure_for
 
     check_output(out, "--out")
     t0 = time.perf_counter()
-    ts = read_traces(list(traces))
-    model = fit_model(ts, method, holdout, seed)
+    st = structure_for(agent, structure)
+    with console.status(f"reading {len(traces)} trace(s)", spinner="dots") as status:
+        ts = read_traces(list(traces), st)
+        status.update(f"fitting the 3-TBN ({st.name}) on {ts.runs} runs, {len(ts.slices):,} rows")
+        model = fit_model(ts, method, holdout, seed)
     save_model(model, out)
     summary = {
         "model": str(out),
+        "structure": f"{st.name} ({st.source})" + (" [ORACLE]" if st.oracle else ""),
         "method": method,
         **{k: v for k, v in model.summary.items() if k != "sources"},
+        "learned": {
+            n: {k: round(v, 4) for k, v in p.items()} for n, p in model.structure.params.items()
+        },
         "fit_seconds": round(time.perf_counter() - t0, 3),
         "holdout_error": model.holdout,
     }
     if as_json:
         emit_json(summary)
         return
-    rows = {k: v for k, v in summary.items() if k != "holdout_error"}
+    rows = {k: v for k, v in summary.items() if k not in ("holdout_error", "learned")}
     console.print(kv_table("3-TBN fit", rows))
+    if model.structure.params:
+        console.print(kv_table("Learned transform parameters", summary["learned"]))
     if model.holdout:
         err = {f"{v} rmse": f"{model.holdout[v]['rmse']:.3g}" for v in REPORT if v in model.holdout}
         console.print(
@@ -52,5 +73,36 @@ def fit_command(
         )
 
 
+def structure_command(
+    out: Path = typer.Option(None, "--out", help="Write the structure file here (else print it)."),
+    agent: str = AgentOpt,
+    library: bool = typer.Option(False, "--library", help="List the feature transforms instead."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Derive the default 3-TBN structure of a stack from its injection points (names, ranges,
+    module order), to copy into models/ and edit; or list the feature library."""
+    from drivefi.tbn.structure_file import build, derive, dump, write_structure
+    from drivefi.tbn.transforms import library_markdown
+    from drivefi.training import stack_points
+
+    if library:
+        console.print(library_markdown(), markup=False, highlight=False)
+        return
+    stack = agent or "reference"
+    doc = derive(stack_points(agent), stack)
+    build(doc, "<derived>")  # a derived structure is always valid
+    if out is None:
+        console.print(dump(doc), markup=False, highlight=False)
+        return
+    write_structure(doc, out)
+    if as_json:
+        emit_json(
+            {"structure": str(out), "stack": stack, "points": [p["name"] for p in doc["points"]]}
+        )
+        return
+    console.print(f"structure of stack '{stack}' written to {out}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("fit")(fit_command)
+    app.command("structure")(structure_command)

@@ -54,9 +54,24 @@ def pipeline_cmd(
     carla_servers: str = CarlaServersOpt,
     carla_run_timeout: float = CarlaRunTimeoutOpt,
     agent: str = AgentOpt,
+    structure: str = typer.Option(
+        None,
+        "--structure",
+        help="3-TBN structure file (default: the stack's models/ file or one derived from its "
+        "points; 'twin' = the white-box oracle).",
+    ),
+    rounds: int = typer.Option(3, "--rounds", min=0, help="Active-refit rounds of the search."),
+    budget_share: float = typer.Option(
+        0.10,
+        "--budget-share",
+        min=0.0,
+        max=1.0,
+        help="Share of the candidate space the search may simulate (training runs included).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """The main job: golden -> training runs -> fit -> search -> validate -> random baseline -> summary."""
+    """The main job: golden -> training runs -> fit -> search in active-refit rounds -> validate ->
+    random baseline -> summary."""
     from drivefi.atomic import check_output_dir
     from drivefi.pipeline import run_pipeline
     from drivefi.scenario import load_scenario
@@ -78,7 +93,8 @@ def pipeline_cmd(
         s = run_pipeline(sc, out, budget, training_runs, durs, workers, seed,
                          progress=not as_json,
                          log=lambda m: err_console.print(m, style="dim", markup=False),
-                         sim=sim, bridge_options=opts, executor=ex, agent=agent)  # fmt: skip
+                         sim=sim, bridge_options=opts, executor=ex, agent=agent,
+                         structure=structure, rounds=rounds, budget_share=budget_share)  # fmt: skip
     finally:
         close = getattr(ex, "close", None)
         if close is not None:
@@ -97,7 +113,11 @@ def pipeline_cmd(
     t.add_column("")
     t.add_column("Bayesian search", justify="right")
     t.add_column("random FI", justify="right")
+    t.add_row("3-TBN structure", s.structure, "")
     t.add_row("candidates scored", f"{s.candidates_scored:,}", "")
+    t.add_row(
+        "simulated (training + rounds + plan) / space", f"{100 * s.simulated_share:.1f} %", ""
+    )
     t.add_row("predicted critical", f"{s.predicted_critical:,}", "")
     t.add_row("injected", f"{s.injected:,}", f"{s.random_injected:,}")
     t.add_row("hazards (critical)", f"{s.confirmed_hazards:,}", f"{s.random_hazards:,}")
@@ -115,6 +135,15 @@ def pipeline_cmd(
     )
     t.add_row("speed-up", sp, "")
     console.print(t)
+    if s.rounds:
+        rt = Table(title="Active refit: rounds")
+        for col in ("round", "injected", "simulated", "plan", "confirmed critical"):
+            rt.add_column(col, justify="right")
+        for r in s.rounds:
+            rt.add_row(
+                *(str(r[k]) for k in ("round", "injected", "simulated", "predicted", "confirmed"))
+            )
+        console.print(rt)
     console.print(
         kv_table("Wall time per stage [s]", {k: round(v, 2) for k, v in s.stage_seconds.items()})
     )

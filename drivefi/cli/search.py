@@ -36,33 +36,46 @@ def search_cmd(
         max=1.0,
         help="Keep candidates with P(hazard) >= P (default 0.5 unless --top).",
     ),
+    agent: str = typer.Option(
+        None, "--agent", help="Stack under test: 'reference' (default) or FILE.py[:CLASS]."
+    ),
+    stride: int = typer.Option(1, "--stride", min=1, help="Score every n-th start step."),
+    oracle: bool = typer.Option(
+        False, "--oracle", help="Accept a model of the white-box oracle structure (twin)."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Score every candidate fault with the 3-TBN and write the predicted-critical ones as a plan."""
-    from drivefi.ads import INJECTION_POINTS
     from drivefi.atomic import check_output
     from drivefi.plan import write_plan
     from drivefi.recorder import check_golden, read_trace, record_golden
     from drivefi.scenario import load_scenario
     from drivefi.search import search
-    from drivefi.tbn import load_model
+    from drivefi.tbn import check_stack, load_model
+    from drivefi.training import stack_points
 
+    if oracle:
+        import drivefi.twin  # noqa: F401  (registers the oracle structure)
     sc = load_scenario(scenario)
     durs = durations_for(durations, sc)
     check_output(out, "--out")
+    names = [p.name for p in stack_points(agent)]
     g = None
     if golden:  # every file is checked before the model is loaded or anything is simulated
         g = read_trace(golden)
-        check_golden(g, sc, golden, [p.name for p in INJECTION_POINTS])
+        check_golden(g, sc, golden, names)
     m = load_model(model)
-    g = g or record_golden(sc).trace
+    check_stack(m, agent or "reference", names, str(model))
+    g = g or record_golden(sc, stack=agent).trace
     if min_prob is None and top is None:
         min_prob = 0.5
     pts = [p.strip() for p in points.split(",")] if points else None
-    res = search(sc, m, g, top=top, min_prob=min_prob, points=pts,
-                 models=tuple(x.strip() for x in models.split(",")), durations=durs)  # fmt: skip
+    with console.status("scoring the candidate space with the 3-TBN", spinner="dots"):
+        res = search(sc, m, g, top=top, min_prob=min_prob, points=pts, stride=stride,
+                     models=tuple(x.strip() for x in models.split(",")), durations=durs)  # fmt: skip
     write_plan(res.plan, out, "--out")
-    info = {"plan": str(out), "scenario": sc.name, "candidates_scored": res.candidates,
+    info = {"plan": str(out), "scenario": sc.name,
+            "structure": m.structure.name + (" [ORACLE]" if m.structure.oracle else ""), "candidates_scored": res.candidates,
             "predicted_critical": res.predicted_critical, "written": len(res.plan.faults),
             "seconds": res.seconds, "candidates_per_s": res.rate}  # fmt: skip
     emit_json(info) if as_json else console.print(kv_table("Critical-fault search", info))

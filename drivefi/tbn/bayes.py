@@ -15,9 +15,8 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from drivefi.tbn.fit import SIGMA_FLOOR, fit_family
+from drivefi.tbn.family import SIGMA_FLOOR, fit_family
 from drivefi.tbn.model import CPD
-from drivefi.tbn.structure import STRUCTURE
 
 
 class BayesFitter:
@@ -27,7 +26,7 @@ class BayesFitter:
         tune: int = 300,
         max_rows: int = 5000,
         seed: int = 0,
-        structure=STRUCTURE,
+        structure=None,
     ):
         self.draws, self.tune, self.max_rows, self.seed = draws, tune, max_rows, seed
         self.structure = structure

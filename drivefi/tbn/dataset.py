@@ -1,11 +1,10 @@
-"""Training data for the 3-TBN: slice columns from traces, windows of consecutive steps, and a
-generator of golden + random-fault runs of a scenario.
+"""Training data for the 3-TBN: slice columns from traces and windows of consecutive steps.
 
 Every trace row becomes one slice: the trace's kinematics, injection points and applied actuation,
-the exogenous inputs (road curvature; the nearest in-lane object ahead, from the scenario's scripted
-actors), the derived features, and ``u_lon`` (the speed controller's command, observed where neither
-throttle nor brake saturates). ``faulted.<point>`` marks rows whose point value was forced by a fault,
-so that point's CPD is not fitted on them.
+the world's exogenous inputs (road curvature; the nearest in-lane object ahead, from the scenario's
+scripted actors) and the structure's features. ``faulted.<point>`` marks rows whose point value was
+forced by a fault, so that point's CPD is not fitted on them. The runs themselves (golden and
+fault-injected runs of the stack under test) come from :mod:`drivefi.training` or from files.
 """
 
 from __future__ import annotations
@@ -16,34 +15,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from drivefi.ads.perception import nearest_ahead
 from drivefi.errors import InputError
-from drivefi.tbn.structure import (
-    APPLIED,
-    FEATURES,
-    INITIAL,
-    NO_LEAD,
-    POINTS,
-    STATE,
-    STRUCTURE,
-    Context,
-    Structure,
-    u_lon,
-)
+from drivefi.safety import lateral_extent
+from drivefi.tbn.structure import NO_LEAD, STATE, Context, Structure
 
-TRACE_NEEDS = ("k", *STATE, "curvature", *APPLIED, *POINTS)
 FAULT_PREFIX = "faulted."
 INIT_PREFIX = "init."  # the stack's state before a trace's first step (from its metadata)
-# metadata "ads_state" (drivefi.ads.stack.ADSState fields) -> recursive features
-ADS_STATE = {
-    "integral": "pi_int", "offset": "lane_est", "heading": "heading_est", "coast": "lane_miss",
-    "gap": "gap_est", "ospeed": "ospeed_est", "ocoast": "gap_miss", "speed": "speed_est",
-    "scoast": "speed_miss", "ref": "ref",
-}  # fmt: skip
+NAT = "nat:"
+LAG_PREFIX = "lag."
+
+
+def trace_needs(st: Structure) -> tuple[str, ...]:
+    return ("k", *STATE, "curvature", *st.applied, *st.points)
 
 
 class LeadTable:
-    """The nearest in-lane object ahead of the ego (as the reference perception selects it)."""
+    """The nearest object ahead in the ego's lane (the world as the scenario scripts it)."""
 
     def __init__(self, scenario):
         from drivefi.bridges.embedded import EmbeddedBridge
@@ -61,34 +48,44 @@ class LeadTable:
         if self.bridge.actors.count == 0:
             return {"lead_s": s + NO_LEAD, "lead_off": np.zeros_like(s), "lead_v": np.zeros_like(s)}
         obj = self.bridge.actors_at(k)
-        j, gap, o_lon = nearest_ahead(
-            obj.s - s[:, None], obj.d - self.lane_c, obj.psi, obj.length, obj.width,
-            self.half_w, self.half_len,
-        )  # fmt: skip
+        ds = obj.s - s[:, None]
+        o_lat = lateral_extent(0.5 * obj.length, 0.5 * obj.width, obj.psi)
+        o_lon = lateral_extent(0.5 * obj.width, 0.5 * obj.length, obj.psi)
+        gap = ds - self.half_len - o_lon
+        inl = (np.abs(obj.d - self.lane_c) < self.half_w + o_lat) & (ds > 0) & (gap < NO_LEAD)
+        gaps = np.where(inl, gap, np.inf)
+        j = np.argmin(gaps, axis=1)
         rows = np.arange(len(k))
-        seen = np.isfinite(gap)
+        seen = np.isfinite(gaps[rows, j])
         return {
             "lead_s": np.where(seen, obj.s[rows, j], s + NO_LEAD),
-            "lead_off": np.where(seen, self.half_len + o_lon, 0.0),
+            "lead_off": np.where(seen, self.half_len + o_lon[rows, j], 0.0),
             "lead_v": np.where(seen, obj.v_lon[rows, j], 0.0),
         }
 
 
-def fault_point(meta: dict) -> str | None:
+def fault_point(meta: dict, points) -> str | None:
     """The injection point a trace's fault forced ('*' when unknown or several)."""
     f = meta.get("fault")
     if not f:
         return None
     if isinstance(f, dict):
         p = f.get("point")
-        return p if p in POINTS else "*"
+        return p if p in points else "*"
     return "*"
 
 
-def check_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+def check_frame(frame: pd.DataFrame, source: str, st: Structure) -> pd.DataFrame:
     """Validate a trace frame; returns its recorded rows (leading unrecorded rows dropped)."""
-    missing = [c for c in TRACE_NEEDS if c not in frame.columns]
+    missing = [c for c in trace_needs(st) if c not in frame.columns]
     if missing:
+        pts = [c for c in missing if c in st.points]
+        if pts:
+            raise InputError(
+                f"{source}: the structure '{st.name}' ({st.source}) names point(s) "
+                f"{', '.join(pts)} that this trace's stack does not record; use the stack's own "
+                "structure (drivefi structure --agent ...)"
+            )
         raise InputError(f"{source}: missing column(s) {', '.join(missing)} needed by the 3-TBN")
     kin = frame[[*STATE, "curvature"]].to_numpy(float)
     recorded = np.isfinite(kin).any(axis=1)
@@ -97,12 +94,12 @@ def check_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     first = int(np.argmax(recorded))
     last = len(recorded) - int(np.argmax(recorded[::-1]))
     f = frame.iloc[first:last].reset_index(drop=True)
-    bad = ~np.isfinite(f[[*STATE, "curvature", *APPLIED]].to_numpy(float))
+    need = [*STATE, "curvature", *st.applied]
+    bad = ~np.isfinite(f[need].to_numpy(float))
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        col = [*STATE, "curvature", *APPLIED][c]
         raise InputError(
-            f"{source}: NaN or infinite '{col}' at step {int(f['k'].iloc[r])} "
+            f"{source}: NaN or infinite '{need[c]}' at step {int(f['k'].iloc[r])} "
             f"(a trace needs finite kinematics and actuation on every recorded step)"
         )
     if len(f) < 3:
@@ -110,43 +107,39 @@ def check_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return f
 
 
-def slice_frame(
-    frame: pd.DataFrame, meta: dict, scenario=None, source: str = "<trace>", structure=STRUCTURE
-) -> pd.DataFrame:
+def slice_frame(frame, meta: dict, scenario, source: str, st: Structure) -> pd.DataFrame:
     """One row per step with every slice variable, 'k', and ``faulted.<point>`` flags."""
-    cols = _raw_slice(frame, meta, scenario, source)
-    add_features([cols], Context.from_meta(meta), structure)
+    cols = _raw_slice(frame, meta, scenario, source, st)
+    add_features([cols], Context.from_meta(meta), st)
     return pd.DataFrame(cols)
 
 
-def _raw_slice(frame: pd.DataFrame, meta: dict, scenario, source: str) -> dict[str, np.ndarray]:
+def _raw_slice(frame, meta: dict, scenario, source: str, st: Structure) -> dict[str, np.ndarray]:
     """A trace's observed slice columns (no features yet)."""
-    f = check_frame(frame, source)
+    f = check_frame(frame, source, st)
     ctx = Context.from_meta(meta)
     cols: dict[str, np.ndarray] = {"k": f["k"].to_numpy(np.int64)}
-    for c in (*STATE, "curvature", *APPLIED, *POINTS):
+    for c in (*STATE, "curvature", *st.applied, *st.points):
         cols[c] = f[c].to_numpy(float)
     if scenario is None:
         scenario = scenario_of(meta, source)
     cols.update(LeadTable(scenario).at(cols["k"], cols["s"]))
-    cols["u_lon"] = u_lon(cols, ctx)
     active = f["fault_active"].to_numpy(bool) if "fault_active" in f else np.zeros(len(f), bool)
-    which = fault_point(meta)
-    for p in POINTS:
+    which = fault_point(meta, st.points)
+    for p in st.points:
         cols[FAULT_PREFIX + p] = active & (which in (p, "*"))
     for field, val in (meta.get("ads_state") or {}).items():
-        if field in ADS_STATE:
-            cols[INIT_PREFIX + ADS_STATE[field]] = np.full(len(f), float(val))
-    # the controller's own command is unknown where a fault forced throttle or brake
-    forced = cols[FAULT_PREFIX + "control.throttle"] | cols[FAULT_PREFIX + "control.brake"]
-    cols["u_lon"] = np.where(forced, np.nan, cols["u_lon"])
+        if field in st.init_state:
+            cols[INIT_PREFIX + st.init_state[field]] = np.full(len(f), float(val))
+    for name, fn in st.observed.items():
+        cols[name] = fn(cols, ctx)
     return cols
 
 
-def add_features(runs: list[dict[str, np.ndarray]], ctx: Context, structure=STRUCTURE) -> None:
+def add_features(runs: list[dict[str, np.ndarray]], ctx: Context, st: Structure) -> None:
     """Compute the derived features of runs of consecutive steps (in place). Recursive features
-    (trackers, speed reference) are stepped along the runs, all runs at once."""
-    feats = [v for v in structure.vars if v.kind == "feature"]
+    (filters, gates, lags) are stepped along the runs, all runs at once."""
+    feats = [v for v in st.vars if v.kind == "feature"]
     rec = [v for v in feats if any(lag == 1 for _, lag in v.parents)]
     rec_names = {v.name for v in rec}
     dep = set(rec_names)  # features computed from recursive ones
@@ -159,16 +152,12 @@ def add_features(runs: list[dict[str, np.ndarray]], ctx: Context, structure=STRU
             prev = {n: np.roll(a, 1) for n, a in cols.items()}
             for v in feats:
                 if v.name in names:
-                    cols[v.name] = FEATURES[v.name](cols, prev, ctx)
+                    cols[v.name] = st.features[v.name](cols, prev, ctx)
 
     plain({v.name for v in feats if v.name not in dep})
     if rec:
-        names = dict.fromkeys(n for c in runs for n in c if np.asarray(c[n]).dtype.kind == "f")
+        names = dict.fromkeys(n for c in runs for n in c if np.asarray(c[n]).dtype.kind in "fb")
         inputs = [n for n in names if n not in dep]
-        for v in rec:
-            bad = [p for p, lag in v.parents if lag == 0 and p in dep and p not in rec_names]
-            if bad:
-                raise ValueError(f"{v.name}: recursive feature depends on derived {bad}")
         n = max(len(c["k"]) for c in runs)
         data = {}
         for name in inputs:
@@ -180,14 +169,23 @@ def add_features(runs: list[dict[str, np.ndarray]], ctx: Context, structure=STRU
         out = {v.name: np.full((len(runs), n), np.nan) for v in rec}
         cur = {name: m[:, 0] for name, m in data.items()}
         prev = {}
-        for v in rec:  # the stack's state before the first step: recorded, else INITIAL's
+        for v in rec:  # the stack's state before the first step: recorded, else the initial one
             given = cur.get(INIT_PREFIX + v.name)
-            init = INITIAL[v.name](cur, ctx)
+            init = st.initial[v.name](cur, ctx)
             prev[v.name] = init if given is None else np.where(np.isfinite(given), given, init)
+        for p in st.points:  # nothing is known of a point before the first step
+            prev[p] = np.full(len(runs), np.nan)
         for t in range(n):
             cur = {name: m[:, t] for name, m in data.items()}
             for v in rec:
-                cur[v.name] = FEATURES[v.name](cur, prev, ctx)
+                if v.name.startswith(LAG_PREFIX) and v.name[len(LAG_PREFIX) :] in st.points:
+                    p = v.name[len(LAG_PREFIX) :]
+                    # a point's own past is its natural output: unknown where a fault forced it
+                    forced = prev.get(FAULT_PREFIX + p)
+                    val = prev[p]
+                    cur[v.name] = val if forced is None else np.where(forced > 0, np.nan, val)
+                else:
+                    cur[v.name] = st.features[v.name](cur, prev, ctx)
                 out[v.name][:, t] = cur[v.name]
             prev = cur
         for i, c in enumerate(runs):
@@ -211,9 +209,9 @@ def scenario_of(meta: dict, source: str = "<trace>"):
         ) from None
 
 
-def windows(slices: pd.DataFrame, structure: Structure = STRUCTURE) -> pd.DataFrame:
+def windows(slices: pd.DataFrame, st: Structure) -> pd.DataFrame:
     """Consecutive-step pairs: columns ``<var>_0`` (step k-1) and ``<var>_1`` (step k)."""
-    names = [*structure.names, *(FAULT_PREFIX + p for p in POINTS)]
+    names = [*st.names, *(FAULT_PREFIX + p for p in st.points)]
     a, b = slices.iloc[:-1].reset_index(drop=True), slices.iloc[1:].reset_index(drop=True)
     ok = (b["k"].to_numpy() - a["k"].to_numpy()) == 1
     if "run" in slices:
@@ -234,140 +232,98 @@ class TrainingSet:
     scenarios: list[str]
     contexts: dict[str, dict]
     sources: list[str]
+    structure: Structure | None = None
+    raw: list | None = None  # (scenario name, raw columns) per run, for refitting with new params
 
     @property
     def runs(self) -> int:
         return int(self.slices["run"].nunique())
 
-    def windows(self, structure: Structure = STRUCTURE) -> pd.DataFrame:
-        return windows(self.slices, structure)
+    def windows(self, st: Structure | None = None) -> pd.DataFrame:
+        return windows(self.slices, st or self.structure)
 
     def summary(self) -> dict:
         s = self.slices
-        faulted = s[[FAULT_PREFIX + p for p in POINTS]].any(axis=1)
+        fcols = [c for c in s.columns if c.startswith(FAULT_PREFIX)]
+        faulted = s[fcols].any(axis=1) if fcols else np.zeros(len(s), bool)
         return {
             "scenarios": self.scenarios,
             "runs": self.runs,
             "rows": len(s),
-            "faulted_rows": int(faulted.sum()),
+            "faulted_rows": int(np.sum(faulted)),
             "sources": self.sources[:20] + (["..."] if len(self.sources) > 20 else []),
         }
 
+    def restructure(self, st: Structure) -> TrainingSet:
+        """The same runs with the features of another structure (e.g. new learned parameters)."""
+        return _assemble(
+            [(n, {k: v for k, v in c.items()}) for n, c in self.raw],
+            self.sources,
+            st,
+            self.contexts,
+        )
 
-def from_traces(traces: list, sources: list[str] | None = None, scenario=None) -> TrainingSet:
+    def extend(self, other: TrainingSet) -> TrainingSet:
+        """This set plus another's runs (same structure)."""
+        return _assemble(
+            [(n, dict(c)) for n, c in [*self.raw, *other.raw]],
+            [*self.sources, *other.sources],
+            self.structure,
+            {**self.contexts, **other.contexts},
+        )
+
+
+def _assemble(raw, sources, st: Structure, ctxs: dict) -> TrainingSet:
+    names: list[str] = []
+    for i, (name, cols) in enumerate(raw):
+        cols["run"] = np.full(len(cols["k"]), i)
+        if name not in names:
+            names.append(name)
+    keep = {"k", "run", *STATE, "curvature", *st.exo, *st.applied, *st.points, *st.observed}
+    base = [
+        (n, {k: v for k, v in c.items() if k in keep or k.startswith((FAULT_PREFIX, INIT_PREFIX))})
+        for n, c in raw
+    ]
+    feat = [(n, dict(c)) for n, c in base]
+    for name in names:  # features of each scenario's runs, batched
+        add_features([c for n, c in feat if n == name], Context.of(ctxs[name]), st)
+    frames = [pd.DataFrame(c) for _, c in feat]
+    slices = pd.concat(frames, ignore_index=True)
+    return TrainingSet(slices, names, ctxs, list(sources), st, base)
+
+
+def from_traces(
+    traces: list, sources=None, scenario=None, st: Structure | None = None
+) -> TrainingSet:
     """Build a training set from :class:`drivefi.recorder.Trace` objects."""
+    from drivefi.tbn.structure_file import default_structure
+
+    st = st or default_structure()
     sources = sources or [f"<trace {i}>" for i in range(len(traces))]
-    names, ctxs = [], {}
+    ctxs: dict[str, dict] = {}
     raw: list[tuple[str, dict]] = []
     cache: dict[str, object] = {}
-    for i, (tr, src) in enumerate(zip(traces, sources, strict=True)):
+    for tr, src in zip(traces, sources, strict=True):
         sc = scenario
         name = tr.meta.get("scenario")
         if sc is None:
             sc = cache.get(name) or scenario_of(tr.meta, src)
             cache[name] = sc
         try:
-            cols = _raw_slice(tr.frame, tr.meta, sc, src)
+            cols = _raw_slice(tr.frame, tr.meta, sc, src, st)
             ctx = Context.from_meta(tr.meta)
         except KeyError as err:
             raise InputError(f"{src}: trace metadata lacks {err}") from None
-        cols["run"] = np.full(len(cols["k"]), i)
         raw.append((name, cols))
-        if name not in names:
-            names.append(name)
-            ctxs[name] = ctx.as_dict()
-    for name in names:  # features of each scenario's runs, batched
-        add_features([c for n, c in raw if n == name], Context(**ctxs[name]))
-    frames = [pd.DataFrame(c) for _, c in raw]
-    return TrainingSet(pd.concat(frames, ignore_index=True), names, ctxs, list(sources))
+        ctxs.setdefault(name, ctx.as_dict())
+    return _assemble(raw, list(sources), st, ctxs)
 
 
-def read_traces(paths: list[str | Path]) -> TrainingSet:
+def read_traces(paths: list[str | Path], st: Structure | None = None) -> TrainingSet:
     """Read Parquet traces (golden or faulty) into a training set."""
     from drivefi.recorder import read_trace
 
     if not paths:
         raise InputError("fit: give at least one trace file")
     traces = [read_trace(p) for p in paths]
-    return from_traces(traces, [str(p) for p in paths])
-
-
-DURATIONS = (1, 2, 5, 10, 20, 40)
-
-
-def random_faults(scenario, runs: int, seed: int = 0, points=POINTS, durations=DURATIONS) -> list:
-    """``runs`` single m-fixed faults: random point, value (range ends 30% of the time), start and
-    duration."""
-    from drivefi.ads import POINTS_BY_NAME
-    from drivefi.faults import Fault
-
-    rng = np.random.default_rng([seed, 0x7B1])
-    out = []
-    for _ in range(runs):
-        p = POINTS_BY_NAME[points[rng.integers(len(points))]]
-        u = rng.random()
-        value = p.lo if u < 0.15 else p.hi if u < 0.3 else p.lo + rng.random() * (p.hi - p.lo)
-        dur = int(durations[rng.integers(len(durations))])
-        start = int(rng.integers(2, scenario.steps - 1))
-        out.append(
-            Fault(p.name, "m-fixed" if dur > 1 else "1-fixed", float(value), None, start, dur, 0)
-        )
-    return out
-
-
-def fault_run_traces(scenario, faults: list, golden) -> list:
-    """Traces of ``faults`` run in one lock-step batch, each started from the golden run's snapshot
-    two steps before its fault (runs are independent: any split of ``faults`` gives the same)."""
-    from drivefi.ads import INJECTION_POINTS
-    from drivefi.faults import FaultInjector
-    from drivefi.recorder import Trace, trace_frame, trace_meta
-    from drivefi.simulate import Simulation, TraceRecorder
-
-    runs = len(faults)
-    sim = Simulation(scenario)
-    rec = TraceRecorder(runs, sim.steps, sim.points)
-    starts = np.array([max(f.start - 2, 0) for f in faults])
-    sim.run(
-        runs,
-        snapshot=golden.snapshots.take(starts),
-        injector=FaultInjector(faults, INJECTION_POINTS),
-        recorders=[rec],
-    )
-    ads = golden.snapshots.ads
-    traces = []
-    for i, f in enumerate(faults):
-        meta = trace_meta(scenario, sim.seed, f.as_row())
-        # the stack's state the run starts from (its trackers, speed reference, integral)
-        meta["ads_state"] = {a: float(getattr(ads, a)[starts[i]]) for a in ADS_STATE}
-        traces.append(Trace(trace_frame(rec, i), meta))
-    return traces
-
-
-def simulate_training(
-    scenario, runs: int = 200, seed: int = 0, golden=None, map_chunks=None
-) -> list:
-    """Golden trace plus ``runs`` random-fault traces, the fault runs batched in lock-step and
-    started from the golden run's snapshot two steps before their fault. ``map_chunks(fn,
-    scenario, faults, golden)`` (e.g. a Ray executor's) may spread the runs over workers; it
-    returns ``fn``'s trace lists in the order of ``faults``."""
-    from drivefi.recorder import record_golden
-
-    golden = golden or record_golden(scenario)
-    traces = [golden.trace]
-    if runs <= 0:
-        return traces
-    faults = random_faults(scenario, runs, seed)
-    if map_chunks is None:
-        return traces + fault_run_traces(scenario, faults, golden)
-    for part in map_chunks(fault_run_traces, scenario, faults, golden):
-        traces += part
-    return traces
-
-
-def training_set(
-    scenario, runs: int = 200, seed: int = 0, golden=None, map_chunks=None
-) -> TrainingSet:
-    """What the pipeline calls: a scenario's golden run plus ``runs`` random-fault runs."""
-    traces = simulate_training(scenario, runs, seed, golden, map_chunks)
-    src = [f"{scenario.name}:golden"] + [f"{scenario.name}:fault{i}" for i in range(runs)]
-    return from_traces(traces, src, scenario)
+    return from_traces(traces, [str(p) for p in paths], st=st)

@@ -6,19 +6,21 @@ from __future__ import annotations
 import numpy as np
 
 from drivefi.tbn.dataset import slice_frame
-from drivefi.tbn.structure import EXO, STRUCTURE, Context
+from drivefi.tbn.structure import Context, Structure
 
 
 class GoldenWindows:
     """Slices of a golden trace, indexed by step; ``window(k)`` gives (prev, cur) dicts (Q,)."""
 
-    def __init__(self, trace, scenario, structure=STRUCTURE):
-        sl = slice_frame(trace.frame, trace.meta, scenario, f"golden run of {scenario.name}")
+    def __init__(self, trace, scenario, structure: Structure):
+        sl = slice_frame(
+            trace.frame, trace.meta, scenario, f"golden run of {scenario.name}", structure
+        )
         ctx = Context.from_meta(trace.meta)
-        # where throttle or brake saturated the controller's command is unobserved: use the
-        # command the saturated outputs imply
-        u = ctx.accel_max * sl["control.throttle"] - ctx.brake_max * sl["control.brake"]
-        sl["u_lon"] = sl["u_lon"].fillna(u)
+        if "u_lon" in sl:  # (the oracle's) controller command where throttle/brake saturate
+            u = ctx.accel_max * sl["control.throttle"] - ctx.brake_max * sl["control.brake"]
+            sl["u_lon"] = sl["u_lon"].fillna(u)
+        self.exo_names = tuple(structure.exo)
         self.context = ctx
         self.k = sl["k"].to_numpy(np.int64)
         if not np.array_equal(self.k, np.arange(self.k[0], self.k[0] + len(self.k))):
@@ -39,7 +41,7 @@ class GoldenWindows:
 
     def exo(self, k) -> dict[str, np.ndarray]:
         i = np.clip(np.asarray(k, np.int64) - self.k0, 0, len(self.k) - 1)
-        return {e: self.cols[e][i] for e in EXO}
+        return {e: self.cols[e][i] for e in self.exo_names}
 
     def exo_seq(self, k, horizon: int) -> list[dict[str, np.ndarray]]:
         """Exogenous inputs of steps k+1..k+horizon (clamped to the last step)."""

@@ -2,10 +2,12 @@
 
 Parameters are shared across time: one transition CPD per variable is fitted on every pair of
 consecutive steps of every run (slices 1 and 2 of the 3-TBN use it), and an initial CPD (lag-0
-parents only) on single steps for slice 0. Variables are standardised first. Each CPD is fitted by
-pgmpy's :class:`LinearGaussianMLE` on its own family and rows: rows where its value was forced by a
-fault are left out, and so are rows where it sits at a saturation (a bound that at least 0.5% of its
-values sit exactly on, such as throttle 0 or the cruise speed), which the model applies as a clip.
+parents only) on single steps for slice 0. The structure's learned transform parameters (gates,
+rate limits) are chosen first (:mod:`drivefi.tbn.learn`). Variables are standardised. Each CPD is
+fitted by pgmpy's :class:`LinearGaussianMLE` on its own family and rows: rows where its value was
+forced by a fault are left out, and so are rows where it sits at a saturation (a bound that at
+least 0.5% of its values sit exactly on, such as throttle 0 or the cruise speed), which the model
+applies as a clip.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import pandas as pd
 
 from drivefi.errors import InputError
 from drivefi.tbn.dataset import FAULT_PREFIX, TrainingSet
+from drivefi.tbn.evaluate import one_step_error
+from drivefi.tbn.family import SIGMA_FLOOR, fit_family
+from drivefi.tbn.learn import learn_params
 from drivefi.tbn.model import CPD, TBNModel
-from drivefi.tbn.structure import POINTS, STRUCTURE, Structure, node
+from drivefi.tbn.structure import Context, Structure, node
 
-SIGMA_FLOOR = 1e-6  # standardised units: near-deterministic kinematics stay well defined
 SAT_FRACTION = 0.005
 CLIPPED_KINDS = ("state", "point", "ctrl")
 NONNEG_STATE = ("v",)  # the only kinematic saturation: speed stops at 0
@@ -44,7 +48,7 @@ def saturations(slices: pd.DataFrame, structure: Structure) -> dict:
         if v.kind not in CLIPPED_KINDS or (v.kind == "state" and v.name not in NONNEG_STATE):
             continue
         col = slices[v.name].to_numpy(float)
-        if v.name in POINTS:
+        if v.name in structure.points:
             col = col[~slices[FAULT_PREFIX + v.name].to_numpy(bool)]
         col = col[np.isfinite(col)]
         if col.size < 20:
@@ -58,7 +62,7 @@ def saturations(slices: pd.DataFrame, structure: Structure) -> dict:
     return out
 
 
-def _rows(data: pd.DataFrame, target: str, var: str, parents: list[str], sat, faulted: str | None):
+def _rows(data: pd.DataFrame, target: str, parents: list[str], sat, faulted: str | None):
     y = data[target].to_numpy(float)
     ok = np.isfinite(y)
     for p in parents:
@@ -72,23 +76,6 @@ def _rows(data: pd.DataFrame, target: str, var: str, parents: list[str], sat, fa
         if hi is not None:
             ok &= y != hi
     return ok
-
-
-def fit_family(z: pd.DataFrame, target: str, parents: list[str]) -> tuple[np.ndarray, float]:
-    """pgmpy MLE of one CPD on standardised data: (beta, sigma)."""
-    from pgmpy.models import LinearGaussianBayesianNetwork
-    from pgmpy.parameter_estimator import LinearGaussianMLE
-
-    if not parents:
-        y = z[target].to_numpy(float)
-        return np.array([y.mean()]), float(y.std())
-    net = LinearGaussianBayesianNetwork([(p, target) for p in parents])
-    est = LinearGaussianMLE(std_estimator="mle")
-    est.fit(net, z[[*parents, target]])
-    cpd = next(c for c in est.parameters_ if c.variable == target)
-    order = [list(cpd.evidence).index(p) for p in parents]
-    beta = np.concatenate([[cpd.beta[0]], np.asarray(cpd.beta[1:])[order]])
-    return beta, float(cpd.std)
 
 
 def family_data(data: pd.DataFrame, model_mean, model_std, var, parents, t_var, t_par):
@@ -119,8 +106,8 @@ def fit_cpds(
         if v.kind == "exo":
             parents = ()
         z, target, pcols = family_data(data, mean, std, v.name, parents, t, t)
-        faulted = node(FAULT_PREFIX + v.name, t) if v.name in POINTS else None
-        ok = _rows(data, node(v.name, t), v.name, pcols, sat.get(v.name), faulted)
+        faulted = node(FAULT_PREFIX + v.name, t) if v.name in structure.points else None
+        ok = _rows(data, node(v.name, t), pcols, sat.get(v.name), faulted)
         if not first_slice and v.memory:  # the module's own past output must be natural
             ok &= ~data[node(FAULT_PREFIX + v.name, 0)].to_numpy(bool)
         zf = z[ok]
@@ -154,16 +141,29 @@ def fit_model(
     method: str = "mle",
     holdout: float = 0.2,
     seed: int = 0,
-    structure: Structure = STRUCTURE,
+    structure: Structure | None = None,
+    learn: bool = True,
     **bayes_opts,
 ) -> TBNModel:
-    """Fit the 3-TBN on a training set; hold out whole runs for the one-step error."""
+    """Fit the 3-TBN on a training set (its structure unless one is given); hold out whole runs
+    for the one-step error."""
     if method not in ("mle", "bayes"):
         raise InputError(f"fit: --method must be 'mle' or 'bayes', got '{method}'")
+    structure = structure or ts.structure
+    if ts.structure is not structure and ts.raw is not None:
+        ts = ts.restructure(structure)
     train, test = split_runs(ts, holdout, seed)
+    if int(train.sum()) < 50:
+        raise InputError(
+            f"fit: only {int(train.sum())} training rows; record more or longer traces"
+        )
+    if learn and ts.raw is not None:
+        ctx = Context.of(next(iter(ts.contexts.values())))
+        params = learn_params(ts, structure, ctx.dt)
+        if params:
+            structure = structure.with_params(params)
+            ts = ts.restructure(structure)
     sl_train = ts.slices[train]
-    if len(sl_train) < 50:
-        raise InputError(f"fit: only {len(sl_train)} training rows; record more or longer traces")
     mean, std = scaling(sl_train, structure)
     sat = saturations(sl_train, structure)
     win = ts.windows(structure)
@@ -194,7 +194,5 @@ def fit_model(
     summary["windows"] = len(win_train)
     model.summary = summary
     if test.any():
-        from drivefi.tbn.evaluate import one_step_error
-
         model.holdout = one_step_error(model, win[~np.isin(win["run"], np.unique(sl_train["run"]))])
     return model

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from drivefi.tbn.structure import STRUCTURE, Context, Structure
+from drivefi.tbn.structure import Context, Structure
 
 
 @dataclass
@@ -44,7 +44,7 @@ class TBNModel:
     contexts: dict[str, dict] = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
     holdout: dict = field(default_factory=dict)
-    structure: Structure = STRUCTURE
+    structure: Structure | None = None
 
     @property
     def scenarios(self) -> list[str]:
@@ -73,7 +73,7 @@ class TBNModel:
 
     def context(self, scenario: str | None = None) -> Context:
         name = scenario or next(iter(self.contexts))
-        return Context(**self.contexts[name])
+        return Context.of(self.contexts[name])
 
     def raw_cpd(self, var: str, first_slice: bool = False) -> tuple[float, np.ndarray, float]:
         """(intercept, weights, sigma) in raw units."""

@@ -1,9 +1,13 @@
-"""Model files: one JSON object with the structure, CPD parameters, scaling, saturations, the
-training-data summary and the held-out one-step error, tagged with a format version."""
+"""Model files: one JSON object with the structure (the structure file's content and the learned
+transform parameters), CPD parameters, scaling, saturations, the training-data summary and the
+held-out one-step error, tagged with a format version. Loading checks every field and refuses a
+bad file with one line naming the file and the field."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +15,10 @@ import numpy as np
 from drivefi.atomic import atomic_path
 from drivefi.errors import InputError
 from drivefi.tbn.model import CPD, TBNModel
-from drivefi.tbn.structure import STRUCTURE, STRUCTURE_VERSION
+from drivefi.tbn.structure import Structure
 
 FORMAT = "drivefi-3tbn"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def _cpd_json(c: CPD) -> dict:
@@ -32,15 +36,24 @@ def _cpd_json(c: CPD) -> dict:
     return out
 
 
+def _num(x):
+    """JSON has no inf: learned parameters 'inf' are written as strings."""
+    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
 def to_json(model: TBNModel) -> dict:
     st = model.structure
     return {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        "structure_version": STRUCTURE_VERSION,
         "method": model.method,
+        "stack": st.stack,
+        "oracle": st.oracle,
         "structure": {
-            "slices": 3,
+            "name": st.name,
+            "source": st.source,
+            "file": st.doc,
+            "params": {n: {k: _num(v) for k, v in p.items()} for n, p in st.params.items()},
             "variables": [
                 {"name": v.name, "kind": v.kind, "parents": [[p, lag] for p, lag in v.parents]}
                 for v in st.vars
@@ -75,28 +88,42 @@ def _cpd(name: str, d: dict) -> CPD:
     )
 
 
+def _structure(data: dict, source: str) -> Structure:
+    from drivefi.tbn.structure_file import PY_STRUCTURES, build
+
+    s = data["structure"]
+    doc = s["file"]
+    if not isinstance(doc, dict):
+        raise InputError(f"{source}: structure.file: expected the structure file's content")
+    if "python" in doc:
+        name = doc.get("structure")
+        if name not in PY_STRUCTURES:
+            raise InputError(
+                f"{source}: structure: the model uses the oracle structure '{name}'; "
+                "accept it explicitly (drivefi search --oracle)"
+            )
+        return PY_STRUCTURES[name]
+    params = {n: {k: float(v) for k, v in p.items()} for n, p in (s.get("params") or {}).items()}
+    st = build(doc, f"{source} (structure '{s.get('name')}')", params)
+    st = dataclasses.replace(st, source=str(s.get("source", st.source)))
+    names = [v["name"] for v in s["variables"]]
+    if names != st.names:
+        raise InputError(f"{source}: structure.variables: differ from the stored structure file")
+    return st
+
+
 def from_json(data: object, source: str = "<model>") -> TBNModel:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(
             f'{source}: not a DriveFI 3-TBN model file (expected "format": "{FORMAT}")'
         )
-    if data.get("version") != FORMAT_VERSION or data.get("structure_version") != STRUCTURE_VERSION:
+    if data.get("version") != FORMAT_VERSION:
         raise InputError(
-            f"{source}: model file version {data.get('version')}/{data.get('structure_version')}, "
-            f"this DriveFI reads {FORMAT_VERSION}/{STRUCTURE_VERSION}; refit it with `drivefi fit`"
+            f"{source}: version: model file version {data.get('version')}, this DriveFI reads "
+            f"{FORMAT_VERSION}; refit it with `drivefi fit`"
         )
-    st = STRUCTURE
     try:
-        names = [v["name"] for v in data["structure"]["variables"]]
-        if names != st.names:
-            raise InputError(
-                f"{source}: the model's variables differ from this DriveFI's 3-TBN structure; refit it"
-            )
-        for v in data["structure"]["variables"]:
-            if tuple((p, lag) for p, lag in v["parents"]) != st.by_name[v["name"]].parents:
-                raise InputError(
-                    f"{source}: parents of '{v['name']}' differ from this DriveFI's structure; refit it"
-                )
+        st = _structure(data, source)
         sc = data["scaling"]
         model = TBNModel(
             method=str(data["method"]),
@@ -111,18 +138,46 @@ def from_json(data: object, source: str = "<model>") -> TBNModel:
             contexts=dict(data["contexts"]),
             summary=dict(data.get("training", {})),
             holdout=dict(data.get("holdout_error", {})),
+            structure=st,
         )
-        for n in st.names:
-            for c in (model.transition[n], model.initial[n]):
-                if len(c.beta) != len(c.parents) + 1 or not np.all(np.isfinite(c.beta)):
-                    raise InputError(
-                        f"{source}: CPD of '{n}' has {len(c.beta)} finite weights for {len(c.parents)} parents"
-                    )
-        if not model.contexts:
-            raise InputError(f"{source}: model has no scenario context")
     except (KeyError, TypeError, ValueError, IndexError) as err:
         raise InputError(f"{source}: malformed model file ({type(err).__name__}: {err})") from None
+    validate(model, source)
     return model
+
+
+def validate(model: TBNModel, source: str) -> None:
+    """Every number a prediction uses must be usable: one line naming the field otherwise."""
+    st = model.structure
+    for n in st.names:
+        m, s = model.mean[n], model.std[n]
+        if not math.isfinite(m):
+            raise InputError(f"{source}: scaling.{n}.mean: expected a finite number, got {m}")
+        if not (math.isfinite(s) and s > 0):
+            raise InputError(f"{source}: scaling.{n}.std: expected a finite number > 0, got {s}")
+        for part, c in (("transition", model.transition[n]), ("initial", model.initial[n])):
+            if tuple(c.parents) != st.parents(n, part == "initial") and part == "transition":
+                raise InputError(f"{source}: {part}.{n}.parents: differ from the structure's")
+            if len(c.beta) != len(c.parents) + 1:
+                raise InputError(
+                    f"{source}: {part}.{n}.beta: {len(c.beta)} weights for {len(c.parents)} parents"
+                )
+            if not np.all(np.isfinite(c.beta)):
+                raise InputError(f"{source}: {part}.{n}.beta: expected finite weights")
+            if not (math.isfinite(c.sigma) and c.sigma > 0):
+                raise InputError(
+                    f"{source}: {part}.{n}.sigma: expected a finite number > 0, got {c.sigma}"
+                )
+    for n, (lo, hi) in model.saturation.items():
+        if n not in st.index:
+            raise InputError(f"{source}: saturation.{n}: not a node of the structure")
+        for b in (lo, hi):
+            if b is not None and not math.isfinite(b):
+                raise InputError(f"{source}: saturation.{n}: bound {b} is not finite")
+        if lo is not None and hi is not None and not lo < hi:
+            raise InputError(f"{source}: saturation.{n}: lower bound {lo} not below upper {hi}")
+    if not model.contexts:
+        raise InputError(f"{source}: contexts: model has no scenario context")
 
 
 def load_model(path: str | Path) -> TBNModel:
@@ -141,5 +196,20 @@ def check_scenario(model: TBNModel, scenario_name: str, source: str = "<model>")
     if scenario_name not in model.scenarios:
         fitted = ", ".join(model.scenarios) or "no recorded scenario"
         raise InputError(
-            f"{source}: model was fitted on {fitted}, not on scenario '{scenario_name}'; fit one for it"
+            f"{source}: scenarios: model was fitted on {fitted}, not on scenario "
+            f"'{scenario_name}'; fit one for it"
+        )
+
+
+def check_stack(model: TBNModel, stack: str, points, source: str = "<model>") -> None:
+    """Refuse a model of another stack (its name or its injection points differ)."""
+    st = model.structure
+    if st.stack and stack and st.stack != stack:
+        raise InputError(
+            f"{source}: stack: model is of stack '{st.stack}', not of '{stack}'; fit one for it"
+        )
+    if points is not None and set(points) != set(st.points):
+        other = sorted(set(points) ^ set(st.points))
+        raise InputError(
+            f"{source}: stack: model's injection points differ from the stack's ({', '.join(other)})"
         )

@@ -22,7 +22,7 @@ import numpy as np
 
 from drivefi.tbn.lg import LinearGaussianTBN
 from drivefi.tbn.model import TBNModel
-from drivefi.tbn.structure import EXO, FEATURES, POINTS, SAFETY_STATE, STATE, Context, node
+from drivefi.tbn.structure import SAFETY_STATE, STATE, Context, node
 
 Slice = dict[str, np.ndarray]
 NAT = "nat:"  # a forced point's natural value, kept for its module's memory edge
@@ -75,7 +75,7 @@ class Predictor:
 
     def _eval(self, op: Op, cur: Slice, prev: Slice, noise: Slice | None = None) -> np.ndarray:
         if op.kind in ("feature", "applied"):
-            return FEATURES[op.name](cur, prev, self.ctx)
+            return self.st.features[op.name](cur, prev, self.ctx)
         out = op.b
         for (p, lag), w in zip(op.parents, op.w, strict=True):
             out = out + w * self._parent(p, lag, op.name, cur, prev)
@@ -105,7 +105,7 @@ class Predictor:
         out = dict(cur)
         q = len(next(iter(cur.values())))
         for p, val in do.items():
-            if p not in POINTS:
+            if p not in self.st.points:
                 raise ValueError(f"do(): {p} is not an injection point")
             val = np.broadcast_to(np.asarray(val, float), (q,))
             out[NAT + p] = cur[p]
@@ -125,7 +125,7 @@ class Predictor:
     ) -> Slice:
         """The next slice's means from a full window (``exo``: the next step's exogenous inputs).
         ``only=STATE`` computes just the kinematics (the hot path of a one-step search)."""
-        nxt: Slice = {e: exo[e] for e in EXO}
+        nxt: Slice = {e: exo[e] for e in self.st.exo}
         for v in self.st.vars:
             if v.kind == "exo":
                 continue
@@ -155,7 +155,7 @@ class Predictor:
         names = self.st.names
         ev = [node(n, 0) for n in names]
         ev += [node(n, 1) for n in names if n not in lat and n not in do]
-        ev += [node(e, 2) for e in EXO]
+        ev += [node(e, 2) for e in self.st.exo]
         f = self.lg.compile(
             tuple(ev), tuple(node(t, 2) for t in targets), tuple(node(d, 1) for d in do)
         )
@@ -262,7 +262,7 @@ class Predictor:
         nv = len(names)
         idx1 = [lg.index[node(n, 1)] for n in names]
         idx2 = [lg.index[node(n, 2)] for n in names]
-        exo = {self.st.index[e] for e in EXO}
+        exo = {self.st.index[e] for e in self.st.exo}
         # next slice from the current one: z2 = T z1 + e2, e2 ~ N(0, Q2) (exo given: zero variance)
         B = lg.B
         M2 = np.linalg.inv(np.eye(nv) - B[np.ix_(idx2, idx2)])

@@ -1,0 +1,167 @@
+"""The black-box 3-TBN against exhaustive ground truth: every stack x every bundled scenario.
+
+Stacks: the reference stack treated as a black box (its structure is models/reference.yaml: its
+points and module order, nothing of its code) and every agent under examples/agents/ (a default
+structure derived from its points). Ground truth: the exhaustive 1-fixed and m-fixed (m = 5, 20)
+sweeps (bench/bench_campaign.py's databases for the reference stack, stride 1; agents: a start-step
+stride of 5, the search on the same grid). The search spends its budget in active-refit rounds
+(drivefi.active): training runs, fit, score, inject, refit, re-score. Per stack x scenario it prints
+precision, recall and F1 of the final plan, the simulator runs spent (training + round injections +
+validating the plan) as a share of the space, hazards per injection against random FI at the same
+number of runs, fit and search seconds, and candidates scored per second (round 0).
+
+    python bench/bench_blackbox.py [--out out/bench] [--scenarios a,b] [--stacks reference,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from drivefi.recorder import record_golden
+from drivefi.scenario import bundled_names, load_scenario
+
+SWEEPS = [("1-fixed", 1), ("m-fixedm5", 5), ("m-fixedm20", 20)]
+TARGET = "targets per stack x scenario: precision >= 0.95, recall >= 0.90, <= 10 % of the space simulated"
+
+
+def agent_sweeps(out: Path, agent: str, name: str, stride: int = 5) -> str:
+    """Exhaustive sweeps of an agent on a scenario (start-step stride ``stride``), kept in
+    out/<agent>.<scenario>.<tag>.db; returns the database prefix."""
+    from drivefi.campaign.executor import LocalExecutor
+    from drivefi.campaign.runner import run_campaign
+    from drivefi.plan import exhaustive
+    from drivefi.stack import stack_points
+
+    label = Path(agent.split(":")[0]).stem
+    prefix = f"{label}.{name}"
+    sc = load_scenario(name)
+    for tag, dur in SWEEPS:
+        db = out / f"{prefix}.{tag}.db"
+        if db.exists():
+            continue
+        plan = exhaustive(sc, durations=[dur], stride=stride, stack_points=stack_points(agent))
+        run_campaign(sc, plan, db, LocalExecutor(2), progress=False, agent=agent)
+    return prefix
+
+
+def ground_truth(out: Path, name: str, stride: int = 1) -> tuple[int, set]:
+    """(space, critical faults as (point, value, start, duration)) from the sweep databases
+    (``name``: a scenario, or an agent's database prefix)."""
+    space, crit = 0, set()
+    for tag, dur in SWEEPS:
+        con = sqlite3.connect(out / f"{name}.{tag}.db")
+        rows = con.execute(
+            "SELECT f.point, f.value, f.start, o.critical, o.golden_safe FROM faults f "
+            "JOIN outcomes o USING (campaign, idx)"
+        ).fetchall()
+        for p, v, k, c, safe in rows:
+            if k % stride:
+                continue
+            space += int(bool(safe))  # the search's space: faults at steps where the golden is safe
+            if c:
+                crit.add((p, round(v, 9), k, dur))
+    return space, crit
+
+
+def stacks(root: Path) -> list[str]:
+    """The reference stack and every example agent (FILE.py[:CLASS] as their folder has them)."""
+    out = ["reference"]
+    agents = root / "examples" / "agents"
+    if agents.is_dir():
+        out += [str(p) for p in sorted(agents.glob("*.py")) if not p.name.startswith("_")]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="out/bench")
+    ap.add_argument("--scenarios", default=",".join(bundled_names()))
+    ap.add_argument("--stacks", default=None, help="comma-separated (default: all discovered)")
+    ap.add_argument("--training-runs", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--budget", type=float, default=0.10)
+    ap.add_argument("--json", default="blackbox.json", help="results file name (in --out)")
+    args = ap.parse_args()
+    out = Path(args.out)
+    names = args.scenarios.split(",")
+    todo = args.stacks.split(",") if args.stacks else stacks(Path.cwd())
+    if any(not (out / f"{n}.{t}.db").exists() for n in names for t, _ in SWEEPS):
+        subprocess.run(
+            [
+                sys.executable,
+                "bench/bench_campaign.py",
+                "--out",
+                str(out),
+                "--scenarios",
+                args.scenarios,
+            ],
+            check=True,
+        )
+    from drivefi.active import active_search
+    from drivefi.training import structure_for
+
+    head = (
+        f"{'stack':12s} {'scenario':20s} {'space':>6s} {'crit':>5s} {'plan':>5s} {'prec':>6s} "
+        f"{'recall':>6s} {'F1':>5s} {'sim %':>6s} {'haz/inj':>7s} {'random':>7s} {'fit s':>6s} "
+        f"{'search s':>8s} {'cand/s':>8s}"
+    )
+    print(head)
+    print("-" * len(head), flush=True)
+    rows = []
+    for stack in todo:
+        label = "reference" if stack == "reference" else Path(stack.split(":")[0]).stem
+        try:
+            st = structure_for(None if stack == "reference" else stack)
+        except Exception as err:
+            print(f"{label:12s} (not measured: {err})", flush=True)
+            continue
+        stride = 1 if stack == "reference" else 5
+        for name in names:
+            sc = load_scenario(name)
+            gt = name if stack == "reference" else agent_sweeps(out, stack, name, stride)
+            space, crit = ground_truth(out, gt, stride)
+            golden = record_golden(sc) if stack == "reference" else record_golden(sc, stack=stack)
+            t0 = time.perf_counter()
+            res = active_search(sc, golden, st, args.budget, args.training_runs, args.rounds,
+                                stride=stride, truth=crit, agent=None if stack == "reference" else stack,
+                                log=lambda m: print(f"{'':12s} {m}", flush=True))  # fmt: skip
+            wall = time.perf_counter() - t0
+            c = res.candidates
+            plan = {
+                (c.point[i], round(float(c.value[i]), 9), int(c.start[i]), int(c.duration[i]))
+                for i in res.plan
+            }
+            tp = len(plan & crit)
+            prec = tp / len(plan) if plan else float("nan")
+            rec = tp / len(crit) if crit else float("nan")
+            f1 = 2 * prec * rec / (prec + rec) if plan and crit and prec + rec > 0 else float("nan")
+            sim = res.simulated
+            hpi = tp / sim if sim else 0.0  # every critical fault found, per simulator run spent
+            rnd = len(crit) / space if space else 0.0  # random FI's expectation at any budget
+            r0 = res.rounds[0]
+            rate = len(c) / r0.search_s if r0.search_s > 0 else 0.0
+            row = dict(stack=label, scenario=name, space=len(c), critical=len(crit), plan=len(plan),
+                       found=tp, precision=prec, recall=rec, f1=f1, simulated=sim,
+                       simulated_share=sim / len(c), hazards_per_injection=hpi, random=rnd,
+                       fit_s=res.fit_seconds, search_s=res.search_seconds, wall_s=wall,
+                       scored_per_s=rate, rounds=[r.__dict__ for r in res.rounds],
+                       learned=res.model.structure.params)  # fmt: skip
+            rows.append(row)
+            print(
+                f"{label:12s} {name:20s} {len(c):6d} {len(crit):5d} {len(plan):5d} {prec:6.3f} "
+                f"{rec:6.3f} {f1:5.3f} {100 * sim / len(c):6.2f} {hpi:7.3f} {rnd:7.4f} "
+                f"{res.fit_seconds:6.1f} {res.search_seconds:8.1f} {rate:8.0f}",
+                flush=True,
+            )
+    print(TARGET)
+    (out / args.json).write_text(json.dumps(rows, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

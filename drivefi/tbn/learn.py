@@ -1,0 +1,164 @@
+"""Learned transform parameters: a plausibility gate's width and coast, a rate limit's rates.
+
+Each is chosen from a grid by how well the node's consumers (the CPDs that read it) fit the
+training runs: the runs where a fault was injected upstream show whether a module took a jump of
+its input at once (no gate), held it out (a gate), or followed it at a bounded rate. One pass in
+slice order, each node with the others at their current values; least squares (numpy) per grid
+value, the sum of the consumers' standardised residuals decides.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from drivefi.tbn.dataset import FAULT_PREFIX, TrainingSet
+from drivefi.tbn.family import lstsq_sse
+from drivefi.tbn.structure import Structure
+from drivefi.tbn.structure_file import MISSES, learned_grid_names
+from drivefi.tbn.transforms import INF, REGISTRY, gate_step
+
+COASTS = (5.0, 10.0, 20.0, 40.0, INF)
+WIDTH_FACTORS = (2.0, 4.0, 8.0, 16.0)
+RATE_FACTORS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+MAX_ROWS = 40_000  # windows used to choose parameters (a seeded sample of larger sets)
+
+
+def _matrix(
+    slices: pd.DataFrame, col: str, pos: tuple[np.ndarray, np.ndarray], shape
+) -> np.ndarray:
+    m = np.full(shape, np.nan)
+    m[pos] = slices[col].to_numpy(float)
+    return m
+
+
+def _recurse(tname: str, x: np.ndarray, p: dict, dt: float) -> np.ndarray:
+    """The transform stepped along runs: x (R, T) -> (R, T)."""
+    r, t = x.shape
+    out = np.full((r, t), np.nan)
+    g, n = np.full(r, np.nan), np.zeros(r)
+    for j in range(t):
+        xj = x[:, j]
+        if tname == "gate":
+            g, n = gate_step(xj, g, n, p["width"], p["coast"])
+            g = np.where(np.isfinite(xj), g, np.nan) if j == 0 else g
+        else:  # rate_limit
+            prev = np.where(np.isfinite(g), g, xj)
+            g = np.where(
+                np.isfinite(xj), np.clip(xj, prev - p["down"] * dt, prev + p["up"] * dt), prev
+            )
+        out[:, j] = g
+    return out
+
+
+def learn_params(ts: TrainingSet, st: Structure, dt: float) -> dict[str, dict[str, float]]:
+    """Learned parameters by node (a structure's gate and rate_limit features)."""
+    todo = learned_grid_names(st)
+    if not todo:
+        return {}
+    sl = ts.slices
+    runs = sl["run"].to_numpy()
+    ids, rix = np.unique(runs, return_inverse=True)
+    start = np.full(len(ids), len(sl))
+    np.minimum.at(start, rix, np.arange(len(sl)))
+    tix = np.arange(len(sl)) - start[rix]
+    shape = (len(ids), int(tix.max()) + 1)
+    pos = (rix, tix)
+    # windows: rows i1 (step k) with i0 = i1 - 1 in the same run
+    i1 = np.flatnonzero(tix > 0)
+    if len(i1) > MAX_ROWS:
+        i1 = np.sort(np.random.default_rng(0).choice(i1, MAX_ROWS, replace=False))
+    i0 = i1 - 1
+    params: dict[str, dict[str, float]] = {}
+    for name, tname in todo:
+        src = st.by_name[name].parents[0][0]
+        x = _matrix(sl, src, pos, shape)
+        nat = (
+            ~sl[FAULT_PREFIX + src].to_numpy(bool)
+            if FAULT_PREFIX + src in sl
+            else np.ones(len(sl), bool)
+        )
+        xs = sl[src].to_numpy(float)
+        dx = np.abs(xs[i1] - xs[i0])[nat[i1] & nat[i0]]
+        dx = dx[np.isfinite(dx)]
+        q = float(np.quantile(dx, 0.999)) if dx.size else 1.0
+        q = max(q, 1e-6)
+        if tname == "gate":
+            grid = [{"width": INF, "coast": INF}] + [
+                {"width": f * q, "coast": c} for f in WIDTH_FACTORS for c in COASTS
+            ]
+        else:
+            rates = [INF, *(f * q / dt for f in RATE_FACTORS)]
+            grid = [{"up": u, "down": d} for u in rates for d in rates]
+        consumers = _consumers(st, name)
+        if not consumers:
+            params[name] = dict(grid[0])
+            continue
+        best, best_sse = grid[0], np.inf
+        for g in grid:
+            col = _recurse(tname, x, g, dt)[pos]
+            sse = _score(sl, st, consumers, name, tname, col, i0, i1)
+            if not np.isfinite(best_sse) or sse < best_sse * (1 - 1e-6):
+                best, best_sse = g, sse
+        params[name] = dict(best)
+    return params
+
+
+def _consumers(st: Structure, name: str) -> list[tuple[str, str | None]]:
+    """CPD nodes that read ``name`` (directly, or through one stateless feature)."""
+    out = []
+    for v in st.vars:
+        if v.name in (name, name + MISSES):
+            continue
+        if any(p == name for p, _ in v.parents):
+            if v.kind in ("point", "state", "ctrl"):
+                out.append((v.name, None))
+            elif v.kind == "feature" and not REGISTRY_RECURSIVE(st, v.name):
+                for w in st.vars:
+                    if w.kind in ("point", "state", "ctrl") and any(
+                        p == v.name for p, _ in w.parents
+                    ):
+                        out.append((w.name, v.name))
+    return out
+
+
+def REGISTRY_RECURSIVE(st: Structure, name: str) -> bool:
+    spec = (st.doc.get("features") or {}).get(name) or {}
+    t = REGISTRY.get(spec.get("transform"))
+    return bool(t and t.recursive)
+
+
+def _score(sl, st, consumers, name, tname, col, i0, i1) -> float:
+    total = 0.0
+    for cons, via in consumers:
+        v = st.by_name[cons]
+        y = sl[cons].to_numpy(float)[i1]
+        ok = np.isfinite(y)
+        if FAULT_PREFIX + cons in sl:
+            ok &= ~sl[FAULT_PREFIX + cons].to_numpy(bool)[i1]
+        cols = []
+        for p, lag in v.parents:
+            idx = i1 if lag == 0 else i0
+            if p == name:
+                c = col[idx]
+            elif via is not None and p == via:
+                spec = st.doc["features"][via]
+                t = REGISTRY[spec["transform"]]
+                c = t.fn([col[idx]], None, None, t.defaults)
+            else:
+                c = sl[p].to_numpy(float)[idx]
+            cols.append(c)
+        X = np.column_stack(cols) if cols else np.zeros((len(y), 0))
+        ok &= np.all(np.isfinite(X), axis=1)
+        # a saturated output says nothing of its inputs
+        if ok.any():
+            yy = y[ok]
+            need = max(5, 0.005 * len(yy))
+            for b in (yy.min(), yy.max()):
+                if np.sum(yy == b) >= need:
+                    ok &= y != b
+        if ok.sum() < X.shape[1] + 3:
+            continue
+        sd = float(np.std(y[ok])) or 1.0
+        total += lstsq_sse(X[ok], y[ok]) / sd**2
+    return total
