@@ -71,7 +71,8 @@ def replay(scenario: Scenario, fault: Fault, seed: int | None = None) -> Replay:
 
 def replay_many(scenario: Scenario, faults: list[Fault], seed: int | None = None) -> list[Replay]:
     """Re-run several faults in one lock-step batch (as a campaign runs them): one result each."""
-    from drivefi.campaign.batch import golden_for, label
+    from drivefi.campaign.batch import golden_for
+    from drivefi.campaign.outcome import label
     from drivefi.faults import FaultInjector
     from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
 

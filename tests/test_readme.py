@@ -33,7 +33,7 @@ def test_readme_commands_run(tmp_path):
         # --json keeps the output short; the shell expands the trace glob of `drivefi fit`
         line = f"{bindir}/{cmd} --json" if " --json" not in cmd else f"{bindir}/{cmd}"
         if cmd.startswith("drivefi pipeline"):
-            line += " --budget 30 --training-runs 60"
+            line += " --budget 30 --training-runs 40 --rounds 0"
         r = subprocess.run(
             line, shell=True, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300
         )

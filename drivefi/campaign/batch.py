@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from drivefi.campaign.context import BatchContext
+from drivefi.campaign.outcome import label, stack_error_row
 from drivefi.faults import Fault, FaultInjector
 from drivefi.recorder import Golden, Trace, record_golden, trace_meta, write_trace
 from drivefi.scenario import Scenario
@@ -42,40 +43,6 @@ def starts_from_snapshots(golden: Golden) -> tuple[bool, str | None]:
     return error is None, error
 
 
-def error_row(step: int, message: str) -> dict:
-    """The outcome of a run whose stack raised: status ``error`` with the step and exception."""
-    return {
-        "status": "error",
-        "outcome": None,
-        "attempts": 1,
-        "error": message if f"step {step}" in message else f"at step {step}: {message}",
-    }
-
-
-def label(rec: OutcomeRecorder, golden_safe: np.ndarray) -> list[dict]:
-    rows = []
-    for i in range(rec.n):
-        accident = rec.collision_step[i] >= 0 or rec.departure_step[i] >= 0
-        hazard = rec.first_hazard[i] >= 0
-        outcome = "accident" if accident else "hazard" if hazard else "masked"
-        rows.append(
-            {
-                "status": "ok",
-                "outcome": outcome,
-                "min_delta_lon": float(rec.min_delta_lon[i]),
-                "min_delta_lat": float(rec.min_delta_lat[i]),
-                "first_hazard_step": int(rec.first_hazard[i]),
-                "collision_step": int(rec.collision_step[i]),
-                "departure_step": int(rec.departure_step[i]),
-                "golden_safe": int(golden_safe[i]),
-                "critical": int(bool(golden_safe[i]) and (hazard or accident)),
-                "attempts": 1,
-                "error": None,
-            }
-        )
-    return rows
-
-
 def run_batch(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> list[dict]:
     """Run ``batch`` ((plan index, fault) pairs); return one outcome row per fault."""
     golden, stack = _golden_and_stack(ctx.scenario, ctx.seed, ctx.agent)
@@ -101,7 +68,7 @@ def run_batch(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> list[dict]:
     golden_safe = (g["delta_lon"].to_numpy()[starts] > 0) & (g["delta_lat"].to_numpy()[starts] > 0)
     rows = label(out, golden_safe)
     for j, (step, message) in stack_errors(sim.ads).items():
-        rows[j] = error_row(step, message)
+        rows[j] = stack_error_row(step, message)
     for r, i in zip(rows, idx, strict=True):
         r["idx"] = i
     if traces is not None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from drivefi.campaign.context import BatchContext
-from drivefi.campaign.outcome import error_row
+from drivefi.campaign.outcome import error_row, stack_error_row
 from drivefi.campaign.ray_session import RaySession
 from drivefi.errors import InputError, SimulatorError
 
@@ -113,8 +113,6 @@ class ServerWorker:
         except SimulatorError as err:
             return {"idx": idx, "failed": str(err)}
         if errors:  # the stack under test raised: its outcome, not the server's failure
-            from drivefi.campaign.batch import error_row as stack_error_row
-
             return {**stack_error_row(*errors[0]), "idx": idx}
         row = label(out, np.array([safe[fault.start]]))[0]
         row["idx"] = idx

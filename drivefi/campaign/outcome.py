@@ -45,3 +45,13 @@ def error_row(idx: int, attempts: int, reasons: list[str]) -> dict:
         "attempts": attempts,
         "error": "; ".join(reasons),
     }
+
+
+def stack_error_row(step: int, message: str) -> dict:
+    """The outcome of a run whose stack raised: status ``error`` with the step and exception."""
+    return {
+        "status": "error",
+        "outcome": None,
+        "attempts": 1,
+        "error": message if f"step {step}" in message else f"at step {step}: {message}",
+    }

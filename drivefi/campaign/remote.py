@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from drivefi.campaign.batch import error_row, label
 from drivefi.campaign.context import BatchContext
+from drivefi.campaign.outcome import label, stack_error_row
 from drivefi.errors import SimulatorError
 from drivefi.faults import Fault, FaultInjector
 from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
@@ -119,7 +119,7 @@ def run_batch_on_bridge(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> li
                 reasons.append(f"attempt {attempt}: {err}")
                 continue
             if errors:
-                row = error_row(*errors[0])
+                row = stack_error_row(*errors[0])
             else:
                 row = label(out, np.array([safe[fault.start]]))[0]
                 row["attempts"] = attempt
