@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from drivefi import __version__
+from drivefi.campaign.containment import pid_alive
 from drivefi.errors import InputError
 from drivefi.faults import Fault
 
@@ -120,18 +121,6 @@ class Campaign:
     seed: int
     sim: str
     total: int
-
-
-def _pid_alive(pid: int) -> bool:
-    if os.name != "posix":  # no cheap, safe probe: rely on the lease
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ResultsStore:
@@ -412,7 +401,7 @@ class ResultsStore:
         for owner, h, pid, beat in self.db.execute(
             "SELECT owner, host, pid, heartbeat FROM runners"
         ).fetchall():
-            if beat < now - lease or (h == host and pid != os.getpid() and not _pid_alive(pid)):
+            if beat < now - lease or (h == host and pid != os.getpid() and not pid_alive(pid)):
                 dead.append((owner,))
         self.db.executemany("DELETE FROM claims WHERE owner=?", dead)
         self.db.executemany("DELETE FROM runners WHERE owner=?", dead)
