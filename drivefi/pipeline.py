@@ -148,7 +148,7 @@ def run_pipeline(
     ex = executor or LocalExecutor(workers)
     # the embedded simulator replays any fault in milliseconds; another simulator's faulty runs
     # are kept (hazards) so the report can show their timelines
-    keep = "none" if sim == "embedded" else "hazards"
+    keep = "none" if sim == "embedded" and is_reference(agent) else "hazards"
     db = out / "results.db"
     top = Plan(plan.scenario, plan.steps, plan.faults[:budget])
     s.injected = len(top.faults)

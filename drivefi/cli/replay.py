@@ -61,6 +61,13 @@ def replay_cmd(
                 f"--db: campaign {c['id']} ran on {c['sim']}; drivefi replay runs the embedded "
                 f"simulator and does not stand in for it ({where})"
             )
+        stack = c["settings"].get("stack", "reference")
+        if stack != "reference":
+            raise InputError(
+                f"--db: campaign {c['id']} tested the stack {stack}; drivefi replay re-runs the "
+                "reference stack only and does not stand in for it (keep the campaign's traces "
+                "with --keep-traces instead)"
+            )
         sc = load_scenario(scenario or c["scenario"])
         if sc.name != c["scenario"]:
             raise InputError(

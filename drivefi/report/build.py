@@ -204,7 +204,10 @@ class Report:
             c = self.by_id[cid]
             if c.scenario is None:
                 continue
-            if c.info["sim"] == "embedded":
+            stack = (c.settings or {}).get("stack", "reference")
+            who = "" if stack == "reference" else f" with the stack {stack}"
+            # only the reference stack is replayed: a user's stack is shown from its kept traces
+            if c.info["sim"] == "embedded" and stack == "reference":
                 reps = replay_many(c.scenario, [_fault(k["rep"]) for k in ks], c.info["seed"])
                 for k, rp in zip(ks, reps, strict=True):
                     self._timeline(k, c, rp.trace.frame, rp.golden, rp.outcome)
@@ -213,7 +216,7 @@ class Report:
                 path = kept_trace(self.db, cid, int(k["rep_idx"]))
                 if path is None:
                     self.notes.append(
-                        f"case {k['case']}: campaign {cid} ran on {c.info['sim']} without kept "
+                        f"case {k['case']}: campaign {cid} ran on {c.info['sim']}{who} without kept "
                         "traces (--keep-traces hazards), so its timeline cannot be shown"
                     )
                     continue
