@@ -77,7 +77,10 @@ def test_pool_of_3_with_a_crash_and_a_hang_equals_one_server(ray_session, tmp_pa
     assert "127.0.0.1:2002 failed" in caplog.text and "hung" in caplog.text
     got = outcomes(tmp_path / "pool.db")
     assert len(got) == got["idx"].nunique() == 60 and (got["status"] == "ok").all()
-    assert (got["attempts"] >= 1).all() and got["attempts"].max() == 2
+    # each scripted failure (one crash, one hang) costs its fault exactly one more attempt; one fault
+    # can meet both (crashed on one server, then hung on the next)
+    assert (got["attempts"] >= 1).all() and got["attempts"].sum() == 62
+    assert got["attempts"].max() in (2, 3)
     # the same plan on one healthy server (in this process)
     one = FakeServers(SC.model_dump_json(), str(tmp_path / "one"))
     run_campaign(SC, plan, tmp_path / "one.db", LocalExecutor(1), sim="carla", progress=False,
