@@ -42,9 +42,7 @@ def agent_sweeps(out: Path, agent: str, name: str, stride: int = 5) -> str:
     prefix = f"{label}.{name}"
     sc = load_scenario(name)
     for tag, dur in SWEEPS:
-        db = out / f"{prefix}.{tag}.db"
-        if db.exists():
-            continue
+        db = out / f"{prefix}.{tag}.db"  # a campaign resumes: an interrupted sweep is completed
         plan = exhaustive(sc, durations=[dur], stride=stride, stack_points=stack_points(agent))
         run_campaign(sc, plan, db, LocalExecutor(2), progress=False, agent=agent)
     return prefix
@@ -69,6 +67,16 @@ def ground_truth(out: Path, name: str, stride: int = 1) -> tuple[int, set]:
     return space, crit
 
 
+def breakdown(found: set, other: set) -> str:
+    """The (point, duration) groups of ``found - other``, largest first (the misses or the false
+    alarms of a plan), as 'point/duration: count' text."""
+    groups: dict[tuple[str, int], int] = {}
+    for p, _v, _k, d in found - other:
+        groups[(p, d)] = groups.get((p, d), 0) + 1
+    top = sorted(groups.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{p}/{d}: {n}" for (p, d), n in top[:4]) or "none"
+
+
 def stacks(root: Path) -> list[str]:
     """The reference stack and every example agent (FILE.py[:CLASS] as their folder has them)."""
     out = ["reference"]
@@ -83,7 +91,13 @@ def main() -> None:
     ap.add_argument("--out", default="out/bench")
     ap.add_argument("--scenarios", default=",".join(bundled_names()))
     ap.add_argument("--stacks", default=None, help="comma-separated (default: all discovered)")
-    ap.add_argument("--training-runs", type=int, default=300)
+    ap.add_argument("--training-runs", type=int, default=300, help="reference stack (stride 1)")
+    ap.add_argument(
+        "--agent-training-runs",
+        type=int,
+        default=150,
+        help="example agents (their space is 5x smaller: stride 5)",
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--budget", type=float, default=0.10)
     ap.add_argument("--json", default="blackbox.json", help="results file name (in --out)")
@@ -109,11 +123,11 @@ def main() -> None:
     head = (
         f"{'stack':12s} {'scenario':20s} {'space':>6s} {'crit':>5s} {'plan':>5s} {'prec':>6s} "
         f"{'recall':>6s} {'F1':>5s} {'sim %':>6s} {'haz/inj':>7s} {'random':>7s} {'fit s':>6s} "
-        f"{'search s':>8s} {'cand/s':>8s}"
+        f"{'search s':>8s} {'sim s':>6s} {'cand/s':>8s}"
     )
     print(head)
     print("-" * len(head), flush=True)
-    rows = []
+    rows, notes = [], []
     for stack in todo:
         label = "reference" if stack == "reference" else Path(stack.split(":")[0]).stem
         try:
@@ -128,7 +142,8 @@ def main() -> None:
             space, crit = ground_truth(out, gt, stride)
             golden = record_golden(sc) if stack == "reference" else record_golden(sc, stack=stack)
             t0 = time.perf_counter()
-            res = active_search(sc, golden, st, args.budget, args.training_runs, args.rounds,
+            n_train = args.training_runs if stack == "reference" else args.agent_training_runs
+            res = active_search(sc, golden, st, args.budget, n_train, args.rounds,
                                 stride=stride, truth=crit, agent=None if stack == "reference" else stack,
                                 log=lambda m: print(f"{'':12s} {m}", flush=True))  # fmt: skip
             wall = time.perf_counter() - t0
@@ -149,17 +164,23 @@ def main() -> None:
             row = dict(stack=label, scenario=name, space=len(c), critical=len(crit), plan=len(plan),
                        found=tp, precision=prec, recall=rec, f1=f1, simulated=sim,
                        simulated_share=sim / len(c), hazards_per_injection=hpi, random=rnd,
-                       fit_s=res.fit_seconds, search_s=res.search_seconds, wall_s=wall,
+                       fit_s=res.fit_seconds, search_s=res.search_seconds,
+                       sim_s=res.sim_seconds, wall_s=wall, training_runs=n_train,
                        scored_per_s=rate, rounds=[r.__dict__ for r in res.rounds],
                        learned=res.model.structure.params)  # fmt: skip
             rows.append(row)
+            notes.append(f"{label} {name}: missed {breakdown(crit, plan)}; "
+                         f"false alarms {breakdown(plan, crit)}")  # fmt: skip
             print(
                 f"{label:12s} {name:20s} {len(c):6d} {len(crit):5d} {len(plan):5d} {prec:6.3f} "
                 f"{rec:6.3f} {f1:5.3f} {100 * sim / len(c):6.2f} {hpi:7.3f} {rnd:7.4f} "
-                f"{res.fit_seconds:6.1f} {res.search_seconds:8.1f} {rate:8.0f}",
+                f"{res.fit_seconds:6.1f} {res.search_seconds:8.1f} {res.sim_seconds:6.1f} "
+                f"{rate:8.0f}",
                 flush=True,
             )
     print(TARGET)
+    print("\nmisses and false alarms by point/duration (steps):")
+    print("\n".join(notes))
     (out / args.json).write_text(json.dumps(rows, indent=1, default=float))
 
 

@@ -48,6 +48,7 @@ class ActiveResult:
     model: object = None
     fit_seconds: float = 0.0
     search_seconds: float = 0.0
+    sim_seconds: float = 0.0  # simulating the training runs and the rounds' injections
 
     @property
     def simulated(self) -> int:
@@ -179,6 +180,8 @@ def active_search(
     rng = np.random.default_rng([seed, 0xAC7])
     t0 = time.perf_counter()
     ts = training_set(scenario, training_runs, seed, golden, structure, agent, map_chunks)
+    sim_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
     model = fit_model(ts, seed=seed)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -190,7 +193,7 @@ def active_search(
     outcome = np.full(n, -1, np.int8)
     p_cal = c.p_hazard.copy()
     res = ActiveResult(c, p_cal, injected, outcome, np.zeros(0, np.int64), [], training_runs, model)
-    res.fit_seconds, res.search_seconds = fit_s, search_s
+    res.fit_seconds, res.search_seconds, res.sim_seconds = fit_s, search_s, sim_s
 
     first = c.p_hazard >= 0.5  # round 0's positives: later rounds only prune them
 
@@ -242,6 +245,8 @@ def active_search(
         traces = simulate_faults(scenario, faults, golden, agent)
         outcome[pick] = label_traces(traces, faults)
         injected[pick] = True
+        res.sim_seconds += time.perf_counter() - t1
+        t1 = time.perf_counter()
         src = [f"{scenario.name}:round{r}-{i}" for i in range(len(traces))]
         ts = ts.extend(from_traces(traces, src, scenario, ts.structure))
         model = fit_model(ts, seed=seed)

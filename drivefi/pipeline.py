@@ -140,10 +140,9 @@ def run_pipeline(
     s.candidates_scored, s.predicted_critical = len(c), len(res.plan)
     s.simulated_share = res.simulated / max(len(c), 1)
     s.rounds = [r.__dict__ for r in res.rounds]
+    times["training"] = res.sim_seconds  # simulating the training runs and the rounds' injections
     times["fit"] = res.fit_seconds
     times["search"] = res.search_seconds
-    # simulating the training runs and the rounds' injections
-    times["training"] = time.perf_counter() - t - res.fit_seconds - res.search_seconds
 
     ex = executor or LocalExecutor(workers)
     # the embedded simulator replays any fault in milliseconds; another simulator's faulty runs

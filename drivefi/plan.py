@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from drivefi.ads import POINTS_BY_NAME
+from drivefi.ads.injector import InjectionPoint
 from drivefi.atomic import atomic_path
 from drivefi.errors import InputError
 from drivefi.faults import ANY_POINT, MODELS, Fault
@@ -78,6 +79,16 @@ def default_values(point: str, count: int = 5, known: dict | None = None) -> lis
             "lo= and hi=, or give --values"
         )
     return [float(v) for v in np.linspace(p.lo, p.hi, count)]
+
+
+class _AnyPoint(dict):
+    """Points by name that also holds every other name (as a point with an unbounded range)."""
+
+    def __contains__(self, name) -> bool:
+        return True
+
+    def __missing__(self, name):
+        return InjectionPoint(name, -math.inf, math.inf, "", "")
 
 
 def _known(points) -> dict:
@@ -324,11 +335,15 @@ def _header(path: Path, first: str) -> tuple[str, int]:
     return scenario, int(steps)
 
 
-def read_plan(path: str | Path, points: list | None = None) -> Plan:
+def read_plan(path: str | Path, points: list | None = None, any_points: bool = False) -> Plan:
     """Load and validate a plan CSV; raise :class:`InputError` naming file, row and field.
 
-    ``points`` are the injection points of the ADS under test (default: the reference ADS's)."""
+    ``points`` are the injection points of the ADS under test (default: the reference ADS's).
+    ``any_points`` accepts every point name (values unchecked against a range): for readers that
+    only match a plan against campaigns which checked it when they ran (the report)."""
     known = _known(points)
+    if any_points:
+        known = _AnyPoint(known)
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a folder; expected a plan CSV file")

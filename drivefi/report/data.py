@@ -116,8 +116,10 @@ def _attach_predictions(
 
 
 def read_plans(paths) -> list[tuple[Path, Plan]]:
-    """Plans that may hold a campaign's predictions; unreadable files are an input error."""
-    return [(Path(p), read_plan(p)) for p in paths or []]
+    """Plans that may hold a campaign's predictions; unreadable files are an input error. Point
+    names are not checked against a stack: a plan only counts for a campaign whose stored plan
+    hash it matches, and that campaign checked them against its stack when it ran."""
+    return [(Path(p), read_plan(p, any_points=True)) for p in paths or []]
 
 
 def load_campaigns(

@@ -183,7 +183,9 @@ def add_features(runs: list[dict[str, np.ndarray]], ctx: Context, st: Structure)
                     # a point's own past is its natural output: unknown where a fault forced it
                     forced = prev.get(FAULT_PREFIX + p)
                     val = prev[p]
-                    cur[v.name] = val if forced is None else np.where(forced > 0, np.nan, val)
+                    if forced is not None and not st.keeps_forced(p):
+                        val = np.where(forced > 0, np.nan, val)
+                    cur[v.name] = val
                 else:
                     cur[v.name] = st.features[v.name](cur, prev, ctx)
                 out[v.name][:, t] = cur[v.name]

@@ -108,7 +108,8 @@ def fit_cpds(
         z, target, pcols = family_data(data, mean, std, v.name, parents, t, t)
         faulted = node(FAULT_PREFIX + v.name, t) if v.name in structure.points else None
         ok = _rows(data, node(v.name, t), pcols, sat.get(v.name), faulted)
-        if not first_slice and v.memory:  # the module's own past output must be natural
+        if not first_slice and v.memory and not structure.keeps_forced(v.name):
+            # the module's own past output must be natural
             ok &= ~data[node(FAULT_PREFIX + v.name, 0)].to_numpy(bool)
         zf = z[ok]
         if len(zf) < len(pcols) + 3:

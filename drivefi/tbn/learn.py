@@ -1,4 +1,5 @@
-"""Learned transform parameters: a plausibility gate's width and coast, a rate limit's rates.
+"""Learned transform parameters: a plausibility gate's width and coast, a rate limit's rates, and
+whether a module keeps a value a fault forced on its output as its own past.
 
 Each is chosen from a grid by how well the node's consumers (the CPDs that read it) fit the
 training runs: the runs where a fault was injected upstream show whether a module took a jump of
@@ -14,7 +15,7 @@ import pandas as pd
 
 from drivefi.tbn.dataset import FAULT_PREFIX, TrainingSet
 from drivefi.tbn.family import lstsq_sse
-from drivefi.tbn.structure import Structure
+from drivefi.tbn.structure import KEEPS_FORCED, Structure
 from drivefi.tbn.structure_file import MISSES, learned_grid_names
 from drivefi.tbn.transforms import INF, REGISTRY, gate_step
 
@@ -54,8 +55,6 @@ def _recurse(tname: str, x: np.ndarray, p: dict, dt: float) -> np.ndarray:
 def learn_params(ts: TrainingSet, st: Structure, dt: float) -> dict[str, dict[str, float]]:
     """Learned parameters by node (a structure's gate and rate_limit features)."""
     todo = learned_grid_names(st)
-    if not todo:
-        return {}
     sl = ts.slices
     runs = sl["run"].to_numpy()
     ids, rix = np.unique(runs, return_inverse=True)
@@ -69,7 +68,7 @@ def learn_params(ts: TrainingSet, st: Structure, dt: float) -> dict[str, dict[st
     if len(i1) > MAX_ROWS:
         i1 = np.sort(np.random.default_rng(0).choice(i1, MAX_ROWS, replace=False))
     i0 = i1 - 1
-    params: dict[str, dict[str, float]] = {}
+    params = memory_params(sl, st, pos, shape)
     for name, tname in todo:
         src = st.by_name[name].parents[0][0]
         x = _matrix(sl, src, pos, shape)
@@ -102,6 +101,35 @@ def learn_params(ts: TrainingSet, st: Structure, dt: float) -> dict[str, dict[st
                 best, best_sse = g, sse
         params[name] = dict(best)
     return params
+
+
+def memory_params(sl: pd.DataFrame, st: Structure, pos, shape) -> dict[str, dict[str, float]]:
+    """Per point with a memory edge (its own past as a parent): does its module keep a forced
+    value? At the first step after each fault window, the point's output is compared with the
+    forced value and with its last natural output before the window: a module that keeps the
+    forced value (a controller starting from its last command) continues from it, one that keeps
+    its own computed output returns to where it was. Windows whose forced value is within the
+    point's natural step-to-step change of its last output tell nothing and are left out; with
+    fewer than 5 telling windows the module keeps its natural output (the default)."""
+    out = {}
+    for p in st.points:
+        if not st.by_name[p].memory or FAULT_PREFIX + p not in sl:
+            continue
+        x = _matrix(sl, p, pos, shape)
+        forced = _matrix(sl, FAULT_PREFIX + p, pos, shape) > 0
+        nat = np.where(forced, np.nan, x)
+        last = pd.DataFrame(nat).ffill(axis=1).to_numpy()
+        r, t = np.nonzero(forced[:, :-1] & ~forced[:, 1:] & np.isfinite(x[:, 1:]))
+        f_val, before, after = x[r, t], last[r, t], x[r, t + 1]
+        step = np.abs(np.diff(nat, axis=1))
+        step = step[np.isfinite(step)]
+        tol = max(10.0 * float(np.quantile(step, 0.99)) if step.size else 0.0, 1e-9)
+        ok = np.isfinite(f_val) & np.isfinite(before) & (np.abs(f_val - before) > tol)
+        if ok.sum() < 5:
+            continue
+        keeps = np.abs(after - f_val)[ok] < np.abs(after - before)[ok]
+        out[p] = {KEEPS_FORCED: float(keeps.mean() > 0.5)}
+    return out
 
 
 def _consumers(st: Structure, name: str) -> list[tuple[str, str | None]]:

@@ -59,6 +59,7 @@ class Predictor:
         self.model = model
         self.ctx = context or model.context()
         self.st = model.structure
+        self.kept = {p for p in self.st.points if self.st.keeps_forced(p)}
         self.ops = {v.name: self._op(v.name) for v in self.st.vars}
         self.lg = LinearGaussianTBN(model, 3, deterministic_features=True)
         self._plan = lru_cache(maxsize=64)(self._plan_uncached)
@@ -78,7 +79,13 @@ class Predictor:
             return self.st.features[op.name](cur, prev, self.ctx)
         out = op.b
         for (p, lag), w in zip(op.parents, op.w, strict=True):
-            out = out + w * self._parent(p, lag, op.name, cur, prev)
+            if lag == 0:
+                x = cur[p]
+            elif p == op.name and p not in self.kept:  # the module's memory: its natural output
+                x = prev.get(NAT + p, prev[p])
+            else:
+                x = prev[p]
+            out = out + w * x
         clip = op.lo > -np.inf or op.hi < np.inf
         out = np.clip(out, op.lo, op.hi) if clip else out
         if noise is not None and op.name in noise:
@@ -87,12 +94,6 @@ class Predictor:
         if op.kind == "ctrl":  # a non-finite input leaves the controller's command unchanged
             out = np.where(np.isfinite(out), out, prev[op.name])
         return out
-
-    @staticmethod
-    def _parent(p: str, lag: int, name: str, cur: Slice, prev: Slice) -> np.ndarray:
-        if lag == 0:
-            return cur[p]
-        return prev.get(NAT + p, prev[p]) if p == name else prev[p]
 
     def _plan_uncached(self, do: tuple[str, ...]) -> tuple[Op, ...]:
         return tuple(self.ops[n] for n in self.st.descendants(do))

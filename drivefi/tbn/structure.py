@@ -27,6 +27,7 @@ SAFETY_STATE = ("s", "lane_offset", "heading_error", "v", "phi")
 # the world's exogenous inputs a trace and its scenario give
 WORLD = ("curvature", "lead_s", "lead_off", "lead_v")
 # the vehicle interface: applied actuation -> the stack's command point
+KEEPS_FORCED = "keeps_forced"  # a point's learned memory semantics (Structure.keeps_forced)
 APPLIED = {"throttle": "control.throttle", "brake": "control.brake", "steer": "control.steer"}
 KINDS = ("exo", "state", "feature", "point", "ctrl", "applied")
 MODULE_RANK = {
@@ -203,6 +204,12 @@ class Structure:
             if v.deterministic and v.name not in self.features:
                 raise ValueError(f"{v.name}: no feature function")
             seen.add(v.name)
+
+    def keeps_forced(self, point: str) -> bool:
+        """Whether the module of ``point`` keeps a value a fault forced there as its own past
+        (e.g. a controller that starts from its last command), learned from the training runs;
+        else its memory holds the output it computed (the default)."""
+        return bool(self.params.get(point, {}).get(KEEPS_FORCED, 0.0))
 
     def with_params(self, params: dict[str, dict[str, float]]) -> Structure:
         """The same structure with (learned) transform parameters set."""

@@ -23,6 +23,7 @@ from drivefi.errors import InputError
 from drivefi.resources import bundled_dir
 from drivefi.tbn.structure import (
     APPLIED,
+    KEEPS_FORCED,
     MODULE_RANK,
     STATE,
     WORLD,
@@ -390,7 +391,8 @@ def build(
         if n.kind == "feature" and n.transform == "lag":
             src = n.parents[0][0]
             vars_.append(Var(name, "feature", ((src, 1),), pset))
-            fns[name] = _lag_fn(src, src in pset)
+            kept = (params or {}).get(src, {}).get(KEEPS_FORCED, 0.0)
+            fns[name] = _lag_fn(src, src in pset and not kept)
             init[name] = _initial("lag")
             continue
         ps = tuple(n.parents)
@@ -522,13 +524,17 @@ SENSED = ["gap", "lead_v", "v", "lane_offset", "heading_error", "curvature"]
 def derive(points: Sequence[PointSpec], stack: str) -> dict:
     """A default black-box structure for a stack from its points (name, range, module prefix):
 
-    - perception/localization points read the world and kinematics (+ their own past);
-    - each is seen downstream through a learned plausibility ``gate`` (width inf = none);
-    - tracking/prediction points read the world, the gated perception (+ own past);
-    - planning points read the gated perception, ``sqrt_pos`` of distances, tracking outputs
-      (+ own past); control sees them through a learned ``rate_limit``;
-    - control points read all of that at lags 0 and 1, the road curvature, and their own past
-      at lags 1 and 2 (integrators, filters).
+    - every point reads what the stack senses directly (the world and kinematics: an agent reads
+      its observation, not only the points upstream of it) and its own past;
+    - perception/localization points are seen downstream through a learned plausibility ``gate``
+      (width inf = none);
+    - tracking/prediction points also read the gated perception;
+    - planning points read the gated perception, ``sqrt_pos`` of distances, tracking outputs;
+      control sees them through a learned ``rate_limit``;
+    - control points read all of that at lags 0 and 1, and their own past at lags 1 and 2
+      (integrators, filters). A control point the stack declares is computed inside it, before
+      its output: the standard outputs (``control.throttle``, ``brake``, ``steer``, corrupted on
+      the command the stack returns) read every declared control point, and never each other.
     """
     byrank: dict[int, list[PointSpec]] = {}
     for p in points:
@@ -539,11 +545,14 @@ def derive(points: Sequence[PointSpec], stack: str) -> dict:
                 f"none of {', '.join(MODULE_RANK)}; write a structure file for it"
             )
         byrank.setdefault(r, []).append(p)
-    applied = {a: pt for a, pt in APPLIED.items()}
     names = {p.name for p in points}
-    for _a, pt in applied.items():
+    outputs = set(APPLIED.values())
+    for pt in outputs:
         if pt not in names:
             raise InputError(f"stack '{stack}': every stack has '{pt}'; it is missing")
+    # within a module, the stack's own points come before its outputs (a stable sort)
+    for r in byrank:
+        byrank[r].sort(key=lambda p: p.name in outputs)
     feats = dict(KIN_FEATURES)
     seen, slow = [], []
     for p in byrank.get(0, []):
@@ -559,6 +568,7 @@ def derive(points: Sequence[PointSpec], stack: str) -> dict:
         f = "limited." + p.name
         feats[f] = {"transform": "rate_limit", "inputs": [p.name]}
         planned.append(f)
+    inner = [p.name for p in byrank.get(3, []) if p.name not in outputs]
     out_pts = []
     for r in sorted(byrank):
         for p in byrank[r]:
@@ -567,10 +577,12 @@ def derive(points: Sequence[PointSpec], stack: str) -> dict:
             elif r == 1:
                 ps = [*SENSED, *seen, f"{p.name}@1"]
             elif r == 2:
-                ps = [*seen, *slow, *tracked, f"{p.name}@1"]
+                ps = [*SENSED, *seen, *slow, *tracked, f"{p.name}@1"]
             else:
                 inp = [*seen, *tracked, *planned]
-                ps = [*inp, *(f"{x}@1" for x in inp), "curvature", f"{p.name}@1", f"{p.name}@2"]
+                mine = inner if p.name in outputs else inner[: inner.index(p.name)]
+                ps = [*SENSED, *inp, *(f"{x}@1" for x in inp), *mine, *(f"{x}@1" for x in mine),
+                      f"{p.name}@1", f"{p.name}@2"]  # fmt: skip
             out_pts.append(
                 {"name": p.name, "range": [float(p.lo), float(p.hi)], "unit": p.unit, "parents": ps}
             )
