@@ -61,6 +61,67 @@ def test_derived_structure_roundtrips(tmp_path):
     assert st.points.index("behaviour.mode") < st.points.index("control.brake")
     with pytest.raises(InputError, match="module 'mystery' is none of"):
         derive([*pts, PointSpec("mystery.x", 0, 1)], "a")
+    # every point reads the observation (an agent reads it, not only the points upstream of it)
+    for name in st.points:
+        assert ("lane_offset", 0) in st.by_name[name].parents, name
+
+
+def test_derived_structure_puts_a_stacks_own_control_points_before_its_outputs(tmp_path):
+    """A control point the stack declares is computed inside it: the standard outputs (corrupted
+    on the returned command) read it, and not each other."""
+    pts = [
+        PointSpec("control.throttle", 0, 1),
+        PointSpec("control.brake", 0, 1),
+        PointSpec("control.steer", -1, 1),
+        PointSpec("localization.speed", 0, 40, "m/s"),
+        PointSpec("control.wheel_angle", -0.6, 0.6, "rad"),
+        PointSpec("control.accel", -8, 4, "m/s^2"),
+    ]
+    p = tmp_path / "agent.yaml"
+    p.write_text(dump(derive(pts, "my_agent")))
+    st = load_structure(p)
+    assert st.points[1:3] == ("control.wheel_angle", "control.accel")  # declared order
+    assert st.points[3:] == ("control.throttle", "control.brake", "control.steer")
+    accel = {q for q, lag in st.by_name["control.accel"].parents if lag == 0}
+    assert "control.wheel_angle" in accel
+    for out in ("control.throttle", "control.brake", "control.steer"):
+        ps = {q for q, lag in st.by_name[out].parents if lag == 0}
+        assert {"control.wheel_angle", "control.accel"} <= ps, out
+        assert not ps & {"control.throttle", "control.brake", "control.steer"} - {out}, out
+
+
+@pytest.mark.parametrize("keeps", [True, False])
+def test_memory_learns_whether_a_module_keeps_a_forced_value(keeps):
+    """A module that starts each step from its last output (forced or not) is told apart from one
+    that keeps the output it computed, from the steps right after the faults of training runs."""
+    import pandas as pd
+
+    from drivefi.tbn.dataset import FAULT_PREFIX
+    from drivefi.tbn.learn import memory_params
+    from drivefi.tbn.structure import KEEPS_FORCED, Structure, Var, _p
+
+    rng = np.random.default_rng(1)
+    frames = []
+    for r in range(30):
+        n = 120
+        e = rng.normal(0, 0.02, n)
+        k, m = int(rng.integers(5, 100)), int(rng.integers(1, 10))
+        forced = np.zeros(n, bool)
+        forced[k : k + m] = True
+        val = rng.choice([-0.5, 0.5])
+        u, mem = np.empty(n), 0.0
+        for t in range(n):  # u_t = 0.9 u_{t-1} + e_t: a slow controller
+            out = 0.9 * mem + e[t]
+            u[t] = val if forced[t] else out
+            mem = u[t] if keeps else out
+        frames.append(
+            pd.DataFrame({"u": u, "k": np.arange(n), "run": r, FAULT_PREFIX + "u": forced})
+        )
+    sl = pd.concat(frames, ignore_index=True)
+    st = Structure((Var("u", "point", _p("u@1"), ("u",)),), {}, ("u",))
+    rix, tix = sl["run"].to_numpy(), sl["k"].to_numpy()
+    got = memory_params(sl, st, (rix, tix), (30, 120))
+    assert got == {"u": {KEEPS_FORCED: float(keeps)}}
 
 
 BAD = {

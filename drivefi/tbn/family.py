@@ -26,12 +26,16 @@ def fit_family(z: pd.DataFrame, target: str, parents: list[str]) -> tuple[np.nda
 
 
 def lstsq_sse(X: np.ndarray, y: np.ndarray) -> float:
-    """Residual sum of squares of y on [1, X] (numpy; for choosing learned parameters)."""
-    mx, sx = X.mean(axis=0), X.std(axis=0)
+    """Residual sum of squares of y on [1, X] with standardised X and a tiny ridge (numpy; for
+    choosing learned parameters), from the centred moment matrix of [X, y] in one product."""
+    n, k = X.shape
+    A = np.empty((n, k + 1))
+    A[:, :k], A[:, k] = X, y
+    A -= A.mean(axis=0)
+    M = A.T @ A
+    sx = np.sqrt(np.diag(M)[:k] / n)
     sx = np.where(sx > 0, sx, 1.0)
-    Z = (X - mx) / sx
-    yc = y - y.mean()
-    G = Z.T @ Z
-    beta = np.linalg.solve(G + 1e-9 * len(y) * np.eye(len(G)), Z.T @ yc)
-    r = yc - Z @ beta
-    return float(r @ r)
+    G = M[:k, :k] / np.outer(sx, sx)  # Z'Z of the standardised columns
+    b = M[:k, k] / sx  # Z'y
+    beta = np.linalg.solve(G + 1e-9 * n * np.eye(k), b)
+    return float(M[k, k] - 2.0 * beta @ b + beta @ G @ beta)

@@ -93,10 +93,11 @@ def learn_params(ts: TrainingSet, st: Structure, dt: float) -> dict[str, dict[st
         if not consumers:
             params[name] = dict(grid[0])
             continue
+        fams = _families(sl, st, consumers, name, i0, i1)
         best, best_sse = grid[0], np.inf
         for g in grid:
             col = _recurse(tname, x, g, dt)[pos]
-            sse = _score(sl, st, consumers, name, tname, col, i0, i1)
+            sse = _score(fams, col, i0, i1)
             if not np.isfinite(best_sse) or sse < best_sse * (1 - 1e-6):
                 best, best_sse = g, sse
         params[name] = dict(best)
@@ -108,8 +109,8 @@ def memory_params(sl: pd.DataFrame, st: Structure, pos, shape) -> dict[str, dict
     value? At the first step after each fault window, the point's output is compared with the
     forced value and with its last natural output before the window: a module that keeps the
     forced value (a controller starting from its last command) continues from it, one that keeps
-    its own computed output returns to where it was. Windows whose forced value is within the
-    point's natural step-to-step change of its last output tell nothing and are left out; with
+    its own computed output returns to where it was. Windows whose forced value is within ten
+    typical (median) natural steps of its last output tell nothing and are left out; with
     fewer than 5 telling windows the module keeps its natural output (the default)."""
     out = {}
     for p in st.points:
@@ -123,7 +124,7 @@ def memory_params(sl: pd.DataFrame, st: Structure, pos, shape) -> dict[str, dict
         f_val, before, after = x[r, t], last[r, t], x[r, t + 1]
         step = np.abs(np.diff(nat, axis=1))
         step = step[np.isfinite(step)]
-        tol = max(10.0 * float(np.quantile(step, 0.99)) if step.size else 0.0, 1e-9)
+        tol = max(10.0 * float(np.median(step)) if step.size else 0.0, 1e-9)
         ok = np.isfinite(f_val) & np.isfinite(before) & (np.abs(f_val - before) > tol)
         if ok.sum() < 5:
             continue
@@ -156,28 +157,43 @@ def REGISTRY_RECURSIVE(st: Structure, name: str) -> bool:
     return bool(t and t.recursive)
 
 
-def _score(sl, st, consumers, name, tname, col, i0, i1) -> float:
-    total = 0.0
+def _families(sl, st, consumers, name, i0, i1) -> list[tuple]:
+    """Per consumer of ``name``: its target on the windows, the rows usable whatever ``name``'s
+    parameters (target finite and not forced), and its design matrix with the columns that do not
+    depend on them filled; the others are (column index, lag rows, feature transform or None)."""
+    out = []
     for cons, via in consumers:
         v = st.by_name[cons]
         y = sl[cons].to_numpy(float)[i1]
         ok = np.isfinite(y)
         if FAULT_PREFIX + cons in sl:
             ok &= ~sl[FAULT_PREFIX + cons].to_numpy(bool)[i1]
-        cols = []
-        for p, lag in v.parents:
+        X = np.empty((len(y), len(v.parents)))
+        varying = []
+        for j, (p, lag) in enumerate(v.parents):
             idx = i1 if lag == 0 else i0
             if p == name:
-                c = col[idx]
+                varying.append((j, idx, None))
             elif via is not None and p == via:
-                spec = st.doc["features"][via]
-                t = REGISTRY[spec["transform"]]
-                c = t.fn([col[idx]], None, None, t.defaults)
+                t = REGISTRY[st.doc["features"][via]["transform"]]
+                varying.append((j, idx, t))
             else:
-                c = sl[p].to_numpy(float)[idx]
-            cols.append(c)
-        X = np.column_stack(cols) if cols else np.zeros((len(y), 0))
-        ok &= np.all(np.isfinite(X), axis=1)
+                X[:, j] = sl[p].to_numpy(float)[idx]
+        fixed = [j for j in range(X.shape[1]) if j not in {j for j, _, _ in varying}]
+        ok &= np.all(np.isfinite(X[:, fixed]), axis=1)
+        out.append((y, ok, X, varying))
+    return out
+
+
+def _score(fams, col, i0, i1) -> float:
+    """Sum of the consumers' standardised least-squares residuals with ``col`` (the node's
+    values on every slice row under one grid point) filled in."""
+    total = 0.0
+    for y, base_ok, X, varying in fams:
+        ok = base_ok.copy()
+        for j, idx, t in varying:
+            X[:, j] = col[idx] if t is None else t.fn([col[idx]], None, None, t.defaults)
+            ok &= np.isfinite(X[:, j])
         # a saturated output says nothing of its inputs
         if ok.any():
             yy = y[ok]
