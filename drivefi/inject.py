@@ -94,9 +94,10 @@ def inject(
     ctx = _ACTIVE.get()
     if ctx is None:
         return value
-    injector, k = ctx
-    scalar = getattr(injector, "scalar", None)
+    injector, k, scalar = ctx
     if scalar is not None:  # inside one run of a user agent: one value per run
+        if type(value) is float:  # the common case, first
+            return scalar(name, value)
         if isinstance(value, float | int) and not isinstance(value, bool):
             return scalar(name, float(value))
         arr = np.asarray(value, dtype=float)
@@ -116,7 +117,7 @@ def inject(
 @contextlib.contextmanager
 def active(injector, k):
     """Route :func:`inject` calls to ``injector`` at steps ``k`` (arrays (N,)) inside the block."""
-    token = _ACTIVE.set((injector, np.asarray(k)))
+    token = _ACTIVE.set(_context(injector, k))
     try:
         yield
     finally:
@@ -136,4 +137,11 @@ def capture():
 
 def current():
     """(injector, k) of the active run, or None."""
-    return _ACTIVE.get()
+    ctx = _ACTIVE.get()
+    return None if ctx is None else ctx[:2]
+
+
+def _context(injector, k) -> tuple:
+    """What :func:`inject` reads: (injector, k, its per-run ``scalar`` method or None), the
+    method looked up once per block rather than once per call."""
+    return (injector, np.asarray(k), getattr(injector, "scalar", None))

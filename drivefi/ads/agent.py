@@ -49,7 +49,7 @@ from drivefi.ads.agent_loader import (
 from drivefi.ads.injector import Injector
 from drivefi.bridges.base import Observation
 from drivefi.errors import DriveFIError, InputError
-from drivefi.inject import _ACTIVE
+from drivefi.inject import _ACTIVE, _context
 from drivefi.scenario import Scenario
 from drivefi.vehicle import Actuation
 
@@ -295,7 +295,7 @@ class AgentStack:
         route = _RunInjector(inj, self._user_names, k, n, self._unknown)
         ts, ids = obs.t[rows].tolist(), rows.tolist()
         agents, thr, brk, steer, hand = self.agents, [], [], [], []
-        tok = _ACTIVE.set((route, k))
+        tok = _ACTIVE.set(_context(route, k))
         tok2 = carla_api._CURRENT.set(self._current)
         try:
             for j, i in enumerate(ids):
@@ -321,9 +321,10 @@ class AgentStack:
             inj.apply("control.brake", cmd[1], k),
             inj.apply("control.steer", cmd[2], k),
         )
-        for p, arr in route.seen.items():
+        seen = route.seen
+        for p, arr in seen.items():
             inj.seen[p] = arr
-        for p in self._user_names - route.seen.keys():
+        for p in self._user_names - seen.keys():
             inj.seen[p] = np.full(n, np.nan)
         return out
 
@@ -420,15 +421,20 @@ def real_sensor_data(bridge, specs: list[dict]) -> dict:
 class _RunInjector:
     """The injector as ``drivefi.inject`` sees it inside one run's ``run_step``: a scalar of run
     ``run`` goes through the batch injector; points not declared before the run pass through
-    (a fault plan cannot name them, and the trace has no column for them)."""
+    (a fault plan cannot name them, and the trace has no column for them).
+
+    This is the agent path's hot spot (every ``inject`` of every run and step): which runs have a
+    fault on now is worked out once per step as sets of run indices, and the values the runs saw
+    are gathered in lists and turned into arrays once, at the end of the step."""
 
     def __init__(self, injector: Injector, names: set[str], k: np.ndarray, n: int, unknown: set):
         self.injector, self.names, self.k, self.n, self.unknown = injector, names, k, n, unknown
         self.run = 0
-        self.seen: dict[str, np.ndarray] = {}
+        self._seen: dict[str, list] = {}
         plain = type(injector).corrupt is Injector.corrupt
         rows = getattr(injector, "rows", None)
-        self.hot: dict[str, np.ndarray] | None = None
+        # point -> runs whose fault is on there now; None: ask the injector for every value
+        self.hot: dict[str, set[int]] | None = None
         if plain:
             self.hot = {}
         elif rows is not None and hasattr(injector, "names"):
@@ -438,7 +444,12 @@ class _RunInjector:
                 if name in names:
                     m = np.zeros(n, bool)
                     m[rows[j]] = True
-                    self.hot[name] = m & on
+                    self.hot[name] = set(np.flatnonzero(m & on).tolist())
+
+    @property
+    def seen(self) -> dict[str, np.ndarray]:
+        """Per point used this step: the value each run saw (NaN for runs that did not use it)."""
+        return {p: np.array(v, dtype=float) for p, v in self._seen.items()}
 
     def apply(self, point: str, value, k):
         arr = np.asarray(value, dtype=float)
@@ -460,15 +471,15 @@ class _RunInjector:
                 )
             return v
         i = self.run
-        hot = None if self.hot is None else self.hot.get(point)
-        if self.hot is not None and (hot is None or not hot[i]):
+        hot = self.hot
+        if hot is not None and i not in hot.get(point, ()):
             out = v
         else:
             full = np.zeros(self.n)
             full[i] = v
             out = float(self.injector.corrupt(point, full, self.k)[i])
-        seen = self.seen.get(point)
+        seen = self._seen.get(point)
         if seen is None:
-            seen = self.seen[point] = np.full(self.n, np.nan)
+            seen = self._seen[point] = [math.nan] * self.n
         seen[i] = out
         return out
