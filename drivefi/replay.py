@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from drivefi.errors import InputError
@@ -71,31 +70,15 @@ def replay(scenario: Scenario, fault: Fault, seed: int | None = None) -> Replay:
 
 def replay_many(scenario: Scenario, faults: list[Fault], seed: int | None = None) -> list[Replay]:
     """Re-run several faults in one lock-step batch (as a campaign runs them): one result each."""
-    from drivefi.campaign.batch import golden_for
-    from drivefi.campaign.outcome import label
-    from drivefi.faults import FaultInjector
-    from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
+    from drivefi.campaign.batch import inject_batch
 
     seed = scenario.seed if seed is None else seed
     for f in faults:
         check_fault(scenario, f)
     if not faults:
         return []
-    golden = golden_for(scenario, seed)
-    sim = Simulation(scenario, seed)
-    n = len(faults)
-    starts = np.array([f.start for f in faults])
-    out = OutcomeRecorder(n)
-    rec = TraceRecorder(n, sim.steps, sim.points)
-    sim.run(
-        n,
-        snapshot=golden.snapshots.take(starts),
-        injector=FaultInjector(faults, sim.ads.points),
-        recorders=[out, rec],
-    )
+    rows, rec, golden = inject_batch(scenario, seed, None, faults, traces=True)
     g = golden.trace.frame
-    safe = (g["delta_lon"].to_numpy()[starts] > 0) & (g["delta_lat"].to_numpy()[starts] > 0)
-    rows = label(out, safe)
     result = []
     for j, (f, row) in enumerate(zip(faults, rows, strict=True)):
         frame = pd.concat(

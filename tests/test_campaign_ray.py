@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import alive, descendants, rows
 
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
-from drivefi.campaign.store import ResultsStore
 from drivefi.errors import InputError
 from drivefi.plan import exhaustive, write_plan
 from drivefi.scenario import load_scenario
@@ -35,32 +35,6 @@ def small_plan(stride=100):
     return exhaustive(
         SC, ["control.steer", "planning.target_speed"], durations=[1, 5], stride=stride
     )
-
-
-def rows(db):
-    store = ResultsStore(db)
-    try:
-        return store.outcomes().drop(columns=["campaign"]).sort_values("idx").reset_index(drop=True)
-    finally:
-        store.close()
-
-
-def descendants(root: int) -> set[int]:
-    from drivefi.campaign.reaper import descendants as d
-
-    return set(d(root))
-
-
-def alive(pids) -> set[int]:
-    out = set()
-    for p in pids:
-        try:
-            st = Path(f"/proc/{p}/stat").read_text()
-        except OSError:
-            continue
-        if st.rsplit(")", 1)[1].split()[0] != "Z":
-            out.add(p)
-    return out
 
 
 def listening(pids) -> list[tuple[int, str, int]]:

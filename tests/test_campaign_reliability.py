@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import alive, descendants, rows
 
 from drivefi.atomic import atomic_path
 from drivefi.campaign.executor import LocalExecutor
@@ -34,33 +35,6 @@ def small_plan(stride=100, durations=(1, 5)):
     )
 
 
-def rows(db):
-    store = ResultsStore(db)
-    try:
-        return store.outcomes().drop(columns=["campaign"]).sort_values("idx").reset_index(drop=True)
-    finally:
-        store.close()
-
-
-def descendants(root: int) -> set[int]:
-    from drivefi.campaign.reaper import descendants as d
-
-    return set(d(root))
-
-
-def alive(pids) -> set[int]:
-    out = set()
-    for p in pids:
-        try:
-            st = Path(f"/proc/{p}/stat").read_text()
-        except OSError:
-            continue
-        if st.rsplit(")", 1)[1].split()[0] != "Z":
-            out.add(p)
-    return out
-
-
-@pytest.fixture(scope="module")
 def done_db(tmp_path_factory):
     d = tmp_path_factory.mktemp("done")
     plan = small_plan()

@@ -45,35 +45,42 @@ def starts_from_snapshots(golden: Golden) -> tuple[bool, str | None]:
 
 def run_batch(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> list[dict]:
     """Run ``batch`` ((plan index, fault) pairs); return one outcome row per fault."""
-    golden, stack = _golden_and_stack(ctx.scenario, ctx.seed, ctx.agent)
     idx = [i for i, _ in batch]
     faults = [f for _, f in batch]
+    keep = ctx.keep_traces != "none"
+    rows, traces, golden = inject_batch(ctx.scenario, ctx.seed, ctx.agent, faults, keep)
+    for r, i in zip(rows, idx, strict=True):
+        r["idx"] = i
+    if traces is not None:
+        _keep(ctx, traces, golden, faults, idx, rows)
+    return rows
+
+
+def inject_batch(
+    scenario: Scenario, seed: int, agent: str | None, faults: list[Fault], traces: bool = False
+) -> tuple[list[dict], TraceRecorder | None, Golden]:
+    """Run ``faults`` in one lock-step batch of the stack ``agent`` (None: the reference ADS),
+    each from the golden run's snapshot at its step (from step 0 when the stack cannot be
+    copied): (one outcome row per fault, the faulty runs' traces when ``traces``, the golden)."""
+    golden, stack = _golden_and_stack(scenario, seed, agent)
     starts = np.array([f.start for f in faults])
-    sim = Simulation(ctx.scenario, ctx.seed, ads=stack)
+    sim = Simulation(scenario, seed, ads=stack)
     n = len(faults)
     snapshots, _ = starts_from_snapshots(golden)
     out = OutcomeRecorder(n, from_step=0 if snapshots else starts)
-    recorders = [out]
-    traces = None
-    if ctx.keep_traces != "none":
-        traces = TraceRecorder(n, sim.steps, sim.points)
-        recorders.append(traces)
+    rec = TraceRecorder(n, sim.steps, sim.points) if traces else None
     sim.run(
         n,
         snapshot=golden.snapshots.take(starts) if snapshots else None,
         injector=FaultInjector(faults, sim.ads.points),
-        recorders=recorders,
+        recorders=[out] if rec is None else [out, rec],
     )
     g = golden.trace.frame
     golden_safe = (g["delta_lon"].to_numpy()[starts] > 0) & (g["delta_lat"].to_numpy()[starts] > 0)
     rows = label(out, golden_safe)
     for j, (step, message) in stack_errors(sim.ads).items():
         rows[j] = stack_error_row(step, message)
-    for r, i in zip(rows, idx, strict=True):
-        r["idx"] = i
-    if traces is not None:
-        _keep(ctx, traces, golden, faults, idx, rows)
-    return rows
+    return rows, rec, golden
 
 
 def _keep(ctx: BatchContext, traces: TraceRecorder, golden: Golden, faults, idx, rows) -> None:
