@@ -176,6 +176,7 @@ def main() -> None:
                        scored_per_s=rate, rounds=[r.__dict__ for r in res.rounds],
                        learned=res.model.structure.params)  # fmt: skip
             rows.append(row)
+            (out / args.json).write_text(json.dumps(rows, indent=1, default=float))  # so far
             notes.append(f"{label} {name}: missed {breakdown(crit, plan)}; "
                          f"false alarms {breakdown(plan, crit)}")  # fmt: skip
             print(
