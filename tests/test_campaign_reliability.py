@@ -35,6 +35,7 @@ def small_plan(stride=100, durations=(1, 5)):
     )
 
 
+@pytest.fixture(scope="module")
 def done_db(tmp_path_factory):
     d = tmp_path_factory.mktemp("done")
     plan = small_plan()
