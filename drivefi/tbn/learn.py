@@ -106,12 +106,14 @@ def learn_params(ts: TrainingSet, st: Structure, dt: float) -> dict[str, dict[st
 
 def memory_params(sl: pd.DataFrame, st: Structure, pos, shape) -> dict[str, dict[str, float]]:
     """Per point with a memory edge (its own past as a parent): does its module keep a forced
-    value? At the first step after each fault window, the point's output is compared with the
-    forced value and with its last natural output before the window: a module that keeps the
-    forced value (a controller starting from its last command) continues from it, one that keeps
-    its own computed output returns to where it was. Windows whose forced value is within ten
-    typical (median) natural steps of its last output tell nothing and are left out; with
-    fewer than 5 telling windows the module keeps its natural output (the default)."""
+    value? At the first step after each fault window, the point's output is compared with its
+    last natural output before the window: a module that keeps the forced value (a controller
+    starting from its last command) moves from there towards the forced value by more than its
+    natural step-to-step change, however fast it then returns; one that keeps its own computed
+    output stays where it was or, when the vehicle reacted to the fault, corrects against it.
+    Windows whose forced value is within ten typical (median) natural steps of the last output
+    tell nothing and are left out; with fewer than 5 telling windows the module keeps its
+    natural output (the default)."""
     out = {}
     for p in st.points:
         if not st.by_name[p].memory or FAULT_PREFIX + p not in sl:
@@ -128,7 +130,8 @@ def memory_params(sl: pd.DataFrame, st: Structure, pos, shape) -> dict[str, dict
         ok = np.isfinite(f_val) & np.isfinite(before) & (np.abs(f_val - before) > tol)
         if ok.sum() < 5:
             continue
-        keeps = np.abs(after - f_val)[ok] < np.abs(after - before)[ok]
+        moved = (after - before)[ok]
+        keeps = (np.sign(moved) == np.sign((f_val - before)[ok])) & (np.abs(moved) > tol)
         out[p] = {KEEPS_FORCED: float(keeps.mean() > 0.5)}
     return out
 
