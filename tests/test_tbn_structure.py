@@ -90,10 +90,11 @@ def test_derived_structure_puts_a_stacks_own_control_points_before_its_outputs(t
         assert not ps & {"control.throttle", "control.brake", "control.steer"} - {out}, out
 
 
-@pytest.mark.parametrize("keeps", [True, False])
-def test_memory_learns_whether_a_module_keeps_a_forced_value(keeps):
+@pytest.mark.parametrize(("keeps", "gain"), [(True, 0.9), (True, 0.15), (False, 0.9)])
+def test_memory_learns_whether_a_module_keeps_a_forced_value(keeps, gain):
     """A module that starts each step from its last output (forced or not) is told apart from one
-    that keeps the output it computed, from the steps right after the faults of training runs."""
+    that keeps the output it computed, from the steps right after the faults of training runs,
+    also when it moves most of the way back in one step (gain 0.15)."""
     import pandas as pd
 
     from drivefi.tbn.dataset import FAULT_PREFIX
@@ -110,8 +111,8 @@ def test_memory_learns_whether_a_module_keeps_a_forced_value(keeps):
         forced[k : k + m] = True
         val = rng.choice([-0.5, 0.5])
         u, mem = np.empty(n), 0.0
-        for t in range(n):  # u_t = 0.9 u_{t-1} + e_t: a slow controller
-            out = 0.9 * mem + e[t]
+        for t in range(n):  # u_t = gain u_{t-1} + e_t
+            out = gain * mem + e[t]
             u[t] = val if forced[t] else out
             mem = u[t] if keeps else out
         frames.append(

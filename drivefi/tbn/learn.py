@@ -108,8 +108,8 @@ def memory_params(sl: pd.DataFrame, st: Structure, pos, shape) -> dict[str, dict
     """Per point with a memory edge (its own past as a parent): does its module keep a forced
     value? At the first step after each fault window, the point's output is compared with its
     last natural output before the window: a module that keeps the forced value (a controller
-    starting from its last command) moves from there towards the forced value by more than its
-    natural step-to-step change, however fast it then returns; one that keeps its own computed
+    starting from its last command) moves from there towards the forced value by more than two
+    typical natural steps, however fast it then returns; one that keeps its own computed
     output stays where it was or, when the vehicle reacted to the fault, corrects against it.
     Windows whose forced value is within ten typical (median) natural steps of the last output
     tell nothing and are left out; with fewer than 5 telling windows the module keeps its
@@ -131,7 +131,8 @@ def memory_params(sl: pd.DataFrame, st: Structure, pos, shape) -> dict[str, dict
         if ok.sum() < 5:
             continue
         moved = (after - before)[ok]
-        keeps = (np.sign(moved) == np.sign((f_val - before)[ok])) & (np.abs(moved) > tol)
+        toward = np.sign(moved) == np.sign((f_val - before)[ok])
+        keeps = toward & (np.abs(moved) > 0.2 * tol)  # beyond two typical natural steps
         out[p] = {KEEPS_FORCED: float(keeps.mean() > 0.5)}
     return out
 
