@@ -20,10 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from sweeps import ensure_sweeps
 
 from drivefi.recorder import record_golden
 from drivefi.scenario import bundled_names, load_scenario
@@ -111,18 +111,7 @@ def main() -> None:
     out = Path(args.out)
     names = args.scenarios.split(",")
     todo = args.stacks.split(",") if args.stacks else stacks(Path.cwd())
-    if any(not (out / f"{n}.{t}.db").exists() for n in names for t, _ in SWEEPS):
-        subprocess.run(
-            [
-                sys.executable,
-                "bench/bench_campaign.py",
-                "--out",
-                str(out),
-                "--scenarios",
-                args.scenarios,
-            ],
-            check=True,
-        )
+    ensure_sweeps(out, args.scenarios)
     from drivefi.active import active_search
     from drivefi.training import structure_for
 

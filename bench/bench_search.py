@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from sweeps import ensure_sweeps
 
 from drivefi.recorder import record_golden
 from drivefi.scenario import bundled_names, load_scenario
@@ -53,18 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     names = args.scenarios.split(",")
-    if any(not (out / f"{n}.{tag}.db").exists() for n in names for _, tag, _ in SWEEPS):
-        subprocess.run(
-            [
-                sys.executable,
-                "bench/bench_campaign.py",
-                "--out",
-                str(out),
-                "--scenarios",
-                args.scenarios,
-            ],
-            check=True,
-        )
+    ensure_sweeps(out, args.scenarios)
     head = (
         f"{'scenario':20s} {'model':13s} {'space':>6s} {'critical':>8s} {'planned':>7s} {'found':>6s} "
         f"{'precision':>9s} {'recall':>6s} {'haz/inj':>8s} {'random':>8s} {'speed-up':>8s} {'simulated':>9s}"

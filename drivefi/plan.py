@@ -29,6 +29,7 @@ from drivefi.errors import InputError
 from drivefi.faults import ANY_POINT, MODELS, Fault
 from drivefi.scenario import MAX_STEPS
 from drivefi.seeds import SEED_MAX, check_seed
+from drivefi.text_input import read_text
 
 COLUMNS = ["point", "model", "value", "bit", "start", "duration", "seed"]
 MAX_FAULTS = 5_000_000  # a plan held in memory and stored row by row in the results database
@@ -349,18 +350,7 @@ def read_plan(path: str | Path, points: list | None = None, any_points: bool = F
         raise InputError(f"{path}: is a folder; expected a plan CSV file")
     if not path.is_file():
         raise InputError(f"{path}: plan file not found")
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise InputError(f"{path}: cannot read plan ({err.strerror or err})") from None
-    if b"\0" in raw:
-        raise InputError(f"{path}: binary file (NUL bytes); expected a plan CSV")
-    try:
-        text = raw.decode("utf-8-sig")  # a byte-order mark (as some editors write) is dropped
-    except UnicodeDecodeError as err:
-        raise InputError(
-            f"{path}: not UTF-8 text (byte {err.start}); expected a plan CSV"
-        ) from None
+    text = read_text(path, "plan", "a plan CSV")
     lines = text.splitlines()
     if not lines or not lines[0].startswith("#"):
         raise InputError(f"{path}: missing first line '# drivefi plan scenario=NAME steps=N'")

@@ -30,6 +30,7 @@ from drivefi.errors import InputError
 from drivefi.placement import CarlaPlacement
 from drivefi.resources import bundled_dir
 from drivefi.seeds import SEED_MAX
+from drivefi.text_input import read_text
 
 SCENARIO_DIR = bundled_dir("scenarios")
 MAX_SCENARIO_BYTES = 1 << 20  # 1 MiB: the bundled scenarios are under 1 KiB
@@ -341,26 +342,6 @@ class _PlainLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _read_text(path: Path) -> str:
-    try:
-        size = path.stat().st_size
-        if size > MAX_SCENARIO_BYTES:
-            raise InputError(
-                f"{path}: scenario file is {size:,} bytes; expected at most {MAX_SCENARIO_BYTES:,}"
-            )
-        raw = path.read_bytes()
-    except OSError as err:
-        raise InputError(f"{path}: cannot read scenario ({err.strerror or err})") from None
-    if b"\0" in raw:
-        raise InputError(f"{path}: binary file (NUL bytes); expected a YAML scenario")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise InputError(
-            f"{path}: not UTF-8 text (byte {err.start}); expected a YAML scenario"
-        ) from None
-
-
 def parse_yaml(text: str, source: str) -> object:
     """Parse scenario YAML with :class:`_PlainLoader`; raise :class:`InputError` naming ``source``."""
     try:
@@ -387,4 +368,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             else ""
         )
         raise InputError(f"{path}: scenario file not found{hint}")
-    return parse_scenario(parse_yaml(_read_text(path), str(path)), str(path))
+    return parse_scenario(
+        parse_yaml(read_text(path, "scenario", "a YAML scenario", MAX_SCENARIO_BYTES), str(path)),
+        str(path),
+    )

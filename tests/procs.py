@@ -7,13 +7,18 @@ from pathlib import Path
 from drivefi.campaign.store import ResultsStore
 
 
-def rows(db):
-    """A results database's outcomes, sorted by plan index (campaign ids dropped)."""
+def outcomes(db):
+    """A results database's outcomes, sorted by plan index."""
     store = ResultsStore(db)
     try:
-        return store.outcomes().drop(columns=["campaign"]).sort_values("idx").reset_index(drop=True)
+        return store.outcomes().sort_values("idx").reset_index(drop=True)
     finally:
         store.close()
+
+
+def rows(db):
+    """A results database's outcomes, sorted by plan index (campaign ids dropped)."""
+    return outcomes(db).drop(columns=["campaign"])
 
 
 def descendants(root: int) -> set[int]:

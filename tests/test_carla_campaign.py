@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from procs import outcomes
 
 from drivefi.bridges.carla import connection
 from drivefi.bridges.carla.testing import FakeCarla
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
-from drivefi.campaign.store import ResultsStore
 from drivefi.faults import Fault
 from drivefi.plan import Plan, read_plan, write_plan
 from drivefi.scenario import load_scenario
@@ -39,14 +39,6 @@ def server(monkeypatch):
 
     yield use
     connection.forget_sessions()
-
-
-def outcomes(db):
-    store = ResultsStore(db)
-    try:
-        return store.outcomes().sort_values("idx").reset_index(drop=True)
-    finally:
-        store.close()
 
 
 def test_golden_then_1_fixed_and_m_fixed_faults_from_a_plan(server, tmp_path):

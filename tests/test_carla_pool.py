@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 import pytest
+from procs import outcomes
 
 from drivefi.campaign.carla_pool import CarlaPoolExecutor, Server, parse_servers
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.fake_servers import FakeServers
 from drivefi.campaign.runner import run_campaign
-from drivefi.campaign.store import ResultsStore
 from drivefi.errors import InputError
 from drivefi.plan import random_plan
 from drivefi.scenario import load_scenario
@@ -31,14 +31,6 @@ def ray_session():
     s.start()
     yield s
     s.close()
-
-
-def outcomes(db):
-    store = ResultsStore(db)
-    try:
-        return store.outcomes().sort_values("idx").reset_index(drop=True)
-    finally:
-        store.close()
 
 
 def plan60():
