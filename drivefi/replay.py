@@ -140,15 +140,7 @@ def stored_fault(db: str | Path, index: int, campaign: int | None = None) -> Sto
     if row.empty:
         raise InputError(f"--fault: campaign {campaign} has faults 0..{len(df) - 1}, got {index}")
     r = row.iloc[0]
-    fault = Fault(
-        str(r["point"]),
-        str(r["model"]),
-        None if pd.isna(r["value"]) else float(r["value"]),
-        None if pd.isna(r["bit"]) else int(r["bit"]),
-        int(r["start"]),
-        int(r["duration"]),
-        int(r["seed"]),
-    )
+    fault = fault_from_row(r)
     c = camps[campaign]
     c["settings"] = json.loads(c["settings"] or "{}")
     outcome = {k: (None if pd.isna(r[k]) else r[k]) for k in df.columns}
@@ -159,6 +151,19 @@ def kept_trace(db: str | Path, campaign: int, index: int) -> Path | None:
     """The faulty run's trace a campaign kept (``--keep-traces``), if it exists."""
     path = Path(str(Path(db).with_suffix("")) + ".traces") / f"c{campaign}_{index:07d}.parquet"
     return path if path.is_file() else None
+
+
+def fault_from_row(r) -> Fault:
+    """The fault of a stored outcome row (the results store's fault columns)."""
+    return Fault(
+        str(r["point"]),
+        str(r["model"]),
+        None if pd.isna(r["value"]) else float(r["value"]),
+        None if pd.isna(r["bit"]) else int(r["bit"]),
+        int(r["start"]),
+        int(r["duration"]),
+        int(r["seed"]),
+    )
 
 
 def fault_of(point: str, model: str, value, bit, start: int, duration: int, seed: int = 0) -> Fault:

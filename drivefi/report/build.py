@@ -15,7 +15,7 @@ import pandas as pd
 
 from drivefi import __version__
 from drivefi.atomic import check_output, write_text
-from drivefi.faults import Fault
+from drivefi.replay import command_for, db_command_for, fault_from_row, kept_trace, replay_many
 from drivefi.report import page as H
 from drivefi.report import plots, sections
 from drivefi.report.data import CampaignData, group_cases, load_campaigns
@@ -23,28 +23,17 @@ from drivefi.report.data import CampaignData, group_cases, load_campaigns
 TOP_CASES = 6  # cases shown with timelines
 
 
-def _fault(r) -> Fault:
-    return Fault(
-        str(r["point"]), str(r["model"]),
-        None if pd.isna(r["value"]) else float(r["value"]),
-        None if pd.isna(r["bit"]) else int(r["bit"]),
-        int(r["start"]), int(r["duration"]), int(r["seed"]),
-    )  # fmt: skip
-
-
 def _replay_cmd(c: CampaignData, r, out: str) -> str:
-    from drivefi.replay import command_for
-
     seed = c.info["seed"]
     default = c.scenario.seed if c.scenario is not None else None
-    return command_for(c.info["scenario"], _fault(r), None if seed == default else seed, out)
+    return command_for(
+        c.info["scenario"], fault_from_row(r), None if seed == default else seed, out
+    )
 
 
 def _db_cmd(db: Path, c: CampaignData, idx: int) -> str:
-    """HTML of the command that replays a stored fault (embedded campaigns only)."""
-    from drivefi.replay import db_command_for
-
-    if c.info["sim"] != "embedded" or c.scenario is None:
+    """HTML of the command that replays a stored fault (replayable campaigns only)."""
+    if not c.replayable:
         return ""
     return H.code(db_command_for(db, c.id, idx))
 
@@ -166,7 +155,7 @@ class Report:
                 "count": f"{k['count']} ({found})",
                 "tth": k["tth_min"], "lon": k["min_delta_lon"], "lat": k["min_delta_lat"],
                 "_after": '<span class="muted">replay:</span> ' + H.code(_replay_cmd(c, k["rep"], f"{name}.parquet"))
-                if c.scenario is not None and c.info["sim"] == "embedded" else "",
+                if c.replayable else "",
             })  # fmt: skip
         return rows
 
@@ -191,8 +180,6 @@ class Report:
 
     def build_timelines(self) -> None:
         """Replay (or read the kept trace of) the most severe fault of each top case."""
-        from drivefi.replay import kept_trace, replay_many
-
         if self.cases.empty:
             return
         top = self.cases.head(self.top)
@@ -204,11 +191,12 @@ class Report:
             c = self.by_id[cid]
             if c.scenario is None:
                 continue
-            stack = (c.settings or {}).get("stack", "reference")
-            who = "" if stack == "reference" else f" with the stack {stack}"
+            who = "" if c.stack == "reference" else f" with the stack {c.stack}"
             # only the reference stack is replayed: a user's stack is shown from its kept traces
-            if c.info["sim"] == "embedded" and stack == "reference":
-                reps = replay_many(c.scenario, [_fault(k["rep"]) for k in ks], c.info["seed"])
+            if c.replayable:
+                reps = replay_many(
+                    c.scenario, [fault_from_row(k["rep"]) for k in ks], c.info["seed"]
+                )
                 for k, rp in zip(ks, reps, strict=True):
                     self._timeline(k, c, rp.trace.frame, rp.golden, rp.outcome)
                 continue
@@ -227,7 +215,7 @@ class Report:
 
     def _timeline(self, k, c: CampaignData, faulty, golden, outcome, kept=None) -> None:
         r = k["rep"]
-        f = _fault(r)
+        f = fault_from_row(r)
         dt = c.dt
         n = int(k["case"])
         tth = outcome.get("first_hazard_step")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +54,24 @@ class CampaignData:
     def has_predictions(self) -> bool:
         return "p_hazard" in self.outcomes.columns
 
-    @property
+    @cached_property
     def ok(self) -> pd.DataFrame:
+        """The outcomes with status ok (a campaign's outcomes are final once loaded)."""
         return self.outcomes[self.outcomes["status"] == "ok"]
+
+    @property
+    def stack(self) -> str:
+        return str((self.settings or {}).get("stack", "reference"))
+
+    @property
+    def replayable(self) -> bool:
+        """Whether ``drivefi replay`` re-runs its faults: embedded simulator, scenario known, and
+        the reference stack (a user's stack is shown from its kept traces, never stood in for)."""
+        return (
+            self.scenario is not None
+            and self.info["sim"] == "embedded"
+            and self.stack == "reference"
+        )
 
     def rate(self) -> float | None:
         """Critical faults per injected fault (None before any outcome)."""
