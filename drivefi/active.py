@@ -19,9 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from drivefi.faults import Fault
-from drivefi.plan import fault_model_for
-
 
 @dataclass
 class RoundStats:
@@ -55,21 +52,6 @@ class ActiveResult:
         """Training runs + injected + plan members still to validate."""
         todo = int(np.sum(self.outcome[self.plan] < 0))
         return self.training_runs + int(self.injected.sum()) + todo
-
-
-def _faults(c, idx) -> list[Fault]:
-    return [
-        Fault(
-            str(c.point[i]),
-            fault_model_for(int(c.duration[i])),
-            float(c.value[i]),
-            None,
-            int(c.start[i]),
-            int(c.duration[i]),
-            0,
-        )
-        for i in idx
-    ]
 
 
 def label_traces(traces, faults) -> np.ndarray:
@@ -173,7 +155,7 @@ def active_search(
     """Fit, score, inject, refit, re-score in ``rounds``; ``budget`` is the share of the candidate
     space that may be simulated in all (training runs included). ``truth`` (a set of
     (point, value, start, duration) critical faults) only adds precision and recall per round."""
-    from drivefi.search import score_space
+    from drivefi.search import candidate_faults, score_space
     from drivefi.tbn import fit_model, from_traces
     from drivefi.training import simulate_faults, training_set
 
@@ -228,7 +210,7 @@ def active_search(
     record(0, 0, fit_s, search_s)
     for r in range(1, rounds + 1):
         spent = training_runs + int(injected.sum())
-        plan = plan_of(p_cal)
+        plan = res.plan  # as the last round left it
         todo = plan[outcome[plan] < 0]
         room = cap - spent - len(todo)
         if r == 1:  # a calibration sample of every group the model calls critical
@@ -241,7 +223,7 @@ def active_search(
         if len(pick) == 0:
             break
         t1 = time.perf_counter()
-        faults = _faults(c, pick)
+        faults = candidate_faults(c, pick)
         traces = simulate_faults(scenario, faults, golden, agent)
         outcome[pick] = label_traces(traces, faults)
         injected[pick] = True

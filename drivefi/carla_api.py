@@ -22,7 +22,6 @@ agent steps.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import fnmatch
 import math
@@ -198,9 +197,8 @@ class CarlaDataProvider:
 
     @staticmethod
     def _current():
-        cur = _CURRENT.get()
-        if callable(cur):
-            cur = cur()
+        get = _CURRENT.get()  # set by the agent wrapper while a run steps
+        cur = None if get is None else get()
         if cur is None:
             raise RuntimeError(
                 "CarlaDataProvider: no run is active (the ego exists from the agent's first run_step)"
@@ -241,12 +239,3 @@ class CarlaDataProvider:
     def is_sync_mode(cls) -> bool:
         return True
 
-
-@contextlib.contextmanager
-def current(hero, world, cmap):
-    """Make (hero, world, map) what :class:`CarlaDataProvider` returns inside the block."""
-    token = _CURRENT.set((hero, world, cmap))
-    try:
-        yield
-    finally:
-        _CURRENT.reset(token)

@@ -156,7 +156,8 @@ def select(c: Candidates, top: int | None = None, min_prob: float | None = 0.5) 
     return order
 
 
-def to_plan(scenario, c: Candidates, idx: np.ndarray) -> Plan:
+def candidate_faults(c: Candidates, idx) -> list[Fault]:
+    """The faults of candidates ``idx``."""
     faults = []
     for i in idx:
         flip = c.model[i] == "bitflip"
@@ -171,6 +172,11 @@ def to_plan(scenario, c: Candidates, idx: np.ndarray) -> Plan:
                 0,
             )
         )
+    return faults
+
+
+def to_plan(scenario, c: Candidates, idx: np.ndarray) -> Plan:
+    faults = candidate_faults(c, idx)
     extra = {
         "p_hazard": [f"{c.p_hazard[i]:.6g}" for i in idx],
         "predicted_delta": [f"{c.delta[i]:.6g}" for i in idx],

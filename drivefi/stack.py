@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import numpy as np
-
 from drivefi.ads.injector import InjectionPoint, Injector
 from drivefi.bridges.base import Observation
 from drivefi.scenario import Scenario
@@ -109,13 +107,6 @@ def identity_of(stack) -> str:
 def stack_errors(stack) -> dict[int, tuple[int, str]]:
     """Runs whose stack failed, as ``{run: (step, message)}`` (the reference ADS never fails)."""
     return dict(getattr(stack, "errors", None) or {})
-
-
-def failed_runs(stack, n: int) -> np.ndarray:
-    out = np.zeros(n, bool)
-    for i in stack_errors(stack):
-        out[i] = True
-    return out
 
 
 def describe_points(points: list[InjectionPoint]) -> list[dict]:

@@ -38,7 +38,6 @@ CONTROL = ControlParams()
 
 # structure version: bump when variables, parents or feature definitions change
 STRUCTURE_VERSION = 2
-NO_LEAD = 200.0  # lead_s - s when nothing is ahead (beyond the perception range) [m]
 
 POINTS = (
     "perception.obstacle_distance",
@@ -51,8 +50,6 @@ POINTS = (
     "control.brake",
     "control.steer",
 )
-# what the safety potential needs from a predicted slice
-SAFETY_STATE = ("s", "lane_offset", "heading_error", "v", "phi")
 
 
 Cols = dict[str, np.ndarray]

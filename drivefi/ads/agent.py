@@ -451,14 +451,6 @@ class _RunInjector:
         """Per point used this step: the value each run saw (NaN for runs that did not use it)."""
         return {p: np.array(v, dtype=float) for p, v in self._seen.items()}
 
-    def apply(self, point: str, value, k):
-        arr = np.asarray(value, dtype=float)
-        if arr.size != 1:
-            raise InputError(
-                f"drivefi.inject({point!r}): an agent's point takes one value per run, got shape {arr.shape}"
-            )
-        return np.full(arr.shape, self.scalar(point, float(arr.reshape(-1)[0])))
-
     def scalar(self, point: str, v: float) -> float:
         """Run ``run``'s value at ``point``, corrupted when its fault is on now."""
         if point not in self.names:

@@ -22,7 +22,6 @@ from drivefi.tbn.structure import NO_LEAD, STATE, Context, Structure
 FAULT_PREFIX = "faulted."
 INIT_PREFIX = "init."  # the stack's state before a trace's first step (from its metadata)
 NAT = "nat:"
-LAG_PREFIX = "lag."
 
 
 def trace_needs(st: Structure) -> tuple[str, ...]:
@@ -177,17 +176,12 @@ def add_features(runs: list[dict[str, np.ndarray]], ctx: Context, st: Structure)
             prev[p] = np.full(len(runs), np.nan)
         for t in range(n):
             cur = {name: m[:, t] for name, m in data.items()}
-            for v in rec:
-                if v.name.startswith(LAG_PREFIX) and v.name[len(LAG_PREFIX) :] in st.points:
-                    p = v.name[len(LAG_PREFIX) :]
-                    # a point's own past is its natural output: unknown where a fault forced it
-                    forced = prev.get(FAULT_PREFIX + p)
-                    val = prev[p]
-                    if forced is not None and not st.keeps_forced(p):
-                        val = np.where(forced > 0, np.nan, val)
-                    cur[v.name] = val
-                else:
-                    cur[v.name] = st.features[v.name](cur, prev, ctx)
+            for p in st.points:  # a point's natural output: unknown where a fault forced it
+                forced = cur.get(FAULT_PREFIX + p)
+                if forced is not None and p in cur:
+                    cur[NAT + p] = np.where(forced > 0, np.nan, cur[p])
+            for v in rec:  # (a point's lag feature reads it, or the forced value it kept)
+                cur[v.name] = st.features[v.name](cur, prev, ctx)
                 out[v.name][:, t] = cur[v.name]
             prev = cur
         for i, c in enumerate(runs):

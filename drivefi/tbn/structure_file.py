@@ -391,7 +391,7 @@ def build(
         if n.kind == "feature" and n.transform == "lag":
             src = n.parents[0][0]
             vars_.append(Var(name, "feature", ((src, 1),), pset))
-            kept = (params or {}).get(src, {}).get(KEEPS_FORCED, 0.0)
+            kept = params.get(src, {}).get(KEEPS_FORCED, 0.0)
             fns[name] = _lag_fn(src, src in pset and not kept)
             init[name] = _initial("lag")
             continue
