@@ -238,4 +238,3 @@ class CarlaDataProvider:
     @classmethod
     def is_sync_mode(cls) -> bool:
         return True
-

@@ -186,7 +186,7 @@ def _run(scenario, plan, db, executor, seed, sim, keep_traces, trace_dir, batch_
                 yield [(i, plan.faults[i]) for i in idxs]
 
         def finished() -> int:
-            c = next(c for c in store.campaigns() if c["id"] == camp.id)
+            c = store.campaigns(camp.id)[0]
             return c["done"] + c["error"]
 
         t0 = time.perf_counter()
@@ -220,7 +220,7 @@ def _run(scenario, plan, db, executor, seed, sim, keep_traces, trace_dir, batch_
                 time.sleep(poll)  # the rest is claimed by other campaigns: wait, or take it over
                 bar.update(task, completed=finished())
         wall = time.perf_counter() - t0
-        stats = next(c for c in store.campaigns() if c["id"] == camp.id)
+        stats = store.campaigns(camp.id)[0]
         return CampaignSummary(
             camp.id, scenario.name, camp.total, ran, stats["done"], stats["masked"], stats["hazard"],
             stats["accident"], stats["error"], stats["critical"], wall, ran / wall if wall > 0 else 0.0,

@@ -441,15 +441,19 @@ class ResultsStore:
         return self._q("SELECT COUNT(*) " + self._OPEN, {"c": campaign.id, "since": since})[0][0]
 
     # -- reading -----------------------------------------------------------------------------
-    def campaigns(self) -> list[dict]:
-        """One dict per campaign: planned, done (ok outcomes), error, pending, outcome counts."""
+    def campaigns(self, campaign_id: int | None = None) -> list[dict]:
+        """One dict per campaign (or only ``campaign_id``'s): planned, done (ok outcomes), error,
+        pending, outcome counts."""
+        where, args = ("WHERE c.id=?", (campaign_id,)) if campaign_id is not None else ("", ())
         rows = self._q(
-            """SELECT c.id, c.scenario, c.plan_hash, c.seed, c.sim, c.version, c.created,
+            f"""SELECT c.id, c.scenario, c.plan_hash, c.seed, c.sim, c.version, c.created,
                (SELECT COUNT(*) FROM faults f WHERE f.campaign=c.id),
                SUM(o.status='ok'),
                SUM(o.outcome='masked'), SUM(o.outcome='hazard'), SUM(o.outcome='accident'),
                SUM(o.status='error'), SUM(o.critical)
-               FROM campaigns c LEFT JOIN outcomes o ON o.campaign=c.id GROUP BY c.id ORDER BY c.id"""
+               FROM campaigns c LEFT JOIN outcomes o ON o.campaign=c.id {where}
+               GROUP BY c.id ORDER BY c.id""",
+            args,
         )
         keys = ["id", "scenario", "plan_hash", "seed", "sim", "version", "created", "planned", "done",
                 "masked", "hazard", "accident", "error", "critical"]  # fmt: skip
