@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from drivefi.atomic import atomic_path, check_output
 from drivefi.cli.options import JsonOpt, console, emit_json, kv_table
 
 
@@ -94,11 +95,13 @@ def replay_cmd(
             raise InputError(f"missing {', '.join(missing)} for a {model} fault")
         sc = load_scenario(scenario)
         f = fault_of(point, model, value, bit, start, duration, fault_seed)
+    plot = plot or out.with_suffix(".png")
+    check_output(out, "--out")  # before the run: a path that cannot be written costs nothing
+    check_output(plot, "--plot")
     r = replay(sc, f, seed)
     from drivefi.recorder import write_trace
 
     write_trace(r.trace, out)
-    plot = plot or out.with_suffix(".png")
     title = (
         f"{sc.name}: {f.point} {f.model} "
         f"{'bit ' + str(f.bit) if f.model == 'bitflip' else f.value} from "
@@ -106,8 +109,8 @@ def replay_cmd(
     )
     fig = timeline(r.trace.frame, r.golden, f.as_row(), sc.dt, title,
                    r.outcome["first_hazard_step"], accident_of(r.outcome))  # fmt: skip
-    plot.parent.mkdir(parents=True, exist_ok=True)
-    plot.write_bytes(png(fig))
+    with atomic_path(plot, "--plot") as tmp:
+        tmp.write_bytes(png(fig))
     tth = time_to_hazard(r.outcome, f, sc.dt)
     summary = {
         "scenario": sc.name,
