@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from drivefi.progress import Progress, prefixed, silent
+
 
 @dataclass
 class RoundStats:
@@ -151,6 +153,7 @@ def active_search(
     log: Callable[[str], None] = lambda s: None,
     agent: str | None = None,
     map_chunks=None,
+    progress: Progress = silent,
 ) -> ActiveResult:
     """Fit, score, inject, refit, re-score in ``rounds``; ``budget`` is the share of the candidate
     space that may be simulated in all (training runs included). ``truth`` (a set of
@@ -161,13 +164,17 @@ def active_search(
 
     rng = np.random.default_rng([seed, 0xAC7])
     t0 = time.perf_counter()
+    what = f"round 0: simulating {training_runs} training runs"
+    progress(what, 0, training_runs)
     ts = training_set(scenario, training_runs, seed, golden, structure, agent, map_chunks)
+    progress(what, training_runs, training_runs)
     sim_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model = fit_model(ts, seed=seed)
+    model = fit_model(ts, seed=seed, progress=prefixed(progress, "round 0: "))
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    c = score_space(scenario, model, golden, durations=durations, stride=stride)
+    c = score_space(scenario, model, golden, durations=durations, stride=stride,
+                    progress=prefixed(progress, "round 0: "))  # fmt: skip
     search_s = time.perf_counter() - t0
     n = len(c)
     cap = int(budget * n)
@@ -224,17 +231,20 @@ def active_search(
             break
         t1 = time.perf_counter()
         faults = candidate_faults(c, pick)
+        progress(f"round {r}: injecting {len(faults)} faults", 0, len(faults))
         traces = simulate_faults(scenario, faults, golden, agent)
+        progress(f"round {r}: injecting {len(faults)} faults", len(faults), len(faults))
         outcome[pick] = label_traces(traces, faults)
         injected[pick] = True
         res.sim_seconds += time.perf_counter() - t1
         t1 = time.perf_counter()
         src = [f"{scenario.name}:round{r}-{i}" for i in range(len(traces))]
         ts = ts.extend(from_traces(traces, src, scenario, ts.structure))
-        model = fit_model(ts, seed=seed)
+        model = fit_model(ts, seed=seed, progress=prefixed(progress, f"round {r}: "))
         fs = time.perf_counter() - t1
         t1 = time.perf_counter()
-        c2 = score_space(scenario, model, golden, durations=durations, stride=stride)
+        c2 = score_space(scenario, model, golden, durations=durations, stride=stride,
+                         progress=prefixed(progress, f"round {r}: "))  # fmt: skip
         c.p_hazard, c.delta = c2.p_hazard, c2.delta
         p_cal[:] = calibrate(c, injected, outcome)
         ss = time.perf_counter() - t1

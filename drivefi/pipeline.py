@@ -3,8 +3,9 @@ validate -> random baseline.
 
 Every artefact goes to the output folder: the golden trace, the model, the search's plan, the
 random baseline's plan and one results database holding both campaigns. Each stage's wall time is
-reported, and the summary compares hazards per injection of the search against random fault
-injection drawn uniformly from the same candidate space at the same budget.
+reported. The summary compares the search with random fault injection drawn uniformly from the
+same candidate space: per injection in validation (predictions no round injected), and per run
+over everything the search simulated (training runs, rounds, validation).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.faults import Fault
 from drivefi.plan import Plan, default_values, fault_model_for, write_plan
+from drivefi.progress import Progress, finished, silent
 from drivefi.recorder import record_golden, write_trace
 from drivefi.scenario import Scenario
 
@@ -30,17 +32,21 @@ class PipelineSummary:
     candidates_scored: int = 0
     predicted_critical: int = 0
     injected: int = 0
-    confirmed_hazards: int = 0
+    confirmed_hazards: int = 0  # in the validation campaign
     confirmed_accidents: int = 0
-    precision: float = 0.0
+    precision: float | None = None  # of the validated predictions (faults no round injected)
+    confirmed_in_rounds: int = 0  # critical faults the active-refit rounds injected
+    found_critical: int = 0  # rounds + validation: every critical fault the search simulated
+    simulated_runs: int = 0  # training + round injections + validation
     random_injected: int = 0
     random_hazards: int = 0
     random_accidents: int = 0
     hazards_per_injection_search: float = 0.0
     hazards_per_injection_random: float = 0.0
-    speedup: float | None = None
+    critical_per_run: float = 0.0  # found_critical / simulated_runs
+    speedup: float | None = None  # critical_per_run / random FI's hazards per injection
     structure: str = ""
-    simulated_share: float = 0.0  # training + round injections + plan validation / space
+    simulated_share: float = 0.0  # simulated_runs / space
     rounds: list = field(default_factory=list)  # per active-refit round
     golden: dict = field(default_factory=dict)  # the golden run's summary (min deltas, ...)
     stage_seconds: dict = field(default_factory=dict)
@@ -89,6 +95,7 @@ def run_pipeline(
     structure: str | None = None,
     rounds: int = 3,
     budget_share: float = 0.10,
+    on_progress: Progress = silent,
 ) -> PipelineSummary:
     """Run the main job. With ``sim="carla"`` the golden run, training runs, fit and search use the
     embedded twin of the scenario (same road, actors and reference ADS), and the validation and
@@ -132,13 +139,17 @@ def run_pipeline(
     )
     res = active_search(scenario, golden, st, budget_share, training_runs, rounds, seed,
                         tuple(durations), log=log, agent=agent,
-                        map_chunks=getattr(executor, "map_chunks", None))  # fmt: skip
+                        map_chunks=getattr(executor, "map_chunks", None),
+                        progress=on_progress)  # fmt: skip
+    finished(on_progress)
     save_model(res.model, out / "model.json")
     c = res.candidates
-    plan = to_plan(scenario, c, res.plan)
-    write_plan(plan, out / "search_plan.csv")
+    write_plan(to_plan(scenario, c, res.plan), out / "search_plan.csv")
     s.candidates_scored, s.predicted_critical = len(c), len(res.plan)
-    s.simulated_share = res.simulated / max(len(c), 1)
+    s.confirmed_in_rounds = int(np.sum(res.outcome == 1))
+    # validation injects predictions no round has injected: its precision is the model's, not a
+    # re-run of faults the rounds already confirmed
+    fresh = res.plan[res.outcome[res.plan] < 0]
     s.rounds = [r.__dict__ for r in res.rounds]
     times["training"] = res.sim_seconds  # simulating the training runs and the rounds' injections
     times["fit"] = res.fit_seconds
@@ -149,7 +160,7 @@ def run_pipeline(
     # are kept (hazards) so the report can show their timelines
     keep = "none" if sim == "embedded" and is_reference(agent) else "hazards"
     db = out / "results.db"
-    top = Plan(plan.scenario, plan.steps, plan.faults[:budget])
+    top = to_plan(scenario, c, fresh[:budget])
     s.injected = len(top.faults)
     if s.injected:
         t = stage(f"validate: inject the top {s.injected} predicted faults")
@@ -172,10 +183,16 @@ def run_pipeline(
     times["random"] = time.perf_counter() - t
     s.random_injected, s.random_hazards, s.random_accidents = n_random, r.critical, r.accident
     s.hazards_per_injection_random = r.critical / n_random
+    # the search's cost is every run it simulated: training, rounds and validation
+    s.simulated_runs = res.training_runs + int(res.injected.sum()) + s.injected
+    s.simulated_share = s.simulated_runs / max(len(c), 1)
+    s.found_critical = s.confirmed_in_rounds + s.confirmed_hazards
+    s.critical_per_run = s.found_critical / max(s.simulated_runs, 1)
     if s.hazards_per_injection_random > 0:
-        s.speedup = s.hazards_per_injection_search / s.hazards_per_injection_random
+        s.speedup = s.critical_per_run / s.hazards_per_injection_random
     from drivefi.report import build_report
 
-    build_report(db, out / "report.html", plans=[out / "search_plan.csv"])
+    cost = {"simulated_runs": s.simulated_runs, "found_critical": s.found_critical}
+    build_report(db, out / "report.html", plans=[out / "search_plan.csv"], search_cost=cost)
     times["total"] = sum(times.values())
     return s

@@ -4,7 +4,7 @@ One geometry serves every simulator. A point is (s, d) in the lane frame: s alon
 line, d to its left (:class:`LaneFrame`). :class:`RoadGeometry` is a chain of arcs (a line is an
 arc of curvature 0): the embedded road builds it from the scenario's segments (the reference line
 is the road's right edge, lane i spans d in [i*w, (i+1)*w]); the CARLA route builds it from a map
-lane's waypoints (:mod:`drivefi.bridges.carla.observe`). All functions take numpy arrays of any
+lane's waypoints (:mod:`drivefi.bridges.carla.route`). All functions take numpy arrays of any
 shape.
 
 Ends of the frame: past the last piece the last piece is extended (before the first, the first),

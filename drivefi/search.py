@@ -18,6 +18,7 @@ import numpy as np
 from drivefi.errors import InputError
 from drivefi.faults import Fault, flip_bit
 from drivefi.plan import Plan, default_values, fault_model_for
+from drivefi.progress import Progress, silent
 
 SEARCH_MODELS = ("1-fixed", "m-fixed", "bitflip")
 
@@ -70,6 +71,7 @@ def score_space(
     bits: tuple[int, ...] = tuple(range(32)),
     horizon_after: int = 20,
     stride: int = 1,
+    progress: Progress = silent,
 ) -> Candidates:
     """Score every candidate fault; ``golden`` is a :class:`drivefi.recorder.Golden` or Trace."""
     from drivefi.tbn import GoldenWindows, SafetyModel, check_scenario, score_faults
@@ -101,7 +103,9 @@ def score_space(
             jobs += [("m-fixed", d) for d in durations if d > 1]
         else:
             jobs += [("bitflip", d) for d in durations]
-    for label, dur in jobs:
+    total = len(jobs) * len(points)
+    for j, (label, dur) in enumerate(jobs):
+        progress("scoring the candidate space", j * len(points), total)
         # every step, step 0 included (its slice k-1 is the initial slice repeated)
         ks = np.flatnonzero(safe[: steps - dur + 1])
         if stride > 1:
@@ -133,6 +137,7 @@ def score_space(
             out["duration"].append(np.full(n, dur))
             out["p_hazard"].append(np.nan_to_num(sc.p_hazard, nan=0.0))
             out["delta"].append(np.nan_to_num(sc.delta, nan=np.inf))
+    progress("scoring the candidate space", total, total)
     cat = {c: (np.concatenate(v) if v else np.array([])) for c, v in out.items()}
     return Candidates(**cat)
 

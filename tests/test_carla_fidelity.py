@@ -301,3 +301,31 @@ def test_the_scenario_schema_imports_no_bridge():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- one meaning of s and of gaps ----------------------------------------------------------------
+def test_s_and_gaps_in_a_bend_mean_the_same_on_both_bridges():
+    """In a bend, gaps along the lane are the road's s differences scaled to the ego's lateral
+    position (1 - curvature x offset): ~1 m of 30 m here. Both bridges must measure the same."""
+    from drivefi.bridges.embedded import EmbeddedBridge
+
+    sc = load_scenario("curved_following")
+    lead = sc.actors[0]
+    sc = sc.model_copy(
+        update={
+            "duration": 1.0,
+            "ego": sc.ego.model_copy(update={"s": 120.0, "lane": 1}),  # the outer lane, in the bend
+            "actors": [
+                lead.model_copy(update={"s": 150.0, "lane": 1}),  # ahead in the ego's lane
+                lead.model_copy(update={"s": 160.0, "lane": 0}),  # ahead in the inner lane
+            ],
+        }
+    )
+    emb = EmbeddedBridge(sc).reset(sc)
+    b = bridge_on(FakeCarla(sc), sc)
+    car = b.reset(sc)
+    b.close()
+    assert abs(emb.curvature[0]) > 0.006 and abs(emb.obj_ds[0, 0] - 30.0) > 0.5  # it matters
+    assert car.s[0] == pytest.approx(emb.s[0], abs=0.05)
+    np.testing.assert_allclose(car.obj_ds, emb.obj_ds, atol=0.05)
+    np.testing.assert_allclose(car.obj_dd, emb.obj_dd, atol=0.01)

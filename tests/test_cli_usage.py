@@ -139,3 +139,33 @@ def test_cli_is_on_top_of_the_import_graph():
             if any(n == "drivefi.cli" or n.startswith("drivefi.cli.") for n in names):
                 offenders.append(str(path.relative_to(root)))
     assert offenders == [] or offenders == ["__main__.py"], offenders
+
+
+def test_no_import_circles_between_modules():
+    """No drivefi module imports (at the top or inside a function) one that imports it back."""
+    import graphlib
+
+    root = Path(drivefi.__file__).parent
+    mods = {}
+    for path in root.rglob("*.py"):
+        parts = ["drivefi", *path.relative_to(root).with_suffix("").parts]
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def module_of(name: str) -> str | None:
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for m, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for t in filter(None, map(module_of, names)):
+                if t != m and not m.startswith(t + "."):  # a package's own __init__ is no circle
+                    graph[m].add(t)
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the circle

@@ -89,13 +89,15 @@ def carla_pose(obs: Observation, rows) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def observation_rows(obs: Observation, speed: np.ndarray, rows: np.ndarray, const: dict) -> list:
-    """The ``drivefi.observation`` dict of each run in ``rows`` (``speed``: what the agent sees)."""
+    """The ``drivefi.observation`` dict of each run in ``rows`` (``speed``: what the agent sees).
+
+    Built column-wise (one ``tolist`` per field) and zipped into dicts: this runs for every run at
+    every step of an agent campaign."""
     if len(rows) == obs.n:
         rows = slice(None)  # every run: views, no gathers
     x, y, yaw = carla_pose(obs, rows)
     sp = speed[rows].tolist()
-    keys = ("k", "t", "x", "y", "yaw", "theta", "speed", "v", *_LANE, *const, "z")
-    fixed = (*const.values(), 0.0)
+    keys = ("k", "t", "x", "y", "yaw", "theta", "speed", "v", *_LANE)
     cols = [
         obs.k[rows].tolist(),
         obs.t[rows].tolist(),
@@ -107,15 +109,17 @@ def observation_rows(obs: Observation, speed: np.ndarray, rows: np.ndarray, cons
         sp,
         *(getattr(obs, f)[rows].tolist() for f in _LANE),
     ]
-    out = [dict(zip(keys, vals + fixed, strict=True)) for vals in zip(*cols, strict=True)]
+    fixed = {**const, "z": 0.0}
     okeys = (*_OBJ, "kind", "type")
-    objs = np.stack([getattr(obs, "obj_" + f)[rows] for f in _OBJ], axis=-1).tolist()
+    ocols = [getattr(obs, "obj_" + f)[rows].tolist() for f in _OBJ]
     kinds = obs.obj_kind[rows].tolist()
-    for d, per, kk in zip(out, objs, kinds, strict=True):
-        d["objects"] = [
-            dict(zip(okeys, (*o, c, KIND_NAMES.get(c, "vehicle")), strict=True))
-            for o, c in zip(per, kk, strict=True)
-        ]
+    types = [[KIND_NAMES.get(c, "vehicle") for c in kk] for kk in kinds]
+    out = []
+    for vals, *per in zip(zip(*cols, strict=True), *ocols, kinds, types, strict=True):
+        d = dict(zip(keys, vals, strict=True))
+        d.update(fixed)
+        d["objects"] = [dict(zip(okeys, o, strict=True)) for o in zip(*per, strict=True)]
+        out.append(d)
     return out
 
 

@@ -28,6 +28,7 @@ from drivefi.errors import InputError, SimulatorError
 log = logging.getLogger("drivefi.campaign")
 
 MAX_FAILURES = 3  # consecutive failures that take a server out of the pool
+RUN_SECONDS_PER_STEP = 0.25  # a run slower than 60 s + this per step counts as hung
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,12 @@ class CarlaPoolExecutor:
                 ray.kill(s.actor, no_restart=True)
             s.actor, s.ref, s.item = None, None, None
 
+    def map_chunks(self, fn, scenario, items: list, *args) -> list:
+        """The pipeline's training runs (embedded) as Ray tasks beside the servers' actors."""
+        from drivefi.campaign.ray_executor import map_chunks
+
+        return map_chunks(self.session, len(self.servers), fn, scenario, items, *args)
+
     def close(self) -> None:
         self._kill_all()
         self.session.close()
@@ -225,8 +232,7 @@ class CarlaPoolExecutor:
             return self.ready_timeout
         if self.run_timeout is not None:
             return self.run_timeout
-        tick = float(ctx.bridge_options.get("timeout", 10.0))
-        return 60.0 + ctx.scenario.steps * min(tick, 1.0)
+        return 60.0 + RUN_SECONDS_PER_STEP * ctx.scenario.steps
 
     def run(self, ctx: BatchContext, batches: Iterable[list]) -> Iterator[list[dict]]:
         ray = self.session.start()

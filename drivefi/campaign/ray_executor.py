@@ -45,17 +45,23 @@ class RayExecutor:
                 pending.append(task.remote(ctx_ref, nxt))
 
     def map_chunks(self, fn, scenario, items: list, *args) -> list:
-        """``fn(scenario, chunk, *args)`` for chunks of ``items`` as Ray tasks, results in order
-        (the pipeline's training runs)."""
-        ray = self.session.start()
-        task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(fn)
-        refs_args = [ray.put(a) for a in args]
-        sc_ref = ray.put(scenario)
-        n = max(1, min(len(items), 2 * self.workers))
-        size = -(-len(items) // n)
-        refs = [task.remote(sc_ref, items[i : i + size], *refs_args)
-                for i in range(0, len(items), size)]  # fmt: skip
-        return ray.get(refs)
+        """``fn(scenario, chunk, *args)`` for chunks of ``items`` as Ray tasks (the pipeline's
+        training runs)."""
+        return map_chunks(self.session, self.workers, fn, scenario, items, *args)
 
     def close(self) -> None:
         self.session.close()
+
+
+def map_chunks(session: RaySession, workers: int, fn, scenario, items: list, *args) -> list:
+    """``fn(scenario, chunk, *args)`` for about ``2 x workers`` chunks of ``items`` as Ray tasks
+    of ``session``, results in order."""
+    ray = session.start()
+    task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(fn)
+    refs_args = [ray.put(a) for a in args]
+    sc_ref = ray.put(scenario)
+    n = max(1, min(len(items), 2 * workers))
+    size = -(-len(items) // n)
+    refs = [task.remote(sc_ref, items[i : i + size], *refs_args)
+            for i in range(0, len(items), size)]  # fmt: skip
+    return ray.get(refs)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from drivefi.cli.options import JsonOpt, console, emit_json, kv_table
+from drivefi.cli.options import JsonOpt, console, emit_json, kv_table, work_progress
 
 REPORT = ("v", "theta", "phi", "x", "y", "lane_offset", "heading_error")
 AgentOpt = typer.Option(
@@ -43,10 +43,11 @@ def fit_command(
     check_output(out, "--out")
     t0 = time.perf_counter()
     st = structure_for(agent, structure)
-    with console.status(f"reading {len(traces)} trace(s)", spinner="dots") as status:
+    with work_progress(not as_json) as bar:
+        bar(f"reading {len(traces)} trace(s)", 0, len(traces))
         ts = read_traces(list(traces), st)
-        status.update(f"fitting the 3-TBN ({st.name}) on {ts.runs} runs, {len(ts.slices):,} rows")
-        model = fit_model(ts, method, holdout, seed)
+        bar(f"reading {len(traces)} trace(s)", len(traces), len(traces))
+        model = fit_model(ts, method, holdout, seed, progress=bar)
     save_model(model, out)
     summary = {
         "model": str(out),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -11,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from drivefi.errors import InputError
+from drivefi.progress import Progress, silent
 
 console = Console()
 err_console = Console(stderr=True)
@@ -161,3 +164,42 @@ def csv_list(text: str | None, conv=str, what: str = "list") -> list | None:
         return [conv(x.strip()) for x in text.split(",") if x.strip()]
     except ValueError:
         raise InputError(f"{what}: expected a comma-separated list, got '{text}'") from None
+
+
+@contextlib.contextmanager
+def work_progress(enabled: bool = True) -> Iterator[Progress]:
+    """A bar on stderr for :mod:`drivefi.progress` reports: one bar per kind of work (its
+    ``what``), started on the first report and closed at ``finished`` or at the end."""
+    if not enabled:
+        yield silent
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
+
+    bar = Bar(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    state: dict = {"task": None, "what": None}
+
+    def report(what: str, done: int, total: int) -> None:
+        if not what:  # finished: close the display (another may follow)
+            bar.stop()
+            state.update(task=None, what=None)
+            return
+        if state["task"] is None:
+            bar.start()
+        if what != state["what"]:
+            if state["task"] is not None:
+                bar.remove_task(state["task"])
+            state.update(task=bar.add_task(what, total=total), what=what)
+        bar.update(state["task"], completed=done, total=total)
+
+    try:
+        yield report
+    finally:
+        bar.stop()

@@ -28,6 +28,7 @@ from drivefi.cli.options import (
     err_console,
     executor_and_bridge,
     kv_table,
+    work_progress,
 )
 
 
@@ -90,11 +91,13 @@ def pipeline_cmd(
     try:
         if start is not None:
             start()  # join the cluster (or fail) before any artefact is written
-        s = run_pipeline(sc, out, budget, training_runs, durs, workers, seed,
-                         progress=not as_json,
-                         log=lambda m: err_console.print(m, style="dim", markup=False),
-                         sim=sim, bridge_options=opts, executor=ex, agent=agent,
-                         structure=structure, rounds=rounds, budget_share=budget_share)  # fmt: skip
+        with work_progress(not as_json) as bar:
+            s = run_pipeline(sc, out, budget, training_runs, durs, workers, seed,
+                             progress=not as_json,
+                             log=lambda m: err_console.print(m, style="dim", markup=False),
+                             sim=sim, bridge_options=opts, executor=ex, agent=agent,
+                             structure=structure, rounds=rounds, budget_share=budget_share,
+                             on_progress=bar)  # fmt: skip
     finally:
         close = getattr(ex, "close", None)
         if close is not None:
@@ -115,29 +118,38 @@ def pipeline_cmd(
     t.add_column("random FI", justify="right")
     t.add_row("3-TBN structure", s.structure, "")
     t.add_row("candidates scored", f"{s.candidates_scored:,}", "")
-    t.add_row(
-        "simulated (training + rounds + plan) / space", f"{100 * s.simulated_share:.1f} %", ""
-    )
-    t.add_row("predicted critical", f"{s.predicted_critical:,}", "")
-    t.add_row("injected", f"{s.injected:,}", f"{s.random_injected:,}")
+    t.add_row("predicted critical (incl. confirmed in rounds)", f"{s.predicted_critical:,}", "")
+    t.add_row("confirmed critical in the rounds", f"{s.confirmed_in_rounds:,}", "")
+    t.add_row("validation: fresh predictions injected", f"{s.injected:,}", f"{s.random_injected:,}")
     t.add_row("hazards (critical)", f"{s.confirmed_hazards:,}", f"{s.random_hazards:,}")
     t.add_row("of which accidents", f"{s.confirmed_accidents:,}", f"{s.random_accidents:,}")
-    t.add_row("precision", f"{s.precision:.3f}", "")
+    t.add_row("precision", "-" if s.precision is None else f"{s.precision:.3f}", "")
     t.add_row(
         "hazards per injection",
         f"{s.hazards_per_injection_search:.3f}",
         f"{s.hazards_per_injection_random:.4f}",
     )
+    t.add_row(
+        "simulated in all (training + rounds + validation)",
+        f"{s.simulated_runs:,} ({100 * s.simulated_share:.1f} %)",
+        f"{s.random_injected:,}",
+    )
+    t.add_row("critical found in all", f"{s.found_critical:,}", f"{s.random_hazards:,}")
+    t.add_row(
+        "critical per simulated run",
+        f"{s.critical_per_run:.3f}",
+        f"{s.hazards_per_injection_random:.4f}",
+    )
     sp = (
         "inf (random found none)"
-        if s.speedup is None and s.hazards_per_injection_search > 0
+        if s.speedup is None and s.critical_per_run > 0
         else f"{s.speedup or 0:.1f}x"
     )
-    t.add_row("speed-up", sp, "")
+    t.add_row("speed-up (per simulated run)", sp, "")
     console.print(t)
     if s.rounds:
         rt = Table(title="Active refit: rounds")
-        for col in ("round", "injected", "simulated", "plan", "confirmed critical"):
+        for col in ("round", "injected", "runs incl. plan", "plan", "confirmed critical"):
             rt.add_column(col, justify="right")
         for r in s.rounds:
             rt.add_row(

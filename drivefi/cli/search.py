@@ -13,6 +13,7 @@ from drivefi.cli.options import (
     durations_for,
     emit_json,
     kv_table,
+    work_progress,
 )
 
 
@@ -70,9 +71,10 @@ def search_cmd(
     if min_prob is None and top is None:
         min_prob = 0.5
     pts = [p.strip() for p in points.split(",")] if points else None
-    with console.status("scoring the candidate space with the 3-TBN", spinner="dots"):
+    with work_progress(not as_json) as bar:
         res = search(sc, m, g, top=top, min_prob=min_prob, points=pts, stride=stride,
-                     models=tuple(x.strip() for x in models.split(",")), durations=durs)  # fmt: skip
+                     models=tuple(x.strip() for x in models.split(",")), durations=durs,
+                     progress=bar)  # fmt: skip
     write_plan(res.plan, out, "--out")
     info = {"plan": str(out), "scenario": sc.name,
             "structure": m.structure.name + (" [ORACLE]" if m.structure.oracle else ""), "candidates_scored": res.candidates,

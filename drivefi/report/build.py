@@ -49,8 +49,15 @@ def _fmt_range(a: float, b: float, unit: str = "s") -> str:
 class Report:
     """Builds the page from the database's campaigns."""
 
-    def __init__(self, db: Path, camps: list[CampaignData], top: int = TOP_CASES):
+    def __init__(
+        self,
+        db: Path,
+        camps: list[CampaignData],
+        top: int = TOP_CASES,
+        search_cost: dict | None = None,
+    ):
         self.db, self.camps, self.top = db, camps, top
+        self.search_cost = search_cost
         self.by_id = {c.id: c for c in camps}
         self.cases = group_cases(camps)
         self.notes: list[str] = [n for c in camps for n in c.notes]
@@ -279,8 +286,19 @@ class Report:
         if speed is not None:
             txt = f"{speed:.1f}x" if np.isfinite(speed) else "∞"
             kpis.append(
-                f'<div class="kpi speed"><b>{txt}</b><span>speed-up: critical faults per '
-                "injection, search / random</span></div>"
+                f'<div class="kpi speed"><b>{txt}</b><span>critical faults per injection in '
+                "validation, search / random</span></div>"
+            )
+        cost = self.search_cost
+        if cost and cost.get("simulated_runs"):
+            per_run = cost["found_critical"] / cost["simulated_runs"]
+            rr = r.rate() if r is not None else None
+            vs = f"{per_run / rr:.1f}x random" if rr else "random found none"
+            kpis.append(
+                f'<div class="kpi speed"><b>{vs}</b><span>the search in all: '
+                f"{cost['found_critical']} critical faults in {cost['simulated_runs']} simulated "
+                f"runs (training, active-refit rounds, validation), {per_run:.3f} per run</span>"
+                "</div>"
             )
         ncrit = 0 if self.cases.empty else int(self.cases["count"].sum())
         kpis.append(
@@ -360,8 +378,12 @@ def build_report(
     plans: list[str | Path] | None = None,
     scenario_files: list[str | Path] | None = None,
     top: int = TOP_CASES,
+    search_cost: dict | None = None,
 ) -> dict:
     """Write the HTML report of ``db`` to ``out``; return the summary figures it shows.
+
+    ``search_cost``: the pipeline's ``simulated_runs`` and ``found_critical`` (its runs outside the
+    database, training and active-refit rounds, count in the search's cost).
 
     ``plans``: plan files whose predictions (p_hazard, predicted_delta) belong to a campaign of the
     database (matched by plan hash); by default the plan CSVs next to the database.
@@ -373,7 +395,7 @@ def build_report(
         plans = sorted(db.parent.glob("*.csv")) if db.is_file() else []
         plans = [p for p in plans if _looks_like_plan(p)]
     camps = load_campaigns(db, plans, scenario_files)
-    rep = Report(db, camps, top)
+    rep = Report(db, camps, top, search_cost)
     text, extra = rep.html()
     write_text(out, text, "--out")
     return {"db": str(db), "report": str(out), "campaigns": [c.info for c in camps], **extra}

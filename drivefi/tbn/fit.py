@@ -18,12 +18,14 @@ import numpy as np
 import pandas as pd
 
 from drivefi.errors import InputError
+from drivefi.progress import Progress, silent
 from drivefi.tbn.dataset import FAULT_PREFIX, TrainingSet
 from drivefi.tbn.evaluate import one_step_error
 from drivefi.tbn.family import SIGMA_FLOOR, fit_family
 from drivefi.tbn.learn import learn_params
 from drivefi.tbn.model import CPD, TBNModel
 from drivefi.tbn.structure import Context, Structure, node
+from drivefi.tbn.structure_file import with_params
 
 SAT_FRACTION = 0.005
 CLIPPED_KINDS = ("state", "point", "ctrl")
@@ -144,6 +146,7 @@ def fit_model(
     seed: int = 0,
     structure: Structure | None = None,
     learn: bool = True,
+    progress: Progress = silent,
     **bayes_opts,
 ) -> TBNModel:
     """Fit the 3-TBN on a training set (its structure unless one is given); hold out whole runs
@@ -160,9 +163,9 @@ def fit_model(
         )
     if learn and ts.raw is not None:
         ctx = Context.of(next(iter(ts.contexts.values())))
-        params = learn_params(ts, structure, ctx.dt)
+        params = learn_params(ts, structure, ctx.dt, progress)
         if params:
-            structure = structure.with_params(params)
+            structure = with_params(structure, params)
             ts = ts.restructure(structure)
     sl_train = ts.slices[train]
     mean, std = scaling(sl_train, structure)
@@ -175,10 +178,12 @@ def fit_model(
         from drivefi.tbn.bayes import BayesFitter
 
         fitter = BayesFitter(seed=seed, structure=structure, **bayes_opts)
+    progress(f"fitting the CPDs ({method})", 0, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trans = fit_cpds(win_train, mean, std, sat, structure, False, fitter)
         init = fit_cpds(slice0, mean, std, sat, structure, True, None)
+    progress(f"fitting the CPDs ({method})", 1, 1)
     model = TBNModel(
         method=method,
         mean=mean,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from drivefi.progress import Progress, silent
 from drivefi.tbn.dataset import FAULT_PREFIX, TrainingSet
 from drivefi.tbn.family import lstsq_sse
 from drivefi.tbn.structure import KEEPS_FORCED, Structure
@@ -52,7 +53,9 @@ def _recurse(tname: str, x: np.ndarray, p: dict, dt: float) -> np.ndarray:
     return out
 
 
-def learn_params(ts: TrainingSet, st: Structure, dt: float) -> dict[str, dict[str, float]]:
+def learn_params(
+    ts: TrainingSet, st: Structure, dt: float, progress: Progress = silent
+) -> dict[str, dict[str, float]]:
     """Learned parameters by node (a structure's gate and rate_limit features)."""
     todo = learned_grid_names(st)
     sl = ts.slices
@@ -69,7 +72,8 @@ def learn_params(ts: TrainingSet, st: Structure, dt: float) -> dict[str, dict[st
         i1 = np.sort(np.random.default_rng(0).choice(i1, MAX_ROWS, replace=False))
     i0 = i1 - 1
     params = memory_params(sl, st, pos, shape)
-    for name, tname in todo:
+    for done, (name, tname) in enumerate(todo):
+        progress("learning gates and rate limits", done, len(todo))
         src = st.by_name[name].parents[0][0]
         x = _matrix(sl, src, pos, shape)
         nat = (
@@ -101,6 +105,7 @@ def learn_params(ts: TrainingSet, st: Structure, dt: float) -> dict[str, dict[st
             if not np.isfinite(best_sse) or sse < best_sse * (1 - 1e-6):
                 best, best_sse = g, sse
         params[name] = dict(best)
+    progress("learning gates and rate limits", len(todo), len(todo))
     return params
 
 

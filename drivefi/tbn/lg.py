@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from drivefi.tbn.fit import SIGMA_FLOOR
+from drivefi.tbn.family import SIGMA_FLOOR
 from drivefi.tbn.model import TBNModel
 from drivefi.tbn.structure import node
 

@@ -211,12 +211,6 @@ class Structure:
         else its memory holds the output it computed (the default)."""
         return bool(self.params.get(point, {}).get(KEEPS_FORCED, 0.0))
 
-    def with_params(self, params: dict[str, dict[str, float]]) -> Structure:
-        """The same structure with (learned) transform parameters set."""
-        from drivefi.tbn.structure_file import build
-
-        return build(self.doc, self.source, params)
-
 
 def node(name: str, t: int) -> str:
     """Unrolled node name: variable ``v`` in slice 1 is ``v_1``."""

@@ -673,3 +673,8 @@ __all__ = [
     "load_structure",
     "write_structure",
 ]
+
+
+def with_params(st: Structure, params: dict[str, dict[str, float]]) -> Structure:
+    """The same structure with (learned) transform parameters set."""
+    return build(st.doc, st.source, params)
