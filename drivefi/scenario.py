@@ -13,6 +13,7 @@ simulation steps (``duration / dt``), so a mistyped ``dt`` cannot exhaust memory
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -340,6 +341,13 @@ class _PlainLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+# YAML 1.2 floats without a dot (`dt: 5e-2`, `1E3`): YAML 1.1, which PyYAML follows, reads them as
+# strings, so a valid number would be refused (added to this loader only, not to yaml.SafeLoader)
+_PlainLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 
 def parse_yaml(text: str, source: str) -> object:

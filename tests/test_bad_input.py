@@ -575,3 +575,8 @@ def test_accepted_edge_inputs(tmp_path):
     p = tmp_path / "p.csv"
     p.write_bytes(plan(GOOD_ROW, "*,m-random,,,10,5,3").replace("\n", "\r\n").encode())
     assert [f.model for f in read_plan(p).faults] == ["1-fixed", "m-random"]
+    s.write_text(
+        scenario().replace("dt: 0.05", "dt: 5e-2").replace("duration: 20.0", "duration: 2E1")
+    )
+    sc = load_scenario(s)  # YAML 1.2 numbers without a dot are numbers, not strings
+    assert (sc.dt, sc.duration) == (0.05, 20.0)

@@ -199,3 +199,19 @@ def test_other_simulators_show_kept_traces_and_are_never_replayed(tmp_path):
     s = build_report(db, tmp_path / "b.html")
     page = (tmp_path / "b.html").read_text()
     assert s["timelines"] == 1 and "kept trace" in page and "drivefi replay" not in page
+
+
+def test_a_campaign_whose_runs_all_failed_shows_why(tmp_path):
+    """Failed runs are neither masked nor critical: the page says they failed, and why."""
+    from pathlib import Path
+
+    agent = f"{Path(__file__).parent / 'fixtures' / 'special_agents.py'}:Fragile"
+    faults = [Fault("localization.speed", "1-fixed", 40.0, None, k, 1, 0) for k in (20, 60, 90)]
+    db = tmp_path / "r.db"
+    s = run_campaign(SC, Plan(SC.name, SC.steps, faults), db, progress=False, agent=agent)
+    assert s.error == 3
+    build_report(db, tmp_path / "r.html")
+    text = (tmp_path / "r.html").read_text()
+    assert "every injected fault was masked" not in text
+    assert "No fault ran to the end: all 3 runs failed" in text
+    assert "id='failed'" in text and "implausible speed" in text

@@ -253,17 +253,22 @@ def test_bad_model_file_is_one_line_naming_the_field(
         return
     with pytest.raises(InputError, match=re.escape(field)):
         load_model(p)
+    before = p.read_bytes()
     code = run_cli(["search", "lead_brake", "--model", str(p), "--out", str(tmp_path / "p.csv")])
     assert code == 2
     err = capsys.readouterr().err.strip()
-    assert field in err and len(err.splitlines()) <= 3 and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert field in err and str(p) in err, err  # the file and the field
+    assert p.read_bytes() == before and sorted(tmp_path.iterdir()) == [p]  # nothing written
 
 
 def test_model_of_another_scenario_is_exit_2(model_json, tmp_path, capsys):
     p = tmp_path / "m.json"
     p.write_text(json.dumps(model_json))
     assert run_cli(["search", "highway", "--model", str(p), "--out", str(tmp_path / "p.csv")]) == 2
-    assert "not on scenario 'highway'" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert "not on scenario 'highway'" in err and str(p) in err and len(err.splitlines()) == 1
+    assert sorted(tmp_path.iterdir()) == [p]
 
 
 # -- black box -----------------------------------------------------------------------------------

@@ -84,18 +84,19 @@ def check_address(address: str, timeout: float = DEFAULT_TIMEOUT) -> int:
                 f"({err.strerror or err}); start one with `ray start --head --port={hp[1]}` "
                 "or check the address"
             ) from None
-    left = max(5.0, timeout - (time.monotonic() - t0))
+    # one deadline for both: the probe (importing ray, then joining) is killed when it is up
+    left = max(1.0, timeout - (time.monotonic() - t0))
     env = {
         **os.environ,
-        "RAY_gcs_rpc_server_reconnect_timeout_s": str(int(left)),
-        "RAY_gcs_server_request_timeout_seconds": str(int(left)),
+        "RAY_gcs_rpc_server_reconnect_timeout_s": str(max(1, int(left))),
+        "RAY_gcs_server_request_timeout_seconds": str(max(1, int(left))),
     }
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _PROBE, address],
             capture_output=True,
             text=True,
-            timeout=left + 15.0,
+            timeout=left,
             env=env,
         )
     except subprocess.TimeoutExpired:

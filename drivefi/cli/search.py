@@ -52,7 +52,7 @@ def search_cmd(
     from drivefi.recorder import check_golden, read_trace, record_golden
     from drivefi.scenario import load_scenario
     from drivefi.search import search
-    from drivefi.tbn import check_stack, load_model
+    from drivefi.tbn import check_scenario, check_stack, load_model
     from drivefi.training import stack_points
 
     if oracle:
@@ -67,6 +67,7 @@ def search_cmd(
         check_golden(g, sc, golden, names)
     m = load_model(model)
     check_stack(m, agent or "reference", names, str(model))
+    check_scenario(m, sc.name, str(model))
     g = g or record_golden(sc, stack=agent).trace
     if min_prob is None and top is None:
         min_prob = 0.5

@@ -166,9 +166,23 @@ class Report:
             })  # fmt: skip
         return rows
 
+    def no_critical(self) -> str:
+        """What to say when no critical fault was found: masked, or runs that failed."""
+        ran = sum(len(c.ok) for c in self.camps)
+        failed = sum(int((c.outcomes["status"] == "error").sum()) for c in self.camps)
+        if not failed:
+            return "<p>No critical fault found: every injected fault was masked.</p>"
+        link = "<a href='#failed'>failed runs</a>"
+        if not ran:
+            return f"<p><b>No fault ran to the end: all {failed} runs failed</b> (see {link}).</p>"
+        return (
+            f"<p>No critical fault among the {ran} runs that ran to the end; <b>{failed} runs "
+            f"failed</b> and say nothing about their faults (see {link}).</p>"
+        )
+
     def cases_section(self) -> str:
         if self.cases.empty:
-            return "<p>No critical fault: every injected fault was masked.</p>"
+            return self.no_critical()
         n_faults = int(self.cases["count"].sum())
         cols = [("case", "case"), ("outcome", "outcome"), ("what", "fault (point = value)"),
                 ("length", "fault length"), ("starts", "fault starts"),
@@ -320,10 +334,7 @@ class Report:
             by_point = self.cases.groupby("point")["count"].sum().sort_values(ascending=False)
             pts = ", ".join(f"{H.esc(p)} ({n})" for p, n in by_point.head(3).items())
             items.append(f"<li>Injection points with the most critical faults: {pts}.</li>")
-        act = (
-            "<ul>" + "".join(items) + "</ul>" if items
-            else "<p>No critical fault found: every injected fault was masked.</p>"
-        )  # fmt: skip
+        act = "<ul>" + "".join(items) + "</ul>" if items else self.no_critical()
         return (
             '<section class="summary"><h2 style="border:0;margin-top:.2em">What to act on</h2>'
             f'<div class="kpis">{"".join(kpis)}</div>'
@@ -359,6 +370,7 @@ class Report:
             + sections.heatmap_section(self.camps)
             + "<h2 id='calibration'>Predicted vs observed</h2>" + sections.calibration_section(self.camps)
             + "<h2 id='details'>Campaign details</h2>" + sections.details_section(self.camps, self.db)
+            + sections.failed_section(self.camps, self.db)
         )  # fmt: skip
         s, r = comp.get("search"), comp.get("random")
         summary = {

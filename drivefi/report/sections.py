@@ -145,3 +145,27 @@ def details_section(camps: list[CampaignData], db) -> str:
                 )
             )
     return "".join(out)
+
+
+def failed_section(camps: list[CampaignData], db) -> str:
+    """Runs that failed (status error), grouped by reason with their count and first faults;
+    nothing when every run completed."""
+    rows = []
+    for c in camps:
+        err = c.outcomes[c.outcomes["status"] == "error"]
+        for reason, g in err.groupby(err["error"].fillna("(no reason stored)"), sort=False):
+            first = ", ".join(f"#{int(i)}" for i in g["idx"].head(5))
+            more = f" and {len(g) - 5} more" if len(g) > 5 else ""
+            rows.append({"campaign": c.title, "runs": len(g), "faults": first + more,
+                         "reason": str(reason)})  # fmt: skip
+    if not rows:
+        return ""
+    cols = [("campaign", "campaign"), ("runs", "failed runs"), ("faults", "faults"),
+            ("reason", "reason (last attempt)")]  # fmt: skip
+    return (
+        "<h2 id='failed'>Failed runs</h2><p>These runs did not reach the end of the scenario, so "
+        "their faults are neither masked nor critical. Every attempt of each: "
+        + H.code(f"drivefi campaign errors --db {db}")
+        + "</p>"
+        + H.table(sorted(rows, key=lambda r: -r["runs"]), cols)
+    )
