@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from drivefi.progress import Progress, prefixed, silent
+from drivefi.progress import Progress, finished, prefixed, silent
 
 
 @dataclass
@@ -154,19 +154,36 @@ def active_search(
     agent: str | None = None,
     map_chunks=None,
     progress: Progress = silent,
+    simulate: Callable[[list, str], list] | None = None,
 ) -> ActiveResult:
     """Fit, score, inject, refit, re-score in ``rounds``; ``budget`` is the share of the candidate
     space that may be simulated in all (training runs included). ``truth`` (a set of
-    (point, value, start, duration) critical faults) only adds precision and recall per round."""
+    (point, value, start, duration) critical faults) only adds precision and recall per round.
+
+    ``simulate(faults, label)`` runs the training runs and the rounds' injections elsewhere than
+    on the embedded simulator's golden snapshots (e.g. CARLA campaigns,
+    :func:`drivefi.campaign.traces.campaign_traces`): one trace per fault, None where a run
+    failed (that fault stays uninjected). ``golden`` is then that simulator's golden trace."""
     from drivefi.search import candidate_faults, score_space
     from drivefi.tbn import fit_model, from_traces
     from drivefi.training import simulate_faults, training_set
+
+    elsewhere = simulate
+
+    def simulate(faults, label):
+        if elsewhere is None:
+            return simulate_faults(scenario, faults, golden, agent)
+        finished(progress)  # the campaign draws its own progress
+        return elsewhere(faults, label)
 
     rng = np.random.default_rng([seed, 0xAC7])
     t0 = time.perf_counter()
     what = f"round 0: simulating {training_runs} training runs"
     progress(what, 0, training_runs)
-    ts = training_set(scenario, training_runs, seed, golden, structure, agent, map_chunks)
+    if getattr(golden, "snapshots", None) is not None:  # embedded: runs from golden snapshots
+        ts = training_set(scenario, training_runs, seed, golden, structure, agent, map_chunks)
+    else:
+        ts = _training_elsewhere(scenario, training_runs, seed, golden, structure, agent, simulate)
     progress(what, training_runs, training_runs)
     sim_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -232,8 +249,13 @@ def active_search(
         t1 = time.perf_counter()
         faults = candidate_faults(c, pick)
         progress(f"round {r}: injecting {len(faults)} faults", 0, len(faults))
-        traces = simulate_faults(scenario, faults, golden, agent)
+        traces = simulate(faults, f"round {r}")
         progress(f"round {r}: injecting {len(faults)} faults", len(faults), len(faults))
+        ran = [j for j, tr in enumerate(traces) if tr is not None]  # failed runs stay uninjected
+        pick, faults, traces = pick[ran], [faults[j] for j in ran], [traces[j] for j in ran]
+        if not ran:
+            log(f"round {r}: every run failed; the model stays as it was")
+            continue
         outcome[pick] = label_traces(traces, faults)
         injected[pick] = True
         res.sim_seconds += time.perf_counter() - t1
@@ -253,3 +275,20 @@ def active_search(
         res.model = model
         record(r, len(pick), fs, ss)
     return res
+
+
+def _training_elsewhere(scenario, runs, seed, golden, structure, agent, simulate):
+    """The training set from runs ``simulate`` makes (each from step 0): the golden trace plus
+    the random-fault runs that did not fail."""
+    from drivefi.tbn import from_traces
+    from drivefi.training import random_faults, stack_points
+
+    faults = random_faults(scenario, runs, seed, stack_points(agent))
+    kept = [(i, tr) for i, tr in enumerate(simulate(faults, "training")) if tr is not None]
+    if not kept:
+        from drivefi.errors import SimulatorError
+
+        raise SimulatorError(f"training: every one of the {runs} training runs failed")
+    traces = [getattr(golden, "trace", golden)] + [tr for _, tr in kept]
+    src = [f"{scenario.name}:golden"] + [f"{scenario.name}:fault{i}" for i, _ in kept]
+    return from_traces(traces, src, scenario, structure)

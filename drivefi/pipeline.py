@@ -18,6 +18,7 @@ import numpy as np
 
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
+from drivefi.campaign.traces import campaign_traces
 from drivefi.faults import Fault
 from drivefi.plan import Plan, default_values, fault_model_for, write_plan
 from drivefi.progress import Progress, finished, silent
@@ -78,6 +79,21 @@ def random_baseline(
     return Plan(scenario.name, scenario.steps, faults)
 
 
+def record_golden_on(sim: str, scenario: Scenario, bridge_options: dict | None, executor, agent):
+    """The stack under test's golden run on ``sim`` (CARLA: the given server, or a pool's first)
+    as a trace."""
+    from drivefi.bridges.carla.bridge import make_carla_bridge
+    from drivefi.bridges.carla.run import record_golden_carla
+    from drivefi.stack import load_stack
+
+    opts = dict(bridge_options or {})
+    servers = getattr(executor, "servers", None)
+    if servers and "port" not in opts:
+        opts.update(host=servers[0].host, port=servers[0].port)
+    bridge = make_carla_bridge(scenario, **opts)
+    return record_golden_carla(scenario, bridge, load_stack(agent, scenario, None, bridge=bridge))
+
+
 def run_pipeline(
     scenario: Scenario,
     out: str | Path,
@@ -96,12 +112,16 @@ def run_pipeline(
     rounds: int = 3,
     budget_share: float = 0.10,
     on_progress: Progress = silent,
+    train_sim: str | None = None,
 ) -> PipelineSummary:
-    """Run the main job. With ``sim="carla"`` the golden run, training runs, fit and search use the
-    embedded twin of the scenario (same road, actors and reference ADS), and the validation and
-    random-FI campaigns run on the CARLA server: the simulator's time goes to the faults that
-    matter. ``executor`` (default: local processes, ``workers``) runs both campaigns; a Ray
-    executor also runs the reference ADS's training runs, spread over its cluster.
+    """Run the main job. With ``sim="carla"`` every run is the stack under test on CARLA: the
+    golden run, the training runs and the rounds' injections (campaigns labelled ``training``,
+    ``round N`` in the results store, their traces kept for the fit) and the validation and
+    random-FI campaigns. ``train_sim="embedded"`` (an explicit choice, never a fallback) learns
+    and searches on the embedded simulator instead and only validates on CARLA: hours of
+    server time saved, at the price of a model of the stack on the embedded world.
+    ``executor`` (default: local processes, ``workers``) runs the campaigns; a Ray executor also
+    runs the embedded training runs, spread over its cluster.
 
     ``agent``: the stack under test (``None``/``"reference"`` or ``FILE.py[:CLASS]``); every run
     of the job (golden, training, validation, random baseline) is that stack's."""
@@ -113,6 +133,9 @@ def run_pipeline(
     from drivefi.training import structure_for
 
     out = Path(out)
+    train_sim = train_sim or sim
+    if train_sim not in ("embedded", sim):
+        raise InputError(f"--train-sim: expected embedded or {sim}, got '{train_sim}'")
     out.mkdir(parents=True, exist_ok=True)
     s = PipelineSummary(scenario.name, str(out))
     times = s.stage_seconds
@@ -122,25 +145,35 @@ def run_pipeline(
         return time.perf_counter()
 
     agent = None if is_reference(agent) else agent
-    if agent is not None and sim != "embedded":
-        raise InputError("pipeline --agent runs on the embedded simulator (--sim embedded)")
     stack = load_stack(agent, scenario, seed=None)
-    t = stage("golden run")
-    golden = record_golden(scenario, stack=stack)
-    write_trace(golden.trace, out / "golden.parquet")
-    s.golden = golden.trace.summary()
+    ex = executor or LocalExecutor(workers)
+    db = out / "results.db"
+    t = stage(f"golden run ({train_sim})")
+    simulate = None
+    if train_sim == "embedded":
+        golden = record_golden(scenario, stack=stack)
+        golden_trace = golden.trace
+    else:  # the stack under test on that simulator for every run the search learns from
+        golden = golden_trace = record_golden_on(train_sim, scenario, bridge_options, ex, agent)
+
+        def simulate(faults, label):
+            return campaign_traces(scenario, faults, db, label, ex, train_sim, bridge_options,
+                                   agent, progress)  # fmt: skip
+
+    write_trace(golden_trace, out / "golden.parquet")
+    s.golden = golden_trace.summary()
     times["golden"] = time.perf_counter() - t
 
     st = structure_for(agent, structure)
     s.structure = f"{st.name} ({st.source})" + (" [ORACLE]" if st.oracle else "")
     t = stage(
         f"training ({training_runs} random-fault runs), fit ({st.name}), search in {rounds} "
-        f"active-refit round(s) within {100 * budget_share:.0f} % of the space"
+        f"active-refit round(s) within {100 * budget_share:g} % of the space"
     )
     res = active_search(scenario, golden, st, budget_share, training_runs, rounds, seed,
                         tuple(durations), log=log, agent=agent,
                         map_chunks=getattr(executor, "map_chunks", None),
-                        progress=on_progress)  # fmt: skip
+                        progress=on_progress, simulate=simulate)  # fmt: skip
     finished(on_progress)
     save_model(res.model, out / "model.json")
     c = res.candidates
@@ -155,11 +188,9 @@ def run_pipeline(
     times["fit"] = res.fit_seconds
     times["search"] = res.search_seconds
 
-    ex = executor or LocalExecutor(workers)
     # the embedded simulator replays any fault in milliseconds; another simulator's faulty runs
     # are kept (hazards) so the report can show their timelines
     keep = "none" if sim == "embedded" and is_reference(agent) else "hazards"
-    db = out / "results.db"
     top = to_plan(scenario, c, fresh[:budget])
     s.injected = len(top.faults)
     if s.injected:

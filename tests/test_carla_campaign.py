@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -143,18 +144,49 @@ def test_campaign_with_a_user_agent(server, tmp_path):
     assert rows["outcome"][2] == "masked"
 
 
-def test_pipeline_validates_on_carla(server, tmp_path):
-    """The pipeline searches on the embedded twin and injects on the (fake) CARLA server; the
-    confirmed outcomes equal the embedded simulator's for the same faults."""
+def test_pipeline_learns_on_the_embedded_simulator_only_when_asked_and_validates_on_carla(
+    server, tmp_path
+):
+    """--train-sim embedded: the search learns on the embedded simulator and injects on the
+    (fake) CARLA server; the confirmed outcomes equal the embedded simulator's."""
     from drivefi.pipeline import run_pipeline
 
     server(FakeCarla(SC))
     opts = {"host": "127.0.0.1", "port": 2000, "timeout": 5.0}
     s = run_pipeline(SC, tmp_path / "carla", budget=3, training_runs=30, durations=(20,), workers=1,
-                     progress=False, log=lambda m: None, sim="carla", bridge_options=opts)  # fmt: skip
+                     progress=False, log=lambda m: None, sim="carla", bridge_options=opts,
+                     train_sim="embedded")  # fmt: skip
     e = run_pipeline(SC, tmp_path / "emb", budget=3, training_runs=30, durations=(20,), workers=1,
                      progress=False, log=lambda m: None)  # fmt: skip
     assert s.injected == e.injected == 3
     assert (s.confirmed_hazards, s.random_hazards) == (e.confirmed_hazards, e.random_hazards)
     camp = outcomes(tmp_path / "carla" / "results.db")
     assert (camp.status == "ok").all()
+
+
+@pytest.mark.parametrize("agent", [None, f"{AGENT}:GroundTruthOnly"], ids=["reference", "agent"])
+def test_pipeline_on_carla_learns_the_stack_there(server, tmp_path, agent):
+    """pipeline --sim carla: the golden run, the training runs and the rounds' injections are the
+    stack under test's runs on the (fake) CARLA server, stored as campaigns of the results store;
+    no embedded run stands in for them."""
+    import sqlite3
+
+    from drivefi.pipeline import run_pipeline
+    from drivefi.recorder import read_trace
+
+    server(FakeCarla(SC))
+    opts = {"host": "127.0.0.1", "port": 2000, "timeout": 5.0}
+    out = tmp_path / "carla"
+    s = run_pipeline(SC, out, budget=1, training_runs=8, durations=(20,), workers=1,
+                     progress=False, log=lambda m: None, sim="carla", bridge_options=opts,
+                     agent=agent, rounds=1, budget_share=0.003)  # fmt: skip
+    assert read_trace(out / "golden.parquet").meta["sim"] == "carla"
+    with sqlite3.connect(out / "results.db") as db:
+        labels = dict(db.execute("SELECT id, settings FROM campaigns").fetchall())
+    roles = sorted(json.loads(v).get("label") for v in labels.values())
+    assert {"training", "round 1", "random"} <= set(roles), roles
+    rows = outcomes(out / "results.db")
+    assert (rows.status == "ok").all(), rows.error.tolist()
+    n_round = int(s.rounds[-1]["injected"]) if len(s.rounds) > 1 else 0
+    assert len(rows) == 8 + n_round + s.injected + s.random_injected
+    assert s.simulated_runs == 8 + n_round + s.injected

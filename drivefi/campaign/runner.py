@@ -97,7 +97,7 @@ def run_campaign(
     executor = executor or LocalExecutor(1)
     trace_dir = None
     if keep_traces != "none":
-        trace_dir = _trace_dir(db)
+        trace_dir = trace_dir_of(db)
     start = getattr(executor, "start", None)
     with _sigterm_exits():
         try:
@@ -110,7 +110,8 @@ def run_campaign(
                 executor.close()
 
 
-def _trace_dir(db: str | Path) -> str:
+def trace_dir_of(db: str | Path) -> str:
+    """The folder of a results store's kept traces (``<db>.traces``)."""
     path = Path(str(Path(db).with_suffix("")) + ".traces")
     if path.exists() and not path.is_dir():
         raise InputError(f"{path}: is a file, expected the folder for --keep-traces traces")

@@ -69,6 +69,12 @@ def pipeline_cmd(
         max=1.0,
         help="Share of the candidate space the search may simulate (training runs included).",
     ),
+    train_sim: str = typer.Option(
+        None,
+        "--train-sim",
+        help="Where the search learns the stack (golden, training and round runs): the --sim "
+        "simulator (default) or 'embedded' (only validation and random FI then run on --sim).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """The main job: golden -> training runs -> fit -> search in active-refit rounds -> validate ->
@@ -97,7 +103,7 @@ def pipeline_cmd(
                              log=lambda m: err_console.print(m, style="dim", markup=False),
                              sim=sim, bridge_options=opts, executor=ex, agent=agent,
                              structure=structure, rounds=rounds, budget_share=budget_share,
-                             on_progress=bar)  # fmt: skip
+                             on_progress=bar, train_sim=train_sim)  # fmt: skip
     finally:
         close = getattr(ex, "close", None)
         if close is not None:
