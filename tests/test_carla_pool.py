@@ -13,6 +13,7 @@ from drivefi.campaign.fake_servers import FakeServers
 from drivefi.campaign.runner import run_campaign
 from drivefi.errors import InputError
 from drivefi.plan import random_plan
+from drivefi.recorder import read_trace
 from drivefi.scenario import load_scenario
 
 pytest.importorskip("carla")
@@ -85,16 +86,21 @@ def test_pool_of_3_with_a_crash_and_a_hang_equals_one_server(ray_session, tmp_pa
 @pytest.mark.slow
 def test_a_server_that_keeps_failing_leaves_the_pool(ray_session, tmp_path, caplog):
     """No restart command: the crashed server stays down, fails 3 times and is taken out; the other
-    server runs every fault."""
+    server runs every fault. Kept traces come back from the actors and the driver writes them."""
     plan = random_plan(SC, "m-random", 8, 8, seed=5)
     pool = FakeServers(SC.model_dump_json(), str(tmp_path / "pool"), ((2002, "crash", 2, 5),))
     ex = CarlaPoolExecutor([Server("127.0.0.1", 2000), Server("127.0.0.1", 2002)],
                            run_timeout=30.0, ready_timeout=30.0)  # fmt: skip
     with caplog.at_level(logging.WARNING, "drivefi.campaign"):
         s = run_campaign(SC, plan, tmp_path / "r.db", ex, sim="carla", progress=False,
-                         bridge_options={"timeout": 2.0, "client_factory": pool})  # fmt: skip
+                         bridge_options={"timeout": 2.0, "client_factory": pool},
+                         keep_traces="all")  # fmt: skip
     status = {x["server"]: x for x in ex.status()}
     ex.close()
     assert status["127.0.0.1:2002"]["removed"] and "taken out of the pool" in caplog.text
     assert s.done == 8 and s.error == 0
     assert status["127.0.0.1:2000"]["ok"] + status["127.0.0.1:2002"]["ok"] == 8
+    kept = sorted((tmp_path / "r.traces").glob("*.parquet"))
+    assert len(kept) == 8
+    tr = read_trace(kept[0])
+    assert tr.meta["sim"] == "carla" and tr.meta["fault"]["plan_index"] == 0

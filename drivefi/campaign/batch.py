@@ -7,15 +7,13 @@ safe at its first step and the faulty run reached a hazard (or an accident).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from drivefi.campaign.context import BatchContext
-from drivefi.campaign.outcome import label, stack_error_row
+from drivefi.campaign.outcome import keep_trace, label, stack_error_row
 from drivefi.faults import Fault, FaultInjector
-from drivefi.recorder import Golden, Trace, record_golden, trace_meta, write_trace
+from drivefi.recorder import Golden, record_golden
 from drivefi.scenario import Scenario
 from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
 from drivefi.stack import load_stack, stack_errors
@@ -88,14 +86,11 @@ def _keep(ctx: BatchContext, traces: TraceRecorder, golden: Golden, faults, idx,
     from drivefi.recorder import trace_frame
 
     g = golden.trace.frame
+    stack = golden.trace.meta.get("stack", "reference")
     for j, (f, i, r) in enumerate(zip(faults, idx, rows, strict=True)):
         if ctx.keep_traces == "hazards" and r["outcome"] == "masked" and r["status"] == "ok":
             continue
         frame = pd.concat(
             [g.iloc[: f.start], trace_frame(traces, j).iloc[f.start :]], ignore_index=True
         )
-        fault = {**f.as_row(), "plan_index": i, "outcome": r["outcome"], "error": r.get("error")}
-        meta = trace_meta(
-            ctx.scenario, ctx.seed, fault, golden.trace.meta.get("stack", "reference")
-        )
-        write_trace(Trace(frame, meta), Path(ctx.trace_dir) / f"c{ctx.campaign_id}_{i:07d}.parquet")
+        keep_trace(ctx, frame, f, i, r, stack)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from drivefi.campaign.context import BatchContext
-from drivefi.campaign.outcome import error_row, stack_error_row
+from drivefi.campaign.outcome import error_row
 from drivefi.campaign.ray_session import RaySession
 from drivefi.errors import InputError, SimulatorError
 
@@ -100,24 +100,16 @@ class ServerWorker:
         return os.getpid()
 
     def run(self, idx: int, fault) -> dict:
-        """One attempt of one fault: the outcome row, or ``{"failed": reason}``."""
-        import numpy as np
-
-        from drivefi.campaign.outcome import label
-        from drivefi.campaign.remote import golden_safe_steps, run_once
-        from drivefi.simulate import OutcomeRecorder
+        """One attempt of one fault: the outcome row (a stack that raised is its outcome, not the
+        server's failure; a kept trace rides along as ``_frame`` for the driver to write), or
+        ``{"failed": reason}``."""
+        from drivefi.campaign.remote import attempt_fault, golden_safe_steps
 
         try:
-            safe = golden_safe_steps(self.ctx)
-            out = OutcomeRecorder(1, from_step=fault.start)
-            errors = run_once(self.ctx, fault, lambda names: [out])
+            row, frame = attempt_fault(self.ctx, idx, fault, golden_safe_steps(self.ctx))
         except SimulatorError as err:
             return {"idx": idx, "failed": str(err)}
-        if errors:  # the stack under test raised: its outcome, not the server's failure
-            return {**stack_error_row(*errors[0]), "idx": idx}
-        row = label(out, np.array([safe[fault.start]]))[0]
-        row["idx"] = idx
-        return row
+        return {**row, "_frame": frame} if frame is not None else row
 
 
 @dataclass
@@ -295,6 +287,11 @@ class CarlaPoolExecutor:
     def _done(self, s: _Slot, res, queue: deque, ctx: BatchContext) -> Iterator[list[dict]]:
         item, s.ref, s.item = s.item, None, None
         if isinstance(res, dict) and "failed" not in res:
+            frame = res.pop("_frame", None)
+            if frame is not None and item is not None:  # only the driver writes files
+                from drivefi.campaign.remote import keep_frame
+
+                keep_frame(ctx, frame, item[1], res)
             res["attempts"] = (item[2] if item is not None else 0) + 1
             s.failures = 0
             s.ok += 1

@@ -55,3 +55,20 @@ def stack_error_row(step: int, message: str) -> dict:
         "attempts": 1,
         "error": message if f"step {step}" in message else f"at step {step}: {message}",
     }
+
+
+def keep_trace(ctx, frame, fault, idx: int, row: dict, stack: str) -> None:
+    """Write one faulty run's trace as ``--keep-traces`` asks (``hazards``: not a masked run),
+    its metadata carrying the fault, its plan index and its outcome."""
+    from pathlib import Path
+
+    from drivefi.recorder import Trace, trace_meta, write_trace
+
+    if ctx.keep_traces == "hazards" and row.get("outcome") == "masked" and row["status"] == "ok":
+        return
+    info = {**fault.as_row(), "plan_index": idx, "outcome": row.get("outcome"),
+            "error": row.get("error")}  # fmt: skip
+    meta = trace_meta(ctx.scenario, ctx.seed, info, stack)
+    if ctx.sim != "embedded":
+        meta["sim"] = ctx.sim
+    write_trace(Trace(frame, meta), Path(ctx.trace_dir) / f"c{ctx.campaign_id}_{idx:07d}.parquet")

@@ -7,12 +7,10 @@ campaign goes on. The golden run on that bridge gives ``golden_safe`` at each fa
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from drivefi.campaign.context import BatchContext
-from drivefi.campaign.outcome import label, stack_error_row
+from drivefi.campaign.outcome import keep_trace, label, stack_error_row
 from drivefi.errors import SimulatorError
 from drivefi.faults import Fault, FaultInjector
 from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
@@ -51,9 +49,6 @@ def _attempt(ctx: BatchContext, fault: Fault | None, recorders_for) -> dict:
         close = getattr(ads, "close", None)
         if callable(close):
             close()
-
-
-run_once = _attempt  # one run of one fault on a fresh bridge (the CARLA pool's actors call it)
 
 
 def golden_safe_steps(ctx: BatchContext) -> np.ndarray:
@@ -99,32 +94,47 @@ def _points(ads) -> list:
     return list(ads.points)
 
 
+def attempt_fault(ctx: BatchContext, idx: int, fault: Fault, safe: np.ndarray):
+    """One attempt of one fault on a fresh bridge: its outcome row and, when the campaign keeps
+    traces, the run's trace frame (else None). A server failure raises :class:`SimulatorError`."""
+    from drivefi.recorder import trace_frame
+
+    out = OutcomeRecorder(1, from_step=fault.start)
+    made = []
+
+    def recorders_for(names):
+        if ctx.keep_traces != "none":
+            made.append(TraceRecorder(1, ctx.scenario.steps, names))
+        return [out, *made]
+
+    errors = _attempt(ctx, fault, recorders_for)
+    row = stack_error_row(*errors[0]) if errors else label(out, np.array([safe[fault.start]]))[0]
+    row["idx"] = idx
+    return row, (trace_frame(made[0]) if made else None)
+
+
+def keep_frame(ctx: BatchContext, frame, fault: Fault, row: dict) -> None:
+    """Write a run's trace frame (from step 0) as ``campaign run --keep-traces`` asks."""
+    from drivefi.stack import stack_identity
+
+    keep_trace(ctx, frame, fault, row["idx"], row, stack_identity(ctx.agent))
+
+
 def run_batch_on_bridge(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> list[dict]:
     safe = golden_safe_steps(ctx)
     rows = []
     for idx, fault in batch:
         reasons = []
         for attempt in range(1, ctx.retries + 2):
-            out = OutcomeRecorder(1, from_step=fault.start)
-            made = []
-
-            def recorders_for(names, out=out, made=made):
-                if ctx.keep_traces != "none":
-                    made.append(TraceRecorder(1, ctx.scenario.steps, names))
-                return [out, *made]
-
             try:
-                errors = _attempt(ctx, fault, recorders_for)
+                row, frame = attempt_fault(ctx, idx, fault, safe)
             except SimulatorError as err:
                 reasons.append(f"attempt {attempt}: {err}")
                 continue
-            if errors:
-                row = stack_error_row(*errors[0])
-            else:
-                row = label(out, np.array([safe[fault.start]]))[0]
+            if row["status"] == "ok":
                 row["attempts"] = attempt
-            if made:
-                _keep_one(ctx, made[0], fault, idx, row)
+            if frame is not None:
+                keep_frame(ctx, frame, fault, row)
             break
         else:
             row = {
@@ -136,22 +146,3 @@ def run_batch_on_bridge(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> li
         row["idx"] = idx
         rows.append(row)
     return rows
-
-
-def _keep_one(ctx: BatchContext, rec: TraceRecorder, fault: Fault, idx: int, row: dict) -> None:
-    """Write one run's trace (from step 0) as ``campaign run --keep-traces`` asks."""
-    from drivefi.recorder import Trace, trace_frame, trace_meta, write_trace
-    from drivefi.stack import stack_identity
-
-    if ctx.keep_traces == "hazards" and row.get("outcome") == "masked":
-        return
-    info = {
-        **fault.as_row(),
-        "plan_index": idx,
-        "outcome": row.get("outcome"),
-        "error": row.get("error"),
-    }
-    meta = trace_meta(ctx.scenario, ctx.seed, info, stack_identity(ctx.agent))
-    meta["sim"] = ctx.sim
-    path = Path(ctx.trace_dir) / f"c{ctx.campaign_id}_{idx:07d}.parquet"
-    write_trace(Trace(trace_frame(rec), meta), path)

@@ -7,18 +7,17 @@ from pathlib import Path
 
 import typer
 
-from drivefi.cli.options import JsonOpt, console, emit_json, kv_table, work_progress
+from drivefi.cli.options import (
+    AgentOpt,
+    JsonOpt,
+    StructureOpt,
+    console,
+    emit_json,
+    kv_table,
+    work_progress,
+)
 
 REPORT = ("v", "theta", "phi", "x", "y", "lane_offset", "heading_error")
-AgentOpt = typer.Option(
-    None, "--agent", help="Stack under test: 'reference' (default) or FILE.py[:CLASS]."
-)
-StructureOpt = typer.Option(
-    None,
-    "--structure",
-    help="Structure file (YAML, models/NAME); default: the stack's models/ file or one derived "
-    "from its points. 'twin' = the white-box oracle of the reference stack.",
-)
 
 
 def fit_command(

@@ -34,6 +34,12 @@ AgentOpt = typer.Option(
     "--agent",
     help="Stack under test: 'reference' (the bundled ADS) or a Leaderboard-style agent FILE.py[:CLASS].",
 )
+StructureOpt = typer.Option(
+    None,
+    "--structure",
+    help="3-TBN structure file (YAML, models/NAME); default: the stack's models/ file or one "
+    "derived from its points. 'twin' = the white-box oracle of the reference stack.",
+)
 
 
 def bridge_options(

@@ -22,6 +22,7 @@ from drivefi.cli.options import (
     RayTimeoutOpt,
     ScenarioArg,
     SimOpt,
+    StructureOpt,
     console,
     durations_for,
     emit_json,
@@ -55,12 +56,7 @@ def pipeline_cmd(
     carla_servers: str = CarlaServersOpt,
     carla_run_timeout: float = CarlaRunTimeoutOpt,
     agent: str = AgentOpt,
-    structure: str = typer.Option(
-        None,
-        "--structure",
-        help="3-TBN structure file (default: the stack's models/ file or one derived from its "
-        "points; 'twin' = the white-box oracle).",
-    ),
+    structure: str = StructureOpt,
     rounds: int = typer.Option(3, "--rounds", min=0, help="Active-refit rounds of the search."),
     budget_share: float = typer.Option(
         0.10,

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from drivefi.cli.options import (
+    AgentOpt,
     JsonOpt,
     ScenarioArg,
     console,
@@ -37,9 +38,7 @@ def search_cmd(
         max=1.0,
         help="Keep candidates with P(hazard) >= P (default 0.5 unless --top).",
     ),
-    agent: str = typer.Option(
-        None, "--agent", help="Stack under test: 'reference' (default) or FILE.py[:CLASS]."
-    ),
+    agent: str = AgentOpt,
     stride: int = typer.Option(1, "--stride", min=1, help="Score every n-th start step."),
     oracle: bool = typer.Option(
         False, "--oracle", help="Accept a model of the white-box oracle structure (twin)."
