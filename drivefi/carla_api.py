@@ -99,9 +99,8 @@ class EgoVehicle:
         return carla.VehicleControl(throttle=thr, steer=-steer, brake=brk)
 
     def get_speed_limit(self) -> float:
-        """[km/h] as CARLA reports it (the scenario's limit, else the set speed)."""
-        lim = self._view.constants["speed_limit"]
-        return 3.6 * (lim if lim is not None else self._view.constants["set_speed"])
+        """[km/h] as CARLA reports it (the scenario's limit: its set speed)."""
+        return 3.6 * self._view.constants["speed_limit"]
 
     def get_world(self):
         return self._world

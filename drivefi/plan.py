@@ -147,6 +147,11 @@ def random_plan(
         raise InputError(f"--model: expected 1-random, m-random or bitflip, got '{model}'")
     if m < 1 or m > scenario.steps:
         raise InputError(f"--m: expected 1..{scenario.steps}, got {m}")
+    if model == "m-random" and points:
+        raise InputError(
+            "--points: an m-random fault draws a new point of the whole stack at every step; "
+            "use 1-random or bitflip for chosen points"
+        )
     known = _known(stack_points)
     pts = [known[p] for p in points] if points else list(known.values())
     if model == "1-random":

@@ -304,6 +304,11 @@ def test_gnss_imu_and_map_pseudo_sensors_follow_the_leaderboard(tmp_path):
     assert len(seen) == sc.steps and seen[7]["gps"][0] == 7
     xodr = seen[0]["map"][1]["opendrive"]
     assert all(s["map"][1]["opendrive"] is xodr for s in seen)  # rendered once, not every step
+    from drivefi.bridges.carla.opendrive import opendrive_user_data, scenario_opendrive
+
+    assert xodr == scenario_opendrive(sc).xodr  # the document the CARLA bridge loads
+    assert '<speed max="15.0" unit="m/s"/>' in xodr and seen[0]["o"][1]["speed_limit"] == 15.0
+    assert opendrive_user_data(xodr)["ego_wheelbase"] == sc.ego.vehicle.wheelbase
     cmap = carla.Map("m", xodr)
     for s in (seen[0], seen[-1]):
         o, gps, imu = s["o"][1], s["gps"][1], s["imu"][1]

@@ -298,6 +298,7 @@ RANDOM = ["plan", "random", "lead_brake", "--out", "{d}/p.csv"]
 EXH = ["plan", "exhaustive", "lead_brake", "--out", "{d}/p.csv"]
 add("random-points-bogus", [*RANDOM, "--model", "1-random", "--count", "5", "--points", "bogus"], ["--points", "'bogus'"])  # fmt: skip
 add("random-points-one-bogus", [*RANDOM, "--model", "bitflip", "--count", "5", "--points", "control.throttle,nope"], ["--points", "'nope'"])  # fmt: skip
+add("random-m-random-points", [*RANDOM, "--model", "m-random", "--m", "5", "--count", "5", "--points", "control.throttle"], ["--points", "m-random"])  # fmt: skip
 add("random-model-bogus", [*RANDOM, "--model", "2-random", "--count", "5"], ["--model", "'2-random'"])  # fmt: skip
 add("random-model-fixed", [*RANDOM, "--model", "1-fixed", "--count", "5"], ["--model", "'1-fixed'"])  # fmt: skip
 add("random-count-zero", [*RANDOM, "--model", "1-random", "--count", "0"], ["--count"])

@@ -169,3 +169,18 @@ def test_no_import_circles_between_modules():
                 if t != m and not m.startswith(t + "."):  # a package's own __init__ is no circle
                     graph[m].add(t)
     graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the circle
+
+
+def test_json_output_is_strict_json(capsys):
+    """Infinities and NaN (e.g. a gate of unbounded width) come out as null, never `Infinity`."""
+    import json
+
+    import numpy as np
+
+    from drivefi.cli.options import emit_json
+
+    emit_json({"a": float("inf"), "b": [np.float64("nan"), 1.5], "c": {"d": -np.inf}, "e": 2})
+    out = capsys.readouterr().out
+    assert json.loads(out, parse_constant=lambda c: pytest.fail(c)) == {
+        "a": None, "b": [None, 1.5], "c": {"d": None}, "e": 2,
+    }  # fmt: skip

@@ -215,3 +215,24 @@ def test_a_campaign_whose_runs_all_failed_shows_why(tmp_path):
     assert "every injected fault was masked" not in text
     assert "No fault ran to the end: all 3 runs failed" in text
     assert "id='failed'" in text and "implausible speed" in text
+
+
+def test_a_users_stack_is_never_stood_in_for_by_the_reference_golden_run(tmp_path, monkeypatch):
+    """The heat map of an agent's campaign has no golden strip rather than the reference's."""
+    from pathlib import Path
+
+    import drivefi.campaign.batch as batch
+
+    agent = f"{Path(__file__).parent / 'fixtures' / 'special_agents.py'}:Cruiser"
+    faults = [Fault("control.steer", "m-fixed", 1.0, None, k, 20, 0) for k in (20, 60)]
+    db = tmp_path / "r.db"
+    s = run_campaign(SC, Plan(SC.name, SC.steps, faults), db, progress=False, agent=agent)
+    assert s.error == 0
+
+    def refuse(*args, **kw):
+        raise AssertionError(f"the report ran a golden run: {args} {kw}")
+
+    monkeypatch.setattr(batch, "golden_for", refuse)
+    build_report(db, tmp_path / "r.html")
+    text = (tmp_path / "r.html").read_text()
+    assert "does not run this stack" in text and "Cruiser" in text

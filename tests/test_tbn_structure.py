@@ -333,3 +333,34 @@ def test_gate_learns_to_hold_out_implausible_readings():
     open_ = learn_params(TrainingSet(frames[1], ["s"], {}, ["s"], st), st, 0.05)["seen.x"]
     assert np.isfinite(gated["width"]) and gated["width"] < 2.0, gated
     assert open_["width"] == np.inf, open_
+
+
+def test_dead_zone_width_is_learned_from_data():
+    """A module that ignores inputs smaller than 0.3 teaches its dead_zone feature a width near
+    0.3; one that passes every input on leaves it at 0 (no dead zone)."""
+    import pandas as pd
+
+    from drivefi.tbn.dataset import TrainingSet
+    from drivefi.tbn.learn import learn_params
+    from drivefi.tbn.structure import Structure, Var, _p
+    from drivefi.tbn.structure_file import _bind
+
+    rng = np.random.default_rng(1)
+    widths = {}
+    for true_w in (0.3, 0.0):
+        rows = []
+        for r in range(30):
+            x = rng.uniform(-1.0, 1.0, 200)
+            y = 0.8 * np.sign(x) * np.maximum(np.abs(x) - true_w, 0.0) + rng.normal(0, 0.005, 200)
+            rows.append(pd.DataFrame({"x": x, "y": y, "k": np.arange(200), "run": r, "v": 0.0}))
+        frame = pd.concat(rows, ignore_index=True)
+        doc = {"features": {"dz.x": {"transform": "dead_zone", "inputs": ["x"]}}}
+        (fn,) = _bind("dz.x", "dead_zone", [("x", 0)], {"width": 0.0})
+        st = Structure(
+            (Var("x", "point", _p()), Var("dz.x", "feature", _p("x")),
+             Var("y", "point", _p("dz.x"))),
+            {"dz.x": fn}, ("x", "y"), doc=doc,
+        )  # fmt: skip
+        widths[true_w] = learn_params(TrainingSet(frame, ["s"], {}, ["s"], st), st, 0.05)["dz.x"]
+    assert widths[0.3]["width"] == pytest.approx(0.3, abs=0.03), widths
+    assert widths[0.0]["width"] == 0.0, widths

@@ -36,13 +36,11 @@ _LANE = ("s", "lane_offset", "heading_error", "curvature", "lane_width", "a", "p
 _OBJ = ("ds", "dd", "vlon", "vlat", "psi", "len", "wid")
 
 
-def speed_limit(scenario: Scenario) -> float | None:
-    """The scenario's speed limit [m/s], None when it sets none."""
-    for holder in (scenario.road, scenario):
-        v = getattr(holder, "speed_limit", None)
-        if v is not None:
-            return float(v)
-    return None
+def speed_limit(scenario: Scenario) -> float:
+    """The scenario's speed limit [m/s]: the ego's cruise speed, which the generated OpenDRIVE
+    (:func:`drivefi.bridges.carla.opendrive.scenario_opendrive`) also carries on both
+    simulators."""
+    return float(scenario.ego.cruise_speed)
 
 
 def ego_constants(scenario: Scenario) -> dict:
@@ -59,16 +57,16 @@ def ego_constants(scenario: Scenario) -> dict:
 
 
 @lru_cache(maxsize=8)
-def _opendrive(road_json: str, name: str) -> str:
-    from drivefi.bridges.carla.opendrive import write_opendrive
-    from drivefi.scenario import Road
+def _opendrive(scenario_json: str) -> str:
+    from drivefi.bridges.carla.opendrive import scenario_opendrive
 
-    return write_opendrive(Road.model_validate_json(road_json), name=name).xodr
+    return scenario_opendrive(Scenario.model_validate_json(scenario_json)).xodr
 
 
 def opendrive_text(scenario: Scenario) -> str:
-    """The scenario road as OpenDRIVE, rendered once per process and scenario."""
-    return _opendrive(scenario.road.model_dump_json(), scenario.name)
+    """The scenario's OpenDRIVE, the same document the CARLA bridge loads (road, speed limit, the
+    ego's set speed and size), rendered once per process and scenario."""
+    return _opendrive(scenario.model_dump_json())
 
 
 @lru_cache(maxsize=8)

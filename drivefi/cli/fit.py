@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -86,13 +87,14 @@ def structure_command(
     from drivefi.training import stack_points
 
     if library:
-        console.print(library_markdown(), markup=False, highlight=False)
+        sys.stdout.write(library_markdown() + "\n")
         return
     stack = agent or "reference"
     doc = derive(stack_points(agent), stack)
     build(doc, "<derived>")  # a derived structure is always valid
-    if out is None:
-        console.print(dump(doc), markup=False, highlight=False)
+    if out is None:  # as is: a file to redirect into models/ (no wrapping, no markup)
+        sys.stdout.write(dump(doc))
+        sys.stdout.flush()
         return
     write_structure(doc, out)
     if as_json:

@@ -15,8 +15,9 @@ from rich.table import Table
 from drivefi.errors import InputError
 from drivefi.progress import Progress, silent
 
-console = Console()
-err_console = Console(stderr=True)
+# no emoji codes: a user's text (an agent named Robot, a path like a:b:c) is printed as written
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables.")
 SimOpt = typer.Option("embedded", "--sim", help="Where runs execute: embedded | carla.")
@@ -116,8 +117,23 @@ def executor_and_bridge(
 
 
 def emit_json(obj: dict) -> None:
-    """Write ``obj`` as one JSON line on stdout (numpy scalars and paths converted)."""
-    sys.stdout.write(json.dumps(obj, default=_jsonable) + "\n")
+    """Write ``obj`` as one JSON line on stdout (numpy scalars and paths converted; infinities and
+    NaN, which JSON cannot write, as null)."""
+    sys.stdout.write(json.dumps(_finite(obj), default=_jsonable, allow_nan=False) + "\n")
+
+
+def _finite(o):
+    import math
+
+    import numpy as np
+
+    if isinstance(o, float | np.floating):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _jsonable(o):

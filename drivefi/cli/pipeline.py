@@ -151,12 +151,17 @@ def pipeline_cmd(
     console.print(t)
     if s.rounds:
         rt = Table(title="Active refit: rounds")
-        for col in ("round", "injected", "runs incl. plan", "plan", "confirmed critical"):
+        cols = ("round", "injected", "of them critical", "runs incl. plan", "plan",
+                "confirmed critical")  # fmt: skip
+        for col in cols:
             rt.add_column(col, justify="right")
+        before = 0
         for r in s.rounds:
-            rt.add_row(
-                *(str(r[k]) for k in ("round", "injected", "simulated", "predicted", "confirmed"))
-            )
+            new = r["confirmed"] - before
+            before = r["confirmed"]
+            hit = f"{new} ({new / r['injected']:.0%})" if r["injected"] else "-"
+            rt.add_row(str(r["round"]), str(r["injected"]), hit,
+                       *(str(r[k]) for k in ("simulated", "predicted", "confirmed")))  # fmt: skip
         console.print(rt)
     console.print(
         kv_table("Wall time per stage [s]", {k: round(v, 2) for k, v in s.stage_seconds.items()})

@@ -11,32 +11,41 @@ from drivefi.report.data import CampaignData
 
 
 def heatmap_section(camps: list[CampaignData]) -> str:
-    """Critical faults over injection point x start time, per scenario, seed and simulator."""
+    """Critical faults over injection point x start time, per scenario, seed, simulator and stack
+    under test. The golden run's margin strip is the reference stack's own golden run on the
+    embedded simulator; a user's stack is never run (nor stood in for) by the report."""
     out = []
     groups: dict[tuple, list[CampaignData]] = {}
     for c in camps:
         if len(c.ok):
-            groups.setdefault((c.info["scenario"], c.info["seed"], c.info["sim"]), []).append(c)
-    for (scen, seed, sim), cs in groups.items():
+            key = (c.info["scenario"], c.info["seed"], c.info["sim"], c.stack)
+            groups.setdefault(key, []).append(c)
+    for (scen, seed, sim, stack), cs in groups.items():
         sc = cs[0].scenario
         if sc is None:
             continue
-        from drivefi.ads import INJECTION_POINTS
+        reference = stack == "reference"
+        points = []
+        if reference:
+            from drivefi.ads import INJECTION_POINTS
 
-        points = [p.name for p in INJECTION_POINTS]
+            points = [p.name for p in INJECTION_POINTS]
         extra = sorted({p for c in cs for p in c.ok["point"].unique()} - set(points) - {"*"})
         golden = None
-        if sim == "embedded":
+        if sim == "embedded" and reference:
             from drivefi.campaign.batch import golden_for
 
             golden = golden_for(sc, seed).trace.frame
         panels = [(f"{c.title}: critical faults by injection point and start time", c.ok)
                   for c in cs]  # fmt: skip
         fig = plots.heatmap(panels, points + extra, sc.duration, golden, sc.dt)
+        who = "" if reference else f", stack {stack}"
         out.append(
-            f"<h3>{H.esc(scen)} ({H.esc(sim)}, seed {seed})</h3>"
+            f"<h3>{H.esc(scen)} ({H.esc(sim)}, seed {seed}{H.esc(who)})</h3>"
+            + ("" if golden is not None else "<p class='note'>No golden margin strip: the "
+               "report does not run this stack.</p>")
             + H.img(plots.png(fig), f"heat map of critical faults, {scen}")
-        )
+        )  # fmt: skip
     if not out:
         return "<p>No outcomes to map.</p>"
     return (

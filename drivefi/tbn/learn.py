@@ -23,6 +23,7 @@ from drivefi.tbn.transforms import INF, REGISTRY, gate_step
 COASTS = (5.0, 10.0, 20.0, 40.0, INF)
 WIDTH_FACTORS = (2.0, 4.0, 8.0, 16.0)
 RATE_FACTORS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+DEAD_ZONE_QUANTILES = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)  # of |x|, natural values
 MAX_ROWS = 40_000  # windows used to choose parameters (a seeded sample of larger sets)
 
 
@@ -36,6 +37,8 @@ def _matrix(
 
 def _recurse(tname: str, x: np.ndarray, p: dict, dt: float) -> np.ndarray:
     """The transform stepped along runs: x (R, T) -> (R, T)."""
+    if tname == "dead_zone":  # stateless: the whole matrix at once
+        return REGISTRY[tname].fn([x], None, None, p)
     r, t = x.shape
     out = np.full((r, t), np.nan)
     g, n = np.full(r, np.nan), np.zeros(r)
@@ -56,7 +59,8 @@ def _recurse(tname: str, x: np.ndarray, p: dict, dt: float) -> np.ndarray:
 def learn_params(
     ts: TrainingSet, st: Structure, dt: float, progress: Progress = silent
 ) -> dict[str, dict[str, float]]:
-    """Learned parameters by node (a structure's gate and rate_limit features)."""
+    """Learned parameters by node (a structure's gate, rate_limit and dead_zone features): each
+    by a grid search, the value whose consumers' least-squares fit is best."""
     todo = learned_grid_names(st)
     sl = ts.slices
     runs = sl["run"].to_numpy()
@@ -90,6 +94,11 @@ def learn_params(
             grid = [{"width": INF, "coast": INF}] + [
                 {"width": f * q, "coast": c} for f in WIDTH_FACTORS for c in COASTS
             ]
+        elif tname == "dead_zone":
+            ax = np.abs(xs[nat])
+            ax = ax[np.isfinite(ax)]
+            widths = np.unique(np.quantile(ax, DEAD_ZONE_QUANTILES)) if ax.size else []
+            grid = [{"width": 0.0}] + [{"width": float(w)} for w in widths if w > 0]
         else:
             rates = [INF, *(f * q / dt for f in RATE_FACTORS)]
             grid = [{"up": u, "down": d} for u in rates for d in rates]

@@ -40,8 +40,8 @@ class Transform:
 
     @property
     def defaults(self) -> dict[str, float]:
-        d = dict(self.fixed)
-        d.update({p: INF for p in self.learned})
+        d = {p: INF for p in self.learned}  # inf: the learned mechanism is off
+        d.update(self.fixed)  # unless the transform says what "off" is
         return d
 
 
@@ -209,6 +209,20 @@ def _rate_limit(xs, own, c, p):
     return np.where(np.isfinite(x), out, prev)
 
 
+@register(
+    "dead_zone",
+    ("x",),
+    "x",
+    "sign(x) max(abs(x) - width, 0): a module that ignores small inputs (a deadband); not in "
+    "derived structures, add it in a structure file where a stack may have one",
+    fixed={"width": 0.0},
+    learned=("width",),
+)
+def _dead_zone(xs, own, c, p):
+    x = xs[0]
+    return np.sign(x) * np.maximum(np.abs(x) - p["width"], 0.0)
+
+
 def library_markdown() -> str:
     """The library as a Markdown table (docs/tbn.md)."""
     rows = [
@@ -216,9 +230,12 @@ def library_markdown() -> str:
         "|---|---|---|---|---|---|",
     ]
     for t in REGISTRY.values():
-        par = ", ".join(
-            [*(f"{k}={v:g}" for k, v in t.fixed.items()), *(f"{k} (learned)" for k in t.learned)]
-        )
+        fixed = [f"{k}={v:g}" for k, v in t.fixed.items() if k not in t.learned]
+        learned = [
+            f"{k} (learned" + (f"; {t.fixed[k]:g} = off)" if k in t.fixed else ")")
+            for k in t.learned
+        ]
+        par = ", ".join([*fixed, *learned])
         rows.append(
             f"| `{t.name}` | {', '.join(t.inputs)} | {t.units} | {par or '—'} | "
             f"{'yes' if t.recursive else ''} | {t.doc} |"
