@@ -177,12 +177,15 @@ def run_pipeline(
     finished(on_progress)
     save_model(res.model, out / "model.json")
     c = res.candidates
-    write_plan(to_plan(scenario, c, res.plan), out / "search_plan.csv")
+    # the plan: predictions no round injected first (the validation takes its top), then the
+    # faults the rounds already confirmed (column confirmed_in_rounds)
+    fresh = res.plan[res.outcome[res.plan] < 0]
+    known = res.plan[res.outcome[res.plan] == 1]
+    plan = to_plan(scenario, c, np.concatenate([fresh, known]))
+    plan.extra["confirmed_in_rounds"] = [""] * len(fresh) + ["1"] * len(known)
+    write_plan(plan, out / "search_plan.csv")
     s.candidates_scored, s.predicted_critical = len(c), len(res.plan)
     s.confirmed_in_rounds = int(np.sum(res.outcome == 1))
-    # validation injects predictions no round has injected: its precision is the model's, not a
-    # re-run of faults the rounds already confirmed
-    fresh = res.plan[res.outcome[res.plan] < 0]
     s.rounds = [r.__dict__ for r in res.rounds]
     times["training"] = res.sim_seconds  # simulating the training runs and the rounds' injections
     times["fit"] = res.fit_seconds
@@ -191,7 +194,9 @@ def run_pipeline(
     # the embedded simulator replays any fault in milliseconds; another simulator's faulty runs
     # are kept (hazards) so the report can show their timelines
     keep = "none" if sim == "embedded" and is_reference(agent) else "hazards"
-    top = to_plan(scenario, c, fresh[:budget])
+    # validation injects predictions no round has injected: its precision is the model's, not a
+    # re-run of faults the rounds already confirmed
+    top = Plan(plan.scenario, plan.steps, plan.faults[: min(budget, len(fresh))])
     s.injected = len(top.faults)
     if s.injected:
         t = stage(f"validate: inject the top {s.injected} predicted faults")

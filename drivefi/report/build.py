@@ -135,7 +135,9 @@ class Report:
                     f"<p>Cases only the random baseline found (none of the search's injected "
                     f"faults fell in them): {len(only)} of {len(self.cases)}: "
                     + ", ".join(f"case {int(n)}" for n in only)
-                    + ".</p>"
+                    + "."
+                    + self.in_search_plan(s, r, only)
+                    + "</p>"
                 )
         panels = [(c.title, c.label, c.ok) for c in (s, r) if c is not None]
         if any((p[2]["critical"] == 1).any() for p in panels):
@@ -283,6 +285,31 @@ class Report:
             + f"<details><summary>all {len(mrows)} faults of this case</summary>"
             + H.table(mrows, mcols, raw={"outcome", "replay"})
             + "</details></div>"
+        )
+
+    def in_search_plan(self, s: CampaignData, r: CampaignData, cases) -> str:
+        """How many of the random-only ``cases`` the search's plan predicted (beyond what it
+        validated): a fault of the case is in the plan file its predictions came from."""
+        if s.plan_file is None:
+            return ""
+        from drivefi.plan import read_plan
+
+        plan = read_plan(s.plan_file, any_points=True)
+        keys = {(f.point, round(float(f.value), 9), f.start, f.duration)
+                for f in plan.faults if f.value is not None}  # fmt: skip
+        faults = r.outcomes.set_index("idx")
+        hit = 0
+        for n in cases:
+            k = self.cases.loc[self.cases["case"] == n].iloc[0]
+            rows = faults.loc[k["members"]["idx"].to_numpy()]
+            hit += any(
+                (k["point"], round(float(v), 9), int(st), int(d)) in keys
+                for v, st, d in zip(rows["value"], rows["start"], rows["duration"], strict=True)
+                if pd.notna(v)
+            )
+        return (
+            f" The search's plan ({len(plan.faults)} faults predicted critical or confirmed in its "
+            f"rounds; it validated the first {len(s.ok)}) holds a fault of {hit} of them."
         )
 
     # --- page ----------------------------------------------------------------------------------
