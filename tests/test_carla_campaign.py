@@ -155,9 +155,9 @@ def test_pipeline_learns_on_the_embedded_simulator_only_when_asked_and_validates
     opts = {"host": "127.0.0.1", "port": 2000, "timeout": 5.0}
     s = run_pipeline(SC, tmp_path / "carla", budget=3, training_runs=30, durations=(20,), workers=1,
                      progress=False, log=lambda m: None, sim="carla", bridge_options=opts,
-                     train_sim="embedded")  # fmt: skip
+                     train_sim="embedded", rounds=0)  # fmt: skip
     e = run_pipeline(SC, tmp_path / "emb", budget=3, training_runs=30, durations=(20,), workers=1,
-                     progress=False, log=lambda m: None)  # fmt: skip
+                     progress=False, log=lambda m: None, rounds=0)  # fmt: skip
     assert s.injected == e.injected == 3
     assert (s.confirmed_hazards, s.random_hazards) == (e.confirmed_hazards, e.random_hazards)
     camp = outcomes(tmp_path / "carla" / "results.db")
@@ -179,7 +179,7 @@ def test_pipeline_on_carla_learns_the_stack_there(server, tmp_path, agent):
     out = tmp_path / "carla"
     s = run_pipeline(SC, out, budget=1, training_runs=8, durations=(20,), workers=1,
                      progress=False, log=lambda m: None, sim="carla", bridge_options=opts,
-                     agent=agent, rounds=1, budget_share=0.003)  # fmt: skip
+                     agent=agent, rounds=1, budget_share=0.0015)  # fmt: skip
     assert read_trace(out / "golden.parquet").meta["sim"] == "carla"
     with sqlite3.connect(out / "results.db") as db:
         labels = dict(db.execute("SELECT id, settings FROM campaigns").fetchall())

@@ -72,7 +72,7 @@ def pipeline_report(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("pipe")
     run_pipeline(load_scenario("lead_brake"), out, budget=20, training_runs=40, durations=(5,),
-                 workers=1, progress=False, log=lambda *a: None)  # fmt: skip
+                 workers=1, progress=False, log=lambda *a: None, rounds=1)  # fmt: skip
     return out / "report.html"
 
 
