@@ -127,9 +127,13 @@ class RaySession:
     def start(self):
         if self.ray is not None:
             return self.ray
-        ray = import_ray(local=not self.address)
-        if self.address:
+        if self.address:  # before importing ray here: the time-out is the probe's alone
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                import_ray(local=False)  # the one "not installed" message
             check_address(self.address, self.timeout)
+        ray = import_ray(local=not self.address)
         if ray.is_initialized():  # a session the caller runs (tests, notebooks): use it
             self.ray = ray
             return ray
