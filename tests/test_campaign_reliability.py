@@ -377,3 +377,24 @@ def test_a_store_of_the_unversioned_schema_is_read_and_upgraded(tmp_path, done_d
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     con.close()
+
+
+STORE_RACE = """
+import sys, time
+from drivefi.campaign.store import ResultsStore
+while time.time() < float(sys.argv[2]):
+    pass
+ResultsStore(sys.argv[1], write=True).close()
+"""
+
+
+def test_campaigns_started_together_on_a_new_db_all_open_it(tmp_path):
+    """Processes creating one new store at the same moment (SQLite can answer "busy" at once to
+    the switch to WAL) retry instead of failing with "locked"."""
+    for i in range(4):
+        db = tmp_path / f"r{i}.db"
+        start = str(time.time() + 1.0)
+        procs = [subprocess.Popen([sys.executable, "-c", STORE_RACE, str(db), start], env=ENV,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]  # fmt: skip
+        errs = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], errs

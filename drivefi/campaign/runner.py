@@ -29,6 +29,8 @@ from drivefi.plan import Plan
 from drivefi.scenario import Scenario
 from drivefi.seeds import check_seed
 
+STORE_WAIT_S = 10.0  # how long a store write waits for another campaign's (then exit 2)
+
 
 @dataclass
 class CampaignSummary:
@@ -153,7 +155,8 @@ def _run(scenario, plan, db, executor, seed, sim, keep_traces, trace_dir, batch_
         ok, why = starts_from_snapshots(golden_for(scenario, seed, agent))
         if not ok:
             runs_start = f"step 0 (the agent cannot be copied: {why})"
-    store = ResultsStore(db, write=True)
+    # campaigns may share a store: a write waits up to STORE_WAIT_S for another's to finish
+    store = ResultsStore(db, write=True, timeout=STORE_WAIT_S)
     lease = Lease(db, lease_s)
     try:
         settings = {"keep_traces": keep_traces, "executor": executor.name, "bridge": {

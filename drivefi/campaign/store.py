@@ -111,6 +111,11 @@ SUMMARY_COLUMNS = [
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 LEASE_S = 30.0  # a runner silent for this long loses its claims
+CREATE_RACE_S = 20.0  # how long campaigns started together may retry creating one store
+
+
+class StoreLocked(InputError):
+    """The results database is locked by another process."""
 
 
 @dataclass
@@ -132,14 +137,33 @@ class ResultsStore:
         self.write_mode = write
         if self.path.is_dir():
             raise InputError(f"{self.path}: is a folder, expected a results database file")
-        kind = self._inspect()
         if not write:
+            kind = self._inspect()
             if kind == "new":
                 raise InputError(f"{self.path}: results database not found")
             if kind == "empty":
                 raise InputError(f"{self.path}: not a DriveFI results database (it is empty)")
             self.db = self._connect_ro(timeout)
             return
+        # campaigns started together on a new store race to create it (SQLite may answer "busy"
+        # at once, e.g. to the switch to WAL): those retry; an existing store locked by another
+        # process is refused after ``timeout`` as before
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        deadline = time.monotonic() + CREATE_RACE_S
+        while True:
+            try:
+                self._open_for_writing(timeout)
+                return
+            except StoreLocked:
+                if not fresh or time.monotonic() > deadline:
+                    raise
+                if getattr(self, "db", None) is not None:
+                    self.db.close()
+                    self.db = None
+                time.sleep(0.05)
+
+    def _open_for_writing(self, timeout: float) -> None:
+        kind = self._inspect()
         if not self.path.exists():
             from drivefi.atomic import check_output
 
@@ -244,7 +268,7 @@ class ResultsStore:
     def _error(self, err: Exception | None) -> InputError:
         msg = str(err)
         if "locked" in msg or "busy" in msg:
-            return InputError(
+            return StoreLocked(
                 f"{self.path}: database is locked by another process (another campaign running?)"
             )
         if "not a database" in msg or "malformed" in msg:
