@@ -135,6 +135,7 @@ class ResultsStore:
     def __init__(self, path: str | Path, write: bool = False, timeout: float = 2.0):
         self.path = Path(path)
         self.write_mode = write
+        self.db: sqlite3.Connection | None = None
         if self.path.is_dir():
             raise InputError(f"{self.path}: is a folder, expected a results database file")
         if not write:
@@ -157,7 +158,7 @@ class ResultsStore:
             except StoreLocked:
                 if not fresh or time.monotonic() > deadline:
                     raise
-                if getattr(self, "db", None) is not None:
+                if self.db is not None:
                     self.db.close()
                     self.db = None
                 time.sleep(0.05)

@@ -290,11 +290,9 @@ class Report:
     def in_search_plan(self, s: CampaignData, r: CampaignData, cases) -> str:
         """How many of the random-only ``cases`` the search's plan predicted (beyond what it
         validated): a fault of the case is in the plan file its predictions came from."""
-        if s.plan_file is None:
+        plan = s.plan
+        if plan is None:
             return ""
-        from drivefi.plan import read_plan
-
-        plan = read_plan(s.plan_file, any_points=True)
         keys = {(f.point, round(float(f.value), 9), f.start, f.duration)
                 for f in plan.faults if f.value is not None}  # fmt: skip
         faults = r.outcomes.set_index("idx")

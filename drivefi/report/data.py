@@ -28,6 +28,7 @@ class CampaignData:
     outcomes: pd.DataFrame  # one row per planned fault, with times in seconds
     scenario: Scenario | None  # None when the scenario file could not be found
     plan_file: Path | None = None  # the plan file the predictions come from
+    plan: Plan | None = None  # that plan, as read
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -115,7 +116,7 @@ def with_times(df: pd.DataFrame, dt: float | None) -> pd.DataFrame:
 
 def _attach_predictions(
     df: pd.DataFrame, info: dict, plans: list[tuple[Path, Plan]]
-) -> Path | None:
+) -> tuple[Path, Plan] | None:
     """Join p_hazard / predicted_delta of the plan this campaign ran (matched by the plan hash of
     its first ``planned`` faults: a pipeline injects the top of its search plan)."""
     n = int(info["planned"])
@@ -127,7 +128,7 @@ def _attach_predictions(
             for c in PREDICTED:
                 vals = pd.to_numeric(pd.Series(plan.extra[c][:n]), errors="coerce").to_numpy()
                 df[c] = vals[df["idx"].to_numpy()]
-            return path
+            return path, plan
     return None
 
 
@@ -158,8 +159,9 @@ def load_campaigns(
             notes: list[str] = []
             sc = _scenario(info["scenario"], files, notes)
             df = with_times(store.outcomes(info["id"]), None if sc is None else sc.dt)
-            plan_file = _attach_predictions(df, info, plan_objs)
-            out.append(CampaignData(info, settings.get(info["id"], {}), df, sc, plan_file, notes))
+            pred = _attach_predictions(df, info, plan_objs)
+            out.append(CampaignData(info, settings.get(info["id"], {}), df, sc, *(pred or ()),
+                                    notes=notes))  # fmt: skip
     finally:
         store.close()
     return out

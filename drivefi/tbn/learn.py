@@ -37,7 +37,7 @@ def _matrix(
 
 def _recurse(tname: str, x: np.ndarray, p: dict, dt: float) -> np.ndarray:
     """The transform stepped along runs: x (R, T) -> (R, T)."""
-    if tname == "dead_zone":  # stateless: the whole matrix at once
+    if not REGISTRY[tname].recursive:  # stateless: the whole matrix at once
         return REGISTRY[tname].fn([x], None, None, p)
     r, t = x.shape
     out = np.full((r, t), np.nan)
