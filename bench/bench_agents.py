@@ -4,8 +4,10 @@ For each stack (the reference ADS, every agent under examples/agents/, the test 
 when there is no example yet): an exhaustive plan of the scenario over all the stack's points
 (start stride, durations 1,5,20; the same start steps, durations and grid sizes for every stack),
 run as a campaign on the embedded simulator in this process. Each agent's faulty runs start from
-deep copies of the agent taken during its golden run, lock-step with the vectorised world. Prints
-a table with each stack's rate and its ratio to the reference's (the target is >= 1/5).
+deep copies of the agent taken during its golden run, lock-step with the vectorised world, and
+stops once it rejoins the golden run (drivefi.rejoin). Prints a table with each stack's rate and
+its ratio to the reference's (the target is >= 1/5); for agents, also the rate with rejoining
+switched off (DRIVEFI_REJOIN=0: every run to the scenario's end), measured right after.
 
     python bench/bench_agents.py [--scenario lead_brake] [--stride 10] [--durations 1,5,20]
                                  [--limit N] [--workers 1]
@@ -14,6 +16,7 @@ a table with each stack's rate and its ratio to the reference's (the target is >
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +24,7 @@ from pathlib import Path
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.plan import Plan, exhaustive
+from drivefi.rejoin import SWITCH
 from drivefi.scenario import load_scenario
 from drivefi.stack import load_stack
 
@@ -52,7 +56,10 @@ def main() -> None:
     durations = [int(x) for x in args.durations.split(",")]
     specs = [None, *(args.agents.split(",") if args.agents else agent_specs())]
     ex = LocalExecutor(args.workers)
-    head = f"{'stack':42s} {'points':>6s} {'faults':>7s} {'golden s':>8s} {'runs/s':>8s} {'vs ref':>7s}  runs start from"
+    head = (
+        f"{'stack':24s} {'points':>6s} {'faults':>7s} {'golden s':>8s} {'runs/s':>8s} "
+        f"{'vs ref':>7s} {'no rejoin':>9s}  runs start from"
+    )
     print(f"exhaustive plan of {sc.name}: stride {args.stride}, durations {args.durations}")
     print(head)
     print("-" * len(head))
@@ -73,11 +80,17 @@ def main() -> None:
 
             golden_for(sc, sc.seed, spec)  # golden run (and the agent's snapshots), once
             t_golden = time.perf_counter() - t0
-            db = Path(tmp) / f"{len(plan.faults)}_{abs(hash(spec))}.db"
-            t1 = time.perf_counter()
-            s = run_campaign(sc, plan, db, ex, progress=False, agent=spec)
-            rate = s.planned / (time.perf_counter() - t1)
+            rates = []
+            for switch in ("1", "0") if spec else ("1",):
+                os.environ[SWITCH] = switch
+                db = Path(tmp) / f"{len(plan.faults)}_{abs(hash(spec))}_{switch}.db"
+                t1 = time.perf_counter()
+                s = run_campaign(sc, plan, db, ex, progress=False, agent=spec)
+                rates.append(s.planned / (time.perf_counter() - t1))
+            os.environ.pop(SWITCH)
+            rate = rates[0]
             ref_rate = ref_rate or rate
+            plain = f"{rates[1]:9.1f}" if len(rates) > 1 else f"{'-':>9s}"
             name = (
                 "reference ADS"
                 if spec is None
@@ -85,8 +98,8 @@ def main() -> None:
                 + (":" + spec.split(":")[1] if ":" in spec else "")
             )
             print(
-                f"{name:42s} {len(stack.points):6d} {s.planned:7d} {t_golden:8.2f} {rate:8.1f} "
-                f"{rate / ref_rate:6.2f}x  {s.runs_start}",
+                f"{name:24s} {len(stack.points):6d} {s.planned:7d} {t_golden:8.2f} {rate:8.1f} "
+                f"{rate / ref_rate:6.2f}x {plain}  {s.runs_start}",
                 flush=True,
             )
 

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from drivefi import __version__
 from drivefi.atomic import atomic_path
 from drivefi.errors import InputError
+from drivefi.rejoin import rejoin_for
 from drivefi.scenario import MAX_STEPS, Scenario
 from drivefi.seeds import check_seed
 from drivefi.simulate import (
@@ -58,6 +59,16 @@ class Trace:
 def trace_frame(rec: TraceRecorder, run: int = 0) -> pd.DataFrame:
     cols = {"k": np.arange(rec.steps)}
     cols.update({c: a[run] for c, a in rec.cols.items()})
+    return pd.DataFrame(cols)
+
+
+def faulty_frame(golden: pd.DataFrame, rec: TraceRecorder, run: int) -> pd.DataFrame:
+    """Faulty run ``run``'s whole trace: its own rows where it was simulated, the golden run's
+    elsewhere (before it started from the golden run's snapshot, after it rejoined the golden
+    run: :mod:`drivefi.rejoin`)."""
+    own = rec.filled[run]
+    cols = {"k": np.arange(rec.steps)}
+    cols.update({c: np.where(own, a[run], golden[c].to_numpy()) for c, a in rec.cols.items()})
     return pd.DataFrame(cols)
 
 
@@ -143,16 +154,20 @@ def record_runs(
     starts = np.array([max(f.start - lead, 0) for f in faults])
     copyable = getattr(golden.snapshots.ads, "error", None) is None
     snap = golden.snapshots.take(starts) if copyable else None
-    sim.run(n, snapshot=snap, injector=FaultInjector(faults, ads.points), recorders=[rec])
+    sim.run(
+        n,
+        snapshot=snap,
+        injector=FaultInjector(faults, ads.points),
+        recorders=[rec],
+        rejoin=rejoin_for(sim, golden, faults) if copyable else None,
+    )
     failed = stack_errors(sim.ads)
-    g = golden.trace.frame
     out = []
     for i, f in enumerate(faults):
         if i in failed:
             continue
-        frame = pd.concat([g.iloc[: starts[i]], trace_frame(rec, i).iloc[starts[i] :]])
         meta = trace_meta(scenario, seed, f.as_row(), identity_of(ads))
-        out.append(Trace(frame.reset_index(drop=True), meta))
+        out.append(Trace(faulty_frame(golden.trace.frame, rec, i), meta))
     return out
 
 

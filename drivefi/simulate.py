@@ -53,6 +53,10 @@ class Recorder(Protocol):
 
     def record(self, rec: StepRecord) -> None: ...
 
+    def rejoin(self, rows: np.ndarray, k: np.ndarray, tail) -> None:
+        """Runs ``rows`` rejoined the golden run at steps ``k`` (:mod:`drivefi.rejoin`): they
+        are not recorded again; ``tail`` summarises the golden run's remaining steps."""
+
 
 @dataclass
 class OutcomeRecorder:
@@ -89,6 +93,17 @@ class OutcomeRecorder:
         ):
             new = live & now & (arr < 0)
             arr[new] = k[new]
+
+    def rejoin(self, rows: np.ndarray, k: np.ndarray, tail) -> None:
+        self.min_delta_lon[rows] = np.minimum(self.min_delta_lon[rows], tail.min_delta_lon[k])
+        self.min_delta_lat[rows] = np.minimum(self.min_delta_lat[rows], tail.min_delta_lat[k])
+        for arr, after in (
+            (self.first_hazard, tail.hazard),
+            (self.collision_step, tail.collision),
+            (self.departure_step, tail.departure),
+        ):
+            new = arr[rows] < 0
+            arr[rows[new]] = after[k[new]]
 
 
 TRACE_STATE = ["x", "y", "theta", "v", "phi", "a"]
@@ -134,6 +149,10 @@ class TraceRecorder:
         put("departure", rec.departed)
         put("fault_active", rec.fault_active)
         self.filled[rows, k] = True
+
+    def rejoin(self, rows: np.ndarray, k: np.ndarray, tail) -> None:
+        """Nothing to add: a rejoined run's rows stay unfilled, and a kept trace takes the golden
+        run's there (:func:`drivefi.recorder.faulty_frame`)."""
 
 
 class SnapshotRecorder:
@@ -182,13 +201,22 @@ class Simulation:
         injector: Injector | None = None,
         recorders: list[Recorder] = (),
         snapshots: SnapshotRecorder | None = None,
+        rejoin=None,
     ) -> None:
-        """Run every run from its current step to the end of the scenario."""
+        """Run every run from its current step to the end of the scenario (``rejoin``: a
+        :class:`drivefi.rejoin.Rejoin` that ends runs early once they rejoin the golden run)."""
         self.ads.injector = injector or Injector()
         obs = self.start(n, snapshot)
         k0 = int(obs.k.min())
         for _ in range(k0, self.steps):
             live = obs.k < self.steps
+            if rejoin is not None:
+                back = rejoin.check(self.bridge.state, self.ads, obs.k, live)
+                for r in recorders if back.size else ():
+                    r.rejoin(back, obs.k[back], rejoin.tail)
+                live &= ~rejoin.done
+                if not live.any():
+                    break
             if snapshots is not None:
                 snapshots.world.append(self.bridge.state.take(slice(0, 1)))
                 snapshots.ads.append(self.ads.state.take(slice(0, 1)))

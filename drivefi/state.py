@@ -42,7 +42,24 @@ class BatchState:
             }
         )
 
+    def same(self, other: BatchState) -> np.ndarray:
+        """Per run, whether this state and ``other`` (as many runs) are equal bit for bit
+        (floats by their bits: NaN equals NaN, 0.0 differs from -0.0)."""
+        out = np.ones(self.n, bool)
+        for f in dataclasses.fields(self):
+            a, b = np.asarray(getattr(self, f.name)), np.asarray(getattr(other, f.name))
+            if a.dtype.kind == "f":
+                a, b = _bits(a), _bits(b)
+            eq = a == b
+            out &= eq.reshape(len(out), -1).all(axis=1) if eq.ndim > 1 else eq
+        return out
+
     def put(self, idx, other: BatchState) -> None:
         """Overwrite the runs at ``idx`` with ``other``'s runs, in place."""
         for f in dataclasses.fields(self):
             getattr(self, f.name)[idx] = getattr(other, f.name)
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """A float array's bits as unsigned integers of the same shape."""
+    return np.ascontiguousarray(a).view(f"u{a.dtype.itemsize}")

@@ -40,6 +40,7 @@ BAD_CHOICES = [
     (["record", "lead_brake", "--sim", "gazebo"], "--sim: expected embedded or carla"),
     (["plan", "random", "lead_brake", "--model", "2-random", "--count", "2", "--out", "p.csv"], "--model"),
     (["pipeline", "lead_brake", "--out", "o", "--durations", "1,x"], "--durations"),
+    (["pipeline", "lead_brake", "--out", "o", "--sim", "carla", "--workers", "2"], "--workers 2: one CARLA server"),
 ]  # fmt: skip
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from drivefi import carla_api
 from drivefi.ads import agent_copy
+from drivefi.ads.agent_equal import same_state
 from drivefi.ads.agent_inputs import (
     EMBEDDED_SENSORS,
     ego_constants,
@@ -121,6 +122,7 @@ class AgentStack:
         self.handles: list = []
         self.errors: dict[int, tuple[int, str]] = {}
         self.failed = np.zeros(0, bool)
+        self.idle = np.zeros(0, bool)
         self.obs: Observation | None = None
         self._unknown: set[str] = set()
         self._run = 0
@@ -238,7 +240,7 @@ class AgentStack:
             for a in self.agents:
                 if hasattr(a, "set_global_plan"):
                     self._call(a, "set_global_plan", *self._plan())
-        self.errors, self.failed = {}, np.zeros(n, bool)
+        self.errors, self.failed, self.idle = {}, np.zeros(n, bool), np.zeros(n, bool)
 
     @property
     def state(self) -> agent_copy.AgentState:
@@ -262,7 +264,21 @@ class AgentStack:
             for i, (a, h) in enumerate(zip(state.agents, state.handles, strict=True))
         ]
         self._destroyed = False
-        self.errors, self.failed = {}, np.zeros(n, bool)
+        self.errors, self.failed, self.idle = {}, np.zeros(n, bool), np.zeros(n, bool)
+
+    def same_as(self, rows: np.ndarray, steps: np.ndarray, golden: agent_copy.AgentState):
+        """Per run in ``rows``, whether its agent is in the state ``golden`` (the golden run's
+        snapshots, one per step) holds at its step in ``steps`` (:mod:`drivefi.rejoin`)."""
+        out = np.zeros(len(rows), bool)
+        for j, (i, k) in enumerate(zip(rows.tolist(), steps.tolist(), strict=True)):
+            agent = self.agents[i].get_state() if golden.hooks else self.agents[i]
+            pairs = {id(h): id(g) for h, g in zip(self.handles[i], golden.handles[k], strict=True)}
+            out[j] = same_state(agent, golden.agents[k], pairs)
+        return out
+
+    def park(self, rows: np.ndarray) -> None:
+        """Stop stepping runs ``rows`` (they rejoined the golden run)."""
+        self.idle[rows] = True
 
     @property
     def all_failed(self) -> bool:
@@ -286,10 +302,11 @@ class AgentStack:
         inj, k, n = self.injector, obs.k, obs.n
         self.obs = obs
         speed = inj.apply("localization.speed", obs.v, k)
-        # runs past the scenario's end (a batch's later starters) and failed runs are not stepped
+        # runs past the scenario's end (a batch's later starters), failed runs and runs that
+        # rejoined the golden run are not stepped
         live = k < self.scenario.steps
-        if self.errors:
-            live &= ~self.failed
+        if self.idle.any():
+            live &= ~self.idle
         rows = np.arange(n) if live.all() else np.flatnonzero(live)
         inputs = self._inputs(obs, speed, rows)
         route = _RunInjector(inj, self._user_names, k, n, self._unknown)
@@ -338,7 +355,7 @@ class AgentStack:
     def _fail(self, i: int, k: int, err: Exception) -> None:
         msg = f"{self.name}.run_step raised {type(err).__name__} at step {k}: {err}"
         self.errors[i] = (k, msg)
-        self.failed[i] = True
+        self.failed[i] = self.idle[i] = True
         if len(self.errors) == 1:
             log.info("agent run %d failed: %s", i, msg)
 

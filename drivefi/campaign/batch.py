@@ -8,12 +8,12 @@ safe at its first step and the faulty run reached a hazard (or an accident).
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from drivefi.campaign.context import BatchContext
 from drivefi.campaign.outcome import keep_trace, label, stack_error_row
 from drivefi.faults import Fault, FaultInjector
-from drivefi.recorder import Golden, record_golden
+from drivefi.recorder import Golden, faulty_frame, record_golden
+from drivefi.rejoin import rejoin_for
 from drivefi.scenario import Scenario
 from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
 from drivefi.stack import load_stack, stack_errors
@@ -72,6 +72,7 @@ def inject_batch(
         snapshot=golden.snapshots.take(starts) if snapshots else None,
         injector=FaultInjector(faults, sim.ads.points),
         recorders=[out] if rec is None else [out, rec],
+        rejoin=rejoin_for(sim, golden, faults) if snapshots else None,
     )
     g = golden.trace.frame
     golden_safe = (g["delta_lon"].to_numpy()[starts] > 0) & (g["delta_lat"].to_numpy()[starts] > 0)
@@ -82,15 +83,9 @@ def inject_batch(
 
 
 def _keep(ctx: BatchContext, traces: TraceRecorder, golden: Golden, faults, idx, rows) -> None:
-    """Write faulty traces: golden rows before the fault step, the faulty run's rows after."""
-    from drivefi.recorder import trace_frame
-
-    g = golden.trace.frame
+    """Write faulty traces (the golden run's rows where a run was not simulated)."""
     stack = golden.trace.meta.get("stack", "reference")
     for j, (f, i, r) in enumerate(zip(faults, idx, rows, strict=True)):
         if ctx.keep_traces == "hazards" and r["outcome"] == "masked" and r["status"] == "ok":
             continue
-        frame = pd.concat(
-            [g.iloc[: f.start], trace_frame(traces, j).iloc[f.start :]], ignore_index=True
-        )
-        keep_trace(ctx, frame, f, i, r, stack)
+        keep_trace(ctx, faulty_frame(golden.trace.frame, traces, j), f, i, r, stack)

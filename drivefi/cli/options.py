@@ -112,6 +112,11 @@ def executor_and_bridge(
             servers, ray_address, ray_timeout, carla_restart_cmd, carla_run_timeout
         )
         return ex, {"timeout": carla_timeout}
+    if sim == "carla" and workers > 1:
+        raise InputError(
+            f"--workers {workers}: one CARLA server takes one ticking client (synchronous mode); "
+            "to run in parallel, give a pool of servers with --carla-servers"
+        )
     opts = bridge_options(sim, carla_host, carla_port, carla_timeout, carla_restart_cmd)
     return make_executor(executor, workers, ray_address, ray_timeout), opts
 

@@ -43,7 +43,10 @@ def pipeline_cmd(
         300, "--training-runs", min=10, help="Random-fault runs to fit the 3-TBN on."
     ),
     durations: str = typer.Option("1,5,20", "--durations", help="Fault durations in steps."),
-    workers: int = typer.Option(2, "--workers", min=1),
+    workers: int = typer.Option(
+        None, "--workers", min=1,
+        help="Parallel workers [default: 2; 1 with --sim carla and one server].",
+    ),  # fmt: skip
     seed: int = typer.Option(0, "--seed"),
     sim: str = SimOpt,
     executor: str = ExecutorOpt,
@@ -84,8 +87,8 @@ def pipeline_cmd(
     check_seed(seed)
     durs = durations_for(durations, sc)
     check_output_dir(out, "--out")
-    if sim != "embedded" and not carla_servers:
-        workers = 1  # one ticking client per server
+    if workers is None:
+        workers = 1 if sim == "carla" and not carla_servers else 2  # one ticking client a server
     ex, opts = executor_and_bridge(executor, workers, ray_address, ray_timeout, sim, carla_servers,
                                    carla_host, carla_port, carla_timeout, carla_restart_cmd,
                                    carla_run_timeout)  # fmt: skip
