@@ -34,6 +34,8 @@ KIND_NAMES = {0: "vehicle", 1: "pedestrian", 2: "static"}
 GRAVITY = 9.81
 _LANE = ("s", "lane_offset", "heading_error", "curvature", "lane_width", "a", "phi")
 _OBJ = ("ds", "dd", "vlon", "vlat", "psi", "len", "wid")
+_OBJ_KEYS = (*_OBJ, "kind", "type")
+_TYPES = np.array([KIND_NAMES[c] for c in range(len(KIND_NAMES))], object)
 
 
 def speed_limit(scenario: Scenario) -> float:
@@ -89,13 +91,22 @@ def carla_pose(obs: Observation, rows) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def observation_rows(obs: Observation, speed: np.ndarray, rows: np.ndarray, const: dict) -> list:
     """The ``drivefi.observation`` dict of each run in ``rows`` (``speed``: what the agent sees).
 
-    Built column-wise (one ``tolist`` per field) and zipped into dicts: this runs for every run at
-    every step of an agent campaign."""
+    This runs for every run at every step of an agent campaign, so it is built column-wise: one
+    ``tolist`` per field, the objects of all runs in one pass, then one ``dict(zip(...))`` a run
+    and an object."""
     if len(rows) == obs.n:
         rows = slice(None)  # every run: views, no gathers
     x, y, yaw = carla_pose(obs, rows)
     sp = speed[rows].tolist()
-    keys = ("k", "t", "x", "y", "yaw", "theta", "speed", "v", *_LANE)
+    kind = obs.obj_kind[rows]
+    n, m = kind.shape
+    flat = [getattr(obs, "obj_" + f)[rows].ravel().tolist() for f in _OBJ]
+    kinds = kind.ravel()
+    flat.append(kinds.tolist())
+    flat.append(_TYPES[np.where((kinds >= 0) & (kinds < len(KIND_NAMES)), kinds, 0)].tolist())
+    objects = [dict(zip(_OBJ_KEYS, o, strict=True)) for o in zip(*flat, strict=True)]
+    fixed = {**const, "z": 0.0}
+    keys = ("k", "t", "x", "y", "yaw", "theta", "speed", "v", *_LANE, *fixed, "objects")
     cols = [
         obs.k[rows].tolist(),
         obs.t[rows].tolist(),
@@ -106,19 +117,10 @@ def observation_rows(obs: Observation, speed: np.ndarray, rows: np.ndarray, cons
         sp,
         sp,
         *(getattr(obs, f)[rows].tolist() for f in _LANE),
+        *([v] * n for v in fixed.values()),
+        [objects[i : i + m] for i in range(0, n * m, m)] if m else [[] for _ in range(n)],
     ]
-    fixed = {**const, "z": 0.0}
-    okeys = (*_OBJ, "kind", "type")
-    ocols = [getattr(obs, "obj_" + f)[rows].tolist() for f in _OBJ]
-    kinds = obs.obj_kind[rows].tolist()
-    types = [[KIND_NAMES.get(c, "vehicle") for c in kk] for kk in kinds]
-    out = []
-    for vals, *per in zip(zip(*cols, strict=True), *ocols, kinds, types, strict=True):
-        d = dict(zip(keys, vals, strict=True))
-        d.update(fixed)
-        d["objects"] = [dict(zip(okeys, o, strict=True)) for o in zip(*per, strict=True)]
-        out.append(d)
-    return out
+    return [dict(zip(keys, v, strict=True)) for v in zip(*cols, strict=True)]
 
 
 def imu_rows(obs: Observation, rows: np.ndarray, wheelbase: float) -> np.ndarray:

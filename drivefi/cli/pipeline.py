@@ -44,9 +44,8 @@ def pipeline_cmd(
     ),
     durations: str = typer.Option("1,5,20", "--durations", help="Fault durations in steps."),
     workers: int = typer.Option(
-        None, "--workers", min=1,
-        help="Parallel workers [default: 2; 1 with --sim carla and one server].",
-    ),  # fmt: skip
+        None, "--workers", min=1, help="Parallel workers [default: 2; 1 on one CARLA server]."
+    ),
     seed: int = typer.Option(0, "--seed"),
     sim: str = SimOpt,
     executor: str = ExecutorOpt,
