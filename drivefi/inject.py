@@ -89,23 +89,31 @@ def inject(
 
     Scalars come back as a float; arrays keep their shape (leading axis: runs).
     """
+    ctx = _ACTIVE.get()
+    if ctx is not None and type(value) is float and lo is None and hi is None:
+        run = ctx[2]
+        entry = None if run is None else run.points.get(name)
+        if entry is not None:  # a declared point inside one run of an agent: the hot path
+            seen, hot = entry
+            i = run.run
+            if i in hot:
+                value = run.corrupt(name, value)
+            seen[i] = value
+            return value
     if name not in _DECLARED or lo is not None or hi is not None:
         declare(name, -math.inf if lo is None else lo, math.inf if hi is None else hi, unit, doc)
-    ctx = _ACTIVE.get()
     if ctx is None:
         return value
-    injector, k, scalar = ctx
-    if scalar is not None:  # inside one run of a user agent: one value per run
-        if type(value) is float:  # the common case, first
-            return scalar(name, value)
+    injector, k, run = ctx
+    if run is not None:  # inside one run of a user agent: one value per run
         if isinstance(value, float | int) and not isinstance(value, bool):
-            return scalar(name, float(value))
+            return run.scalar(name, float(value))
         arr = np.asarray(value, dtype=float)
         if arr.size != 1:
             raise ValueError(
                 f"drivefi.inject({name!r}): an agent's point takes one value, got shape {arr.shape}"
             )
-        out = scalar(name, float(arr.reshape(-1)[0]))
+        out = run.scalar(name, float(arr.reshape(-1)[0]))
         return out if arr.ndim == 0 else np.full(arr.shape, out)
     arr = np.asarray(value, dtype=float)
     if arr.ndim == 0:
@@ -142,6 +150,8 @@ def current():
 
 
 def _context(injector, k) -> tuple:
-    """What :func:`inject` reads: (injector, k, its per-run ``scalar`` method or None), the
-    method looked up once per block rather than once per call."""
-    return (injector, np.asarray(k), getattr(injector, "scalar", None))
+    """What :func:`inject` reads: (injector, k, the injector again when it serves one run of a
+    user agent at a time, else None). A per-run injector has ``run`` (the run stepping now),
+    ``points`` (declared point -> (values the runs saw, runs whose fault is on now)),
+    ``corrupt(point, value)`` and ``scalar(point, value)`` (:class:`drivefi.ads.agent._RunInjector`)."""
+    return (injector, np.asarray(k), injector if hasattr(injector, "points") else None)

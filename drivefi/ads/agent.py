@@ -310,39 +310,39 @@ class AgentStack:
         rows = np.arange(n) if live.all() else np.flatnonzero(live)
         inputs = self._inputs(obs, speed, rows)
         route = _RunInjector(inj, self._user_names, k, n, self._unknown)
-        ts, ids = obs.t[rows].tolist(), rows.tolist()
-        agents, thr, brk, steer, hand = self.agents, [], [], [], []
+        agents, vals = self.agents, []  # (throttle, brake, steer, hand brake) of each run stepped
         tok = _ACTIVE.set(_context(route, k))
         tok2 = carla_api._CURRENT.set(self._current)
         try:
-            for j, i in enumerate(ids):
+            for i, data, t in zip(rows.tolist(), inputs, obs.t[rows].tolist(), strict=True):
                 route.run = self._run = i
                 try:
-                    ctrl = agents[i].run_step(inputs[j], ts[j])
-                    thr.append(float(ctrl.throttle))
-                    brk.append(float(ctrl.brake))
-                    steer.append(-float(ctrl.steer))
-                    hand.append(bool(getattr(ctrl, "hand_brake", False)))
+                    c = agents[i].run_step(data, t)
+                    vals.append(
+                        (
+                            float(c.throttle),
+                            float(c.brake),
+                            -float(c.steer),
+                            1.0 if getattr(c, "hand_brake", False) else 0.0,
+                        )
+                    )
                 except Exception as err:
                     self._fail(i, int(k[i]), err)
-                    thr.append(np.nan), brk.append(np.nan), steer.append(np.nan), hand.append(False)
+                    vals.append(_FAILED)
         finally:
             _ACTIVE.reset(tok)
             carla_api._CURRENT.reset(tok2)
         cmd = np.full((3, n), np.nan)
-        cmd[:, rows] = (thr, brk, steer)
-        if any(hand):
-            cmd[1, rows[np.array(hand)]] = 1.0
+        if vals:
+            got = np.array(vals).T
+            cmd[:, rows] = got[:3]
+            cmd[1, rows[got[3] > 0]] = 1.0  # the hand brake brakes fully
         out = Actuation(
             inj.apply("control.throttle", cmd[0], k),
             inj.apply("control.brake", cmd[1], k),
             inj.apply("control.steer", cmd[2], k),
         )
-        seen = route.seen
-        for p, arr in seen.items():
-            inj.seen[p] = arr
-        for p in self._user_names - seen.keys():
-            inj.seen[p] = np.full(n, np.nan)
+        inj.seen.update(route.seen)
         return out
 
     def _current(self):
@@ -435,42 +435,53 @@ def real_sensor_data(bridge, specs: list[dict]) -> dict:
     }
 
 
+_FAILED = (math.nan, math.nan, math.nan, 0.0)  # a failed run's commands: the interface holds
+
+
 class _RunInjector:
     """The injector as ``drivefi.inject`` sees it inside one run's ``run_step``: a scalar of run
     ``run`` goes through the batch injector; points not declared before the run pass through
     (a fault plan cannot name them, and the trace has no column for them).
 
-    This is the agent path's hot spot (every ``inject`` of every run and step): which runs have a
-    fault on now is worked out once per step as sets of run indices, and the values the runs saw
-    are gathered in lists and turned into arrays once, at the end of the step."""
+    This is the agent path's hot spot (every ``inject`` of every run and step, read directly by
+    :func:`drivefi.inject.inject`): per declared point, ``points`` holds the list of the values
+    the runs saw (turned into an array once, at the end of the step) and the set of runs whose
+    fault is on there now (worked out once per step)."""
 
     def __init__(self, injector: Injector, names: set[str], k: np.ndarray, n: int, unknown: set):
-        self.injector, self.names, self.k, self.n, self.unknown = injector, names, k, n, unknown
+        self.injector, self.k, self.n, self.unknown = injector, k, n, unknown
         self.run = 0
-        self._seen: dict[str, list] = {}
-        plain = type(injector).corrupt is Injector.corrupt
         rows = getattr(injector, "rows", None)
-        # point -> runs whose fault is on there now; None: ask the injector for every value
-        self.hot: dict[str, set[int]] | None = None
-        if plain:
-            self.hot = {}
+        if type(injector).corrupt is Injector.corrupt:  # no faults at all
+            hot = dict.fromkeys(names, ())
         elif rows is not None and hasattr(injector, "names"):
             on = injector.active(k)
-            self.hot = {}
+            hot = dict.fromkeys(names, ())
             for j, name in enumerate(injector.names):
                 if name in names:
                     m = np.zeros(n, bool)
                     m[rows[j]] = True
-                    self.hot[name] = set(np.flatnonzero(m & on).tolist())
+                    hot[name] = set(np.flatnonzero(m & on).tolist())
+        else:  # an injector of unknown make: ask it for every value
+            hot = dict.fromkeys(names, _EVERY)
+        self.points = {p: ([math.nan] * n, hot[p]) for p in names}
 
     @property
     def seen(self) -> dict[str, np.ndarray]:
-        """Per point used this step: the value each run saw (NaN for runs that did not use it)."""
-        return {p: np.array(v, dtype=float) for p, v in self._seen.items()}
+        """Per declared point: the value each run saw this step (NaN for runs that did not use it)."""
+        return {p: np.array(v, dtype=float) for p, (v, _) in self.points.items()}
+
+    def corrupt(self, point: str, v: float) -> float:
+        """Run ``run``'s value ``v`` at ``point`` as the batch injector corrupts it now."""
+        full = np.zeros(self.n)
+        full[self.run] = v
+        return float(self.injector.corrupt(point, full, self.k)[self.run])
 
     def scalar(self, point: str, v: float) -> float:
-        """Run ``run``'s value at ``point``, corrupted when its fault is on now."""
-        if point not in self.names:
+        """Run ``run``'s value at ``point``, corrupted when its fault is on now (the general path
+        of :func:`drivefi.inject.inject`)."""
+        entry = self.points.get(point)
+        if entry is None:
             if point not in self.unknown:
                 self.unknown.add(point)
                 log.warning(
@@ -479,16 +490,18 @@ class _RunInjector:
                     point,
                 )
             return v
+        seen, hot = entry
         i = self.run
-        hot = self.hot
-        if hot is not None and i not in hot.get(point, ()):
-            out = v
-        else:
-            full = np.zeros(self.n)
-            full[i] = v
-            out = float(self.injector.corrupt(point, full, self.k)[i])
-        seen = self._seen.get(point)
-        if seen is None:
-            seen = self._seen[point] = [math.nan] * self.n
+        out = self.corrupt(point, v) if i in hot else v
         seen[i] = out
         return out
+
+
+class _Every:
+    """Contains every run (the runs to ask an injector of unknown make about)."""
+
+    def __contains__(self, run) -> bool:
+        return True
+
+
+_EVERY = _Every()
