@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/drivefi pipeline $(SCENARIO) --out $(OUT)
 
+# The suite runs in two processes (pytest-xdist): about 7 min instead of 11 on a 2-core machine.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check drivefi tests bench examples
