@@ -35,23 +35,29 @@ AGENTS = [
 LEAD_BRAKE = load_scenario("lead_brake")
 
 
-def _both(spec, faults, monkeypatch):
+def _both(spec, faults, monkeypatch, scenario=LEAD_BRAKE):
     """(rows, traces) of one batch with rejoining, then without it."""
-    golden = batch.golden_for(LEAD_BRAKE, LEAD_BRAKE.seed, spec)
+    golden = batch.golden_for(scenario, scenario.seed, spec)
     out = []
     for switch in ("1", "0"):
         monkeypatch.setenv(SWITCH, switch)
-        rows, rec, _ = batch.inject_batch(LEAD_BRAKE, LEAD_BRAKE.seed, spec, faults, True)
+        rows, rec, _ = batch.inject_batch(scenario, scenario.seed, spec, faults, True)
         out.append((rows, rec))
     return golden, out
 
 
-@pytest.mark.parametrize("spec", AGENTS, ids=lambda s: Path(s.split(":")[0]).stem)
-def test_rejoined_runs_have_the_same_outcomes_and_traces_bit_for_bit(spec, monkeypatch):
-    stack = load_stack(spec, LEAD_BRAKE)
-    plan = exhaustive(LEAD_BRAKE, None, None, [1, 5], 40, stack_points=stack.points)
+CASES = [(spec, "lead_brake") for spec in AGENTS] + [(AGENTS[0], "highway")]  # 3 objects
+
+
+@pytest.mark.parametrize(
+    ("spec", "scenario"), CASES, ids=lambda s: Path(s.split(":")[0]).stem.removesuffix(".yaml")
+)
+def test_rejoined_runs_have_the_same_outcomes_and_traces_bit_for_bit(spec, scenario, monkeypatch):
+    sc = load_scenario(scenario)
+    stack = load_stack(spec, sc)
+    plan = exhaustive(sc, None, None, [1, 5], 40, stack_points=stack.points)
     faults = plan.faults[:: max(1, len(plan.faults) // 48)]
-    golden, [(rows, rec), (rows_full, rec_full)] = _both(spec, faults, monkeypatch)
+    golden, [(rows, rec), (rows_full, rec_full)] = _both(spec, faults, monkeypatch, sc)
     assert rows == rows_full
     rejoined = rec.filled.sum(axis=1) < rec_full.filled.sum(axis=1)
     assert 0 < rejoined.sum() < len(faults), f"{rejoined.sum()} of {len(faults)} rejoined"
