@@ -8,7 +8,7 @@ fault steps, keeping only outcome summaries) and the benchmarks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from drivefi.bridges.embedded import EmbeddedBridge, WorldState
 from drivefi.safety import SafetyPotential
 from drivefi.scenario import Scenario
 from drivefi.vehicle import Actuation
+
+if TYPE_CHECKING:
+    from drivefi.rejoin import GoldenTail, Rejoin
 
 
 @dataclass
@@ -53,7 +56,7 @@ class Recorder(Protocol):
 
     def record(self, rec: StepRecord) -> None: ...
 
-    def rejoin(self, rows: np.ndarray, k: np.ndarray, tail) -> None:
+    def rejoin(self, rows: np.ndarray, k: np.ndarray, tail: GoldenTail) -> None:
         """Runs ``rows`` rejoined the golden run at steps ``k`` (:mod:`drivefi.rejoin`): they
         are not recorded again; ``tail`` summarises the golden run's remaining steps."""
 
@@ -94,7 +97,7 @@ class OutcomeRecorder:
             new = live & now & (arr < 0)
             arr[new] = k[new]
 
-    def rejoin(self, rows: np.ndarray, k: np.ndarray, tail) -> None:
+    def rejoin(self, rows: np.ndarray, k: np.ndarray, tail: GoldenTail) -> None:
         self.min_delta_lon[rows] = np.minimum(self.min_delta_lon[rows], tail.min_delta_lon[k])
         self.min_delta_lat[rows] = np.minimum(self.min_delta_lat[rows], tail.min_delta_lat[k])
         for arr, after in (
@@ -150,7 +153,7 @@ class TraceRecorder:
         put("fault_active", rec.fault_active)
         self.filled[rows, k] = True
 
-    def rejoin(self, rows: np.ndarray, k: np.ndarray, tail) -> None:
+    def rejoin(self, rows: np.ndarray, k: np.ndarray, tail: GoldenTail) -> None:
         """Nothing to add: a rejoined run's rows stay unfilled, and a kept trace takes the golden
         run's there (:func:`drivefi.recorder.faulty_frame`)."""
 
@@ -201,7 +204,7 @@ class Simulation:
         injector: Injector | None = None,
         recorders: list[Recorder] = (),
         snapshots: SnapshotRecorder | None = None,
-        rejoin=None,
+        rejoin: Rejoin | None = None,
     ) -> None:
         """Run every run from its current step to the end of the scenario (``rejoin``: a
         :class:`drivefi.rejoin.Rejoin` that ends runs early once they rejoin the golden run)."""
