@@ -266,12 +266,17 @@ class AgentStack:
         self._destroyed = False
         self.errors, self.failed, self.idle = {}, np.zeros(n, bool), np.zeros(n, bool)
 
-    def same_as(self, rows: np.ndarray, steps: np.ndarray, golden: agent_copy.AgentState):
+    def same_as(
+        self, rows: np.ndarray, steps: np.ndarray, golden: agent_copy.AgentState
+    ) -> np.ndarray:
         """Per run in ``rows``, whether its agent is in the state ``golden`` (the golden run's
         snapshots, one per step) holds at its step in ``steps`` (:mod:`drivefi.rejoin`)."""
         out = np.zeros(len(rows), bool)
         for j, (i, k) in enumerate(zip(rows.tolist(), steps.tolist(), strict=True)):
-            agent = self.agents[i].get_state() if golden.hooks else self.agents[i]
+            try:
+                agent = self.agents[i].get_state() if golden.hooks else self.agents[i]
+            except Exception:  # a get_state that fails here: the run simply goes on
+                continue
             pairs = {id(h): id(g) for h, g in zip(self.handles[i], golden.handles[k], strict=True)}
             out[j] = same_state(agent, golden.agents[k], pairs)
         return out
