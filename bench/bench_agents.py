@@ -48,10 +48,10 @@ def agent_specs() -> list[str]:
     return [f"{fix / 'leaderboard_agent.py'}:GroundTruthOnly", str(fix / "carla_style_agent.py")]
 
 
-def own_step_us(spec: str, sc) -> float:
-    """The agent's own ``run_step`` [us a step], timed alone: a copy of the set-up agent steps
-    through the inputs of its golden run, outside any campaign (``drivefi.inject`` inactive)."""
-    stack = load_stack(spec, sc)
+def own_step_us(stack, sc) -> float:
+    """The agent's own ``run_step`` [us a step], timed alone: a copy of the set-up agent
+    (``stack``, an unused :class:`drivefi.ads.agent.AgentStack`) steps through the inputs of its
+    golden run, outside any campaign (``drivefi.inject`` inactive)."""
     inputs, step = [], stack.cls.run_step
     stack.cls.run_step = lambda self, data, t: (inputs.append((data, t)), step(self, data, t))[1]
     try:
@@ -68,11 +68,11 @@ def own_step_us(spec: str, sc) -> float:
     return best * 1e6
 
 
-def timed_campaign(sc, plan, db: Path, ex, spec, rejoin: bool) -> tuple[object, float, int]:
+def timed_campaign(sc, plan, db: Path, ex, spec, stack, rejoin: bool) -> tuple[object, float, int]:
     """(summary, faulty runs/s, the agent's ``run_step`` calls: -1 when not counted here)."""
     os.environ[SWITCH] = "1" if rejoin else "0"
     calls = [0]
-    cls = load_stack(spec, sc).cls if spec and ex.workers == 1 else None
+    cls = stack.cls if spec and ex.workers == 1 else None
     if cls is not None:
         step = cls.run_step
 
@@ -128,15 +128,17 @@ def main() -> None:
                 )
             golden_for(sc, sc.seed, spec)  # golden run (and the agent's snapshots), once
             db = Path(tmp) / f"{n}.db"
-            s, rate, calls = timed_campaign(sc, plan, db, ex, spec, rejoin=True)
+            s, rate, calls = timed_campaign(sc, plan, db, ex, spec, stack, rejoin=True)
             if spec is None:
                 ref_rates.append(rate)
                 if n:
                     break
                 print(f"{'reference ADS':24s} {len(stack.points):6d} {s.planned:7d} {rate:8.1f}")
                 continue
-            _, plain, _ = timed_campaign(sc, plan, Path(tmp) / f"{n}-plain.db", ex, spec, False)
-            own = own_step_us(spec, sc)
+            _, plain, _ = timed_campaign(
+                sc, plan, Path(tmp) / f"{n}-plain.db", ex, spec, stack, False
+            )
+            own = own_step_us(stack, sc)
             per_run = calls / s.planned if calls >= 0 else float("nan")
             rows.append(
                 (spec, len(stack.points), s.planned, rate, plain, per_run, own, s.runs_start)

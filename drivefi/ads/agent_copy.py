@@ -19,6 +19,21 @@ from dataclasses import dataclass, field
 
 _REGISTERED = False
 
+# CARLA's client-side value types and their fields (constructor order): what a copy rebuilds and
+# what :mod:`drivefi.ads.agent_equal` compares
+CARLA_VALUES = {
+    "Location": ("x", "y", "z"),
+    "Vector3D": ("x", "y", "z"),
+    "Vector2D": ("x", "y"),
+    "Rotation": ("pitch", "yaw", "roll"),
+    "Transform": ("location", "rotation"),
+    "GeoLocation": ("latitude", "longitude", "altitude"),
+    "VehicleControl": (
+        "throttle", "steer", "brake", "hand_brake", "reverse", "manual_gear_shift", "gear"
+    ),
+    "BoundingBox": ("location", "extent", "rotation"),  # rotation set after construction
+}  # fmt: skip
+
 
 def register_carla_types() -> None:
     """Teach ``copy.deepcopy`` CARLA's client-side types (idempotent; no-op without carla)."""
@@ -32,24 +47,18 @@ def register_carla_types() -> None:
         return
 
     d = copy._deepcopy_dispatch
-    loc, vec, rot = carla.Location, carla.Vector3D, carla.Rotation
-    d[loc] = lambda o, memo: loc(o.x, o.y, o.z)
-    d[vec] = lambda o, memo: vec(o.x, o.y, o.z)
-    d[rot] = lambda o, memo: rot(o.pitch, o.yaw, o.roll)
-    d[carla.Vector2D] = lambda o, memo: carla.Vector2D(o.x, o.y)
-    d[carla.Transform] = lambda o, memo: carla.Transform(
-        loc(o.location.x, o.location.y, o.location.z),
-        rot(o.rotation.pitch, o.rotation.yaw, o.rotation.roll),
-    )
-    d[carla.GeoLocation] = lambda o, memo: carla.GeoLocation(o.latitude, o.longitude, o.altitude)
-    d[carla.VehicleControl] = lambda o, memo: carla.VehicleControl(
-        o.throttle, o.steer, o.brake, o.hand_brake, o.reverse, o.manual_gear_shift, o.gear
-    )
+    for name, fields in CARLA_VALUES.items():
+        if name != "BoundingBox":  # rebuilt from its fields, in the constructor's order
+            d[getattr(carla, name)] = _rebuild(getattr(carla, name), fields)
     d[carla.BoundingBox] = _bbox
     for name in ("Map", "Waypoint", "Landmark", "Junction"):
         cls = getattr(carla, name, None)
         if cls is not None:
             d[cls] = copy._deepcopy_atomic  # read-only map handles
+
+
+def _rebuild(cls, fields):
+    return lambda o, memo: cls(*(copy.deepcopy(getattr(o, f), memo) for f in fields))
 
 
 def _bbox(o, memo):

@@ -18,23 +18,13 @@ import types
 
 import numpy as np
 
+from drivefi.ads.agent_copy import CARLA_VALUES
+
 _VALUES = (int, bool, str, bytes, type(None), complex, range)
 _SHARED = (
     type, types.FunctionType, types.BuiltinFunctionType, types.ModuleType, types.CodeType,
-    types.MethodWrapperType, types.WrapperDescriptorType, types.LambdaType,
+    types.MethodWrapperType, types.WrapperDescriptorType,
 )  # fmt: skip
-_CARLA_FIELDS = {
-    "Location": ("x", "y", "z"),
-    "Vector3D": ("x", "y", "z"),
-    "Vector2D": ("x", "y"),
-    "Rotation": ("pitch", "yaw", "roll"),
-    "Transform": ("location", "rotation"),
-    "GeoLocation": ("latitude", "longitude", "altitude"),
-    "BoundingBox": ("location", "extent", "rotation"),
-    "VehicleControl": (
-        "throttle", "steer", "brake", "hand_brake", "reverse", "manual_gear_shift", "gear"
-    ),
-}  # fmt: skip
 
 
 def same_state(live, frozen, pairs: dict[int, int] | None = None) -> bool:
@@ -85,8 +75,8 @@ class _Compare:
             return a.tobytes() == b.tobytes()
         if isinstance(a, np.generic):
             return a.dtype == b.dtype and a.tobytes() == b.tobytes()
-        if t.__module__.startswith("carla") and t.__name__ in _CARLA_FIELDS:
-            return all(self.eq(getattr(a, f), getattr(b, f)) for f in _CARLA_FIELDS[t.__name__])
+        if t.__module__.startswith("carla") and t.__name__ in CARLA_VALUES:
+            return all(self.eq(getattr(a, f), getattr(b, f)) for f in CARLA_VALUES[t.__name__])
         if t is types.MethodType:
             return a.__func__ is b.__func__ and self.eq(a.__self__, b.__self__)
         if isinstance(a, _SHARED):
