@@ -5,8 +5,11 @@ when there is no example yet): an exhaustive plan of the scenario over all the s
 (start stride, durations 1,5,20; the same start steps, durations and grid sizes for every stack),
 run as a campaign on the embedded simulator in this process. Each agent's faulty runs start from
 deep copies of the agent taken during its golden run, lock-step with the vectorised world, and
-stop once they rejoin the golden run (drivefi.rejoin). The reference is timed first and again
-last (the machine's speed drifts); ratios are against the mean of the two (the target is >= 1/5).
+stop once they rejoin the golden run (drivefi.rejoin). After a warm-up campaign, the stacks are
+timed in interleaved rounds (reference, every agent, reference, every agent, ..., reference):
+this machine's speed drifts by tens of per cent within minutes, so each agent's rate is compared
+with the mean of the reference rates timed just before and just after it, and the medians over
+the rounds are printed with the range of the ratios (the target is >= 1/5).
 
 Per agent, also: its rate with rejoining off (DRIVEFI_REJOIN=0: every run to the scenario's end),
 the agent steps a faulty run simulated on average, the agent's own ``run_step`` timed alone on its
@@ -14,7 +17,7 @@ golden run's inputs, and the bound those two put on any campaign of it: the runs
 if the simulator, the safety potential and DriveFI's agent path cost nothing.
 
     python bench/bench_agents.py [--scenario lead_brake] [--stride 10] [--durations 1,5,20]
-                                 [--limit N] [--workers 1]
+                                 [--limit N] [--workers 1] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -101,58 +105,85 @@ def main() -> None:
         "--limit", type=int, default=None, help="at most N faults per stack (even spread)"
     )
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     ap.add_argument("--agents", default=None, help="comma-separated specs (default: examples)")
     args = ap.parse_args()
     sc = load_scenario(args.scenario)
     durations = [int(x) for x in args.durations.split(",")]
     specs = [None, *(args.agents.split(",") if args.agents else agent_specs())]
     ex = LocalExecutor(args.workers)
-    head = (
-        f"{'stack':24s} {'points':>6s} {'faults':>7s} {'runs/s':>8s} {'vs ref':>7s} "
-        f"{'no rejoin':>9s} {'steps/run':>9s} {'own us':>7s} {'bound':>7s}  runs start from"
-    )
-    print(f"exhaustive plan of {sc.name}: stride {args.stride}, durations {args.durations}")
-    print(head)
-    print("-" * len(head))
-    rows, ref_rates = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for n, spec in enumerate([*specs, None]):  # the reference again last: the machine drifts
-            stack = load_stack(spec, sc)
-            plan = exhaustive(sc, None, None, durations, args.stride, stack_points=stack.points)
-            if args.limit and len(plan.faults) > args.limit:
-                step = len(plan.faults) / args.limit
-                plan = Plan(
-                    plan.scenario,
-                    plan.steps,
-                    [plan.faults[int(i * step)] for i in range(args.limit)],
-                )
-            golden_for(sc, sc.seed, spec)  # golden run (and the agent's snapshots), once
-            db = Path(tmp) / f"{n}.db"
-            s, rate, calls = timed_campaign(sc, plan, db, ex, spec, stack, rejoin=True)
-            if spec is None:
-                ref_rates.append(rate)
-                if n:
-                    break
-                print(f"{'reference ADS':24s} {len(stack.points):6d} {s.planned:7d} {rate:8.1f}")
-                continue
-            _, plain, _ = timed_campaign(
-                sc, plan, Path(tmp) / f"{n}-plain.db", ex, spec, stack, False
+    stacks, plans = {}, {}
+    for spec in specs:
+        stacks[spec] = stack = load_stack(spec, sc)
+        plan = exhaustive(sc, None, None, durations, args.stride, stack_points=stack.points)
+        if args.limit and len(plan.faults) > args.limit:
+            step = len(plan.faults) / args.limit
+            plan = Plan(
+                plan.scenario, plan.steps, [plan.faults[int(i * step)] for i in range(args.limit)]
             )
+        plans[spec] = plan
+    print(
+        f"exhaustive plan of {sc.name}: stride {args.stride}, durations {args.durations}; "
+        f"{args.workers} worker(s), {args.rounds} rounds"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        n = [0]
+
+        def timed(spec, rejoin=True):
+            n[0] += 1
+            golden_for(sc, sc.seed, spec)  # golden run (and the agent's snapshots), once
+            return timed_campaign(
+                sc, plans[spec], tmp / f"{n[0]}.db", ex, spec, stacks[spec], rejoin
+            )
+
+        warm = Plan(plans[None].scenario, plans[None].steps, plans[None].faults[:200])
+        run_campaign(sc, warm, tmp / "warm.db", ex, progress=False)  # imports, caches
+        # rounds: reference, every agent, ..., reference; each agent's rate is compared with
+        # the mean of the reference rates timed just before and just after it (the machine drifts)
+        refs = [timed(None)[1]]
+        rates: dict[str, list[float]] = {spec: [] for spec in specs[1:]}
+        ratios: dict[str, list[float]] = {spec: [] for spec in specs[1:]}
+        last = {}
+        for _ in range(args.rounds):
+            got = {}
+            for spec in specs[1:]:
+                last[spec], got[spec], calls = timed(spec)
+                last[spec] = (last[spec], calls)
+            refs.append(timed(None)[1])
+            for spec, rate in got.items():
+                rates[spec].append(rate)
+                ratios[spec].append(rate / statistics.fmean(refs[-2:]))
+        head = (
+            f"{'stack':24s} {'points':>6s} {'faults':>7s} {'runs/s':>8s} {'vs ref':>7s} "
+            f"{'range':>11s} {'no rejoin':>9s} {'steps/run':>9s} {'own us':>7s} {'bound':>7s}"
+            "  runs start from"
+        )
+        print(head)
+        print("-" * len(head))
+        ref = statistics.median(refs)
+        print(
+            f"{'reference ADS':24s} {len(stacks[None].points):6d} {len(plans[None].faults):7d} "
+            f"{ref:8.1f}  (median of {len(refs)}: {min(refs):.0f}-{max(refs):.0f})"
+        )
+        for spec in specs[1:]:
+            (s, calls), stack = last[spec], stacks[spec]
+            _, plain, _ = timed(spec, rejoin=False)
             own = own_step_us(stack, sc)
             per_run = calls / s.planned if calls >= 0 else float("nan")
-            rows.append(
-                (spec, len(stack.points), s.planned, rate, plain, per_run, own, s.runs_start)
-            )
-        ref = sum(ref_rates) / len(ref_rates)
-        print(f"{'reference ADS, again':24s} {'':6s} {'':7s} {ref_rates[-1]:8.1f}")
-        print(f"(ratios against the mean of the two reference rates, {ref:.1f} runs/s)")
-        for spec, points, faults, rate, plain, per_run, own, start in rows:
             name = Path(spec.split(":")[0]).stem + (":" + spec.split(":")[1] if ":" in spec else "")
+            r = ratios[spec]
             print(
-                f"{name:24s} {points:6d} {faults:7d} {rate:8.1f} {rate / ref:6.2f}x {plain:9.1f} "
-                f"{per_run:9.1f} {own:7.1f} {1e6 / (own * per_run):7.1f}  {start}",
+                f"{name:24s} {len(stack.points):6d} {s.planned:7d} "
+                f"{statistics.median(rates[spec]):8.1f} {statistics.median(r):6.2f}x "
+                f"{min(r):5.2f}-{max(r):.2f}x {plain:9.1f} {per_run:9.1f} {own:7.1f} "
+                f"{1e6 / (own * per_run):7.1f}  {s.runs_start}",
                 flush=True,
             )
+        print(
+            "runs/s: median over the rounds; vs ref: median of the rounds' ratios, each against "
+            "the reference timed just before and after; range: their least and greatest"
+        )
 
 
 if __name__ == "__main__":

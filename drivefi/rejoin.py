@@ -74,7 +74,7 @@ class Rejoin:
         rows = np.flatnonzero(live & ~self.done & (k >= self._next))
         if rows.size == 0:
             return rows
-        rows = rows[world.take(rows).same(self.world.take(k[rows]))]
+        rows = world.same_rows(rows, self.world, k[rows])
         if rows.size == 0:
             return rows
         same = stack.same_as(rows, k[rows], self.stack)

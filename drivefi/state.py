@@ -45,14 +45,26 @@ class BatchState:
     def same(self, other: BatchState) -> np.ndarray:
         """Per run, whether this state and ``other`` (as many runs) are equal bit for bit
         (floats by their bits: NaN equals NaN, 0.0 differs from -0.0)."""
-        out = np.ones(self.n, bool)
+        every = np.arange(self.n)
+        out = np.zeros(self.n, bool)
+        out[self.same_rows(every, other, every)] = True
+        return out
+
+    def same_rows(self, rows: np.ndarray, other: BatchState, at: np.ndarray) -> np.ndarray:
+        """The runs ``rows`` of this state that equal ``other``'s runs ``at`` (pairwise), bit for
+        bit as in :meth:`same`. Field by field, on the rows still equal: a run that differs is
+        usually dropped at the first field, so few values are gathered."""
+        rows, at = np.asarray(rows), np.asarray(at)
         for f in dataclasses.fields(self):
-            a, b = np.asarray(getattr(self, f.name)), np.asarray(getattr(other, f.name))
+            if rows.size == 0:
+                break
+            a, b = getattr(self, f.name)[rows], getattr(other, f.name)[at]
             if a.dtype.kind == "f":
                 a, b = _bits(a), _bits(b)
             eq = a == b
-            out &= eq.reshape(len(out), -1).all(axis=1) if eq.ndim > 1 else eq
-        return out
+            keep = eq.reshape(len(rows), -1).all(axis=1) if eq.ndim > 1 else eq
+            rows, at = rows[keep], at[keep]
+        return rows
 
     def put(self, idx, other: BatchState) -> None:
         """Overwrite the runs at ``idx`` with ``other``'s runs, in place."""

@@ -323,3 +323,16 @@ def test_gnss_imu_and_map_pseudo_sensors_follow_the_leaderboard(tmp_path):
     last = seen[-1]
     assert last["imu"][1][5] < 0 and last["o"][1]["phi"] > 0
     assert last["o"][1]["yaw"] < seen[0]["o"][1]["yaw"]
+
+
+def test_input_records_are_the_dicts_of_their_keys():
+    from drivefi.ads.agent_inputs import record
+
+    keys = ("a", "it's", 'q"uote', "back\\slash\n", "ü", "a b")
+    vals = (1, 2.5, None, [3], "x", -0.0)
+    got = record(keys)(*vals)
+    assert got == dict(zip(keys, vals, strict=True)) and list(got) == list(keys)
+    assert record(keys)(*vals) is not got  # a new dict each call
+    odd = (1, ("t", 2), "s")  # sensor ids need not be strings
+    assert record(odd)(1, 2, 3) == {1: 1, ("t", 2): 2, "s": 3}
+    assert record(())() == {}

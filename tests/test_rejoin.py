@@ -140,3 +140,9 @@ def test_golden_tail_and_world_state_equality():
     other.v[1] = np.nextafter(other.v[1], np.inf)
     br.state.psi[2], other.psi[2] = 0.0, -0.0  # equal values, other bits
     assert br.state.same(other).tolist() == [True, False, False]
+    # pairwise rows: run 0 against runs 0, 1 and 2 of ``other``; only (0, 0) is equal
+    same_rows = br.state.same_rows(np.array([0, 0, 0, 2]), other, np.array([0, 1, 2, 2]))
+    assert same_rows.tolist() == [0]
+    nan = br.state.copy()
+    nan.v[:] = np.nan  # NaN equals NaN, bit for bit
+    assert nan.same(nan.copy()).all()

@@ -23,6 +23,7 @@ import copy
 import logging
 import math
 from functools import cached_property
+from itertools import repeat
 
 import numpy as np
 
@@ -37,6 +38,7 @@ from drivefi.ads.agent_inputs import (
     imu_rows,
     observation_rows,
     opendrive_text,
+    record,
 )
 from drivefi.ads.agent_loader import (
     AGENT_POINTS,
@@ -365,32 +367,29 @@ class AgentStack:
             log.info("agent run %d failed: %s", i, msg)
 
     def _inputs(self, obs: Observation, speed: np.ndarray, rows: np.ndarray) -> list[dict]:
-        out: list[dict] = [{} for _ in range(len(rows))]
+        """Each run's ``input_data``: ``{sensor id: (frame, data)}``, built a sensor at a time."""
         frames = [int(self.bridge.frame)] * len(rows) if self.carla else obs.k[rows].tolist()
-        truth = real = None
+        columns, real = [], None
         for s in self.sensors:
-            t, sid = s["type"], s["id"]
+            t = s["type"]
             if t == "sensor.speedometer":
-                for d, f, v in zip(out, frames, speed[rows].tolist(), strict=True):
-                    d[sid] = (f, {"speed": v})
+                data = map(_SPEED, speed[rows].tolist())
             elif t == "sensor.opendrive_map":
-                for d, f in zip(out, frames, strict=True):
-                    d[sid] = (f, {"opendrive": self.xodr})
+                data = map(_OPENDRIVE, repeat(self.xodr, len(rows)))
             elif t == "drivefi.observation":
-                truth = truth or observation_rows(obs, speed, rows, self.constants)
-                for d, f, o in zip(out, frames, truth, strict=True):
-                    d[sid] = (f, o)
+                data = observation_rows(obs, speed, rows, self.constants)
             elif t == "sensor.other.gnss" and not self.carla:
-                for d, f, g in zip(out, frames, gnss_rows(obs, rows, self.map), strict=True):
-                    d[sid] = (f, g)
+                data = gnss_rows(obs, rows, self.map)
             elif t == "sensor.other.imu" and not self.carla:
-                wb = self.constants["wheelbase"]
-                for d, f, m in zip(out, frames, imu_rows(obs, rows, wb), strict=True):
-                    d[sid] = (f, m)
-            else:
+                data = imu_rows(obs, rows, self.constants["wheelbase"])
+            else:  # a real sensor (CARLA: one run)
                 real = real if real is not None else real_sensor_data(self.bridge, self.sensors)
-                out[0][sid] = real[sid]
-        return out
+                columns.append([real[s["id"]]])
+                continue
+            columns.append(zip(frames, data, strict=True))
+        if not columns:
+            return [{} for _ in range(len(rows))]
+        return list(map(record(tuple(s["id"] for s in self.sensors)), *columns))
 
     # -- what the stand-ins read (embedded) -------------------------------------------------------
     def _column(self, name: str) -> list:
@@ -441,6 +440,7 @@ def real_sensor_data(bridge, specs: list[dict]) -> dict:
 
 
 _FAILED = (math.nan, math.nan, math.nan, 0.0)  # a failed run's commands: the interface holds
+_SPEED, _OPENDRIVE = record(("speed",)), record(("opendrive",))  # pseudo-sensors' data
 
 
 class _RunInjector:

@@ -20,7 +20,9 @@ all of them, the CARLA bridge spawns real GNSS/IMU sensors instead):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
+from itertools import repeat
 
 import numpy as np
 
@@ -88,11 +90,32 @@ def carla_pose(obs: Observation, rows) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return obs.x[rows], -obs.y[rows], -np.degrees(obs.theta[rows])
 
 
+def record(keys: tuple) -> Callable[..., dict]:
+    """A function of ``len(keys)`` values returning ``{keys[0]: values[0], ...}``.
+
+    Agent inputs are thousands of small dicts a step with fixed keys. For string keys this is a
+    dict display compiled once (CPython builds it in one instruction), about 1.5x cheaper than
+    ``dict(zip(keys, values))`` a row; other keys fall back to exactly that."""
+    return _record(tuple(keys))
+
+
+@lru_cache(maxsize=64)
+def _record(keys: tuple) -> Callable[..., dict]:
+    if not all(type(k) is str for k in keys):
+        return lambda *values: dict(zip(keys, values, strict=True))
+    args = ", ".join(f"v{i}" for i in range(len(keys)))
+    body = ", ".join(f"{k!r}: v{i}" for i, k in enumerate(keys))
+    return eval(f"lambda {args}: {{{body}}}", {})  # keys are str literals (repr): nothing else
+
+
+_OBS_KEYS = ("k", "t", "x", "y", "yaw", "theta", "speed", "v", *_LANE)
+
+
 def observation_rows(obs: Observation, speed: np.ndarray, rows: np.ndarray, const: dict) -> list:
     """The ``drivefi.observation`` dict of each run in ``rows`` (``speed``: what the agent sees).
 
     This runs for every run at every step of an agent campaign, so it is built column-wise: one
-    ``tolist`` per field, the objects of all runs in one pass, then one ``dict(zip(...))`` a run
+    ``tolist`` per field, the objects of all runs in one pass, then one :func:`record` call a run
     and an object."""
     if len(rows) == obs.n:
         rows = slice(None)  # every run: views, no gathers
@@ -104,23 +127,25 @@ def observation_rows(obs: Observation, speed: np.ndarray, rows: np.ndarray, cons
     kinds = kind.ravel()
     flat.append(kinds.tolist())
     flat.append(_TYPES[np.where((kinds >= 0) & (kinds < len(KIND_NAMES)), kinds, 0)].tolist())
-    objects = [dict(zip(_OBJ_KEYS, o, strict=True)) for o in zip(*flat, strict=True)]
+    objects = list(map(record(_OBJ_KEYS), *flat))
     fixed = {**const, "z": 0.0}
-    keys = ("k", "t", "x", "y", "yaw", "theta", "speed", "v", *_LANE, *fixed, "objects")
-    cols = [
-        obs.k[rows].tolist(),
-        obs.t[rows].tolist(),
-        x.tolist(),
-        y.tolist(),
-        yaw.tolist(),
-        np.radians(yaw).tolist(),
-        sp,
-        sp,
-        *(getattr(obs, f)[rows].tolist() for f in _LANE),
-        *([v] * n for v in fixed.values()),
-        [objects[i : i + m] for i in range(0, n * m, m)] if m else [[] for _ in range(n)],
-    ]
-    return [dict(zip(keys, v, strict=True)) for v in zip(*cols, strict=True)]
+    make = record((*_OBS_KEYS, *fixed, "objects"))
+    return list(
+        map(
+            make,
+            obs.k[rows].tolist(),
+            obs.t[rows].tolist(),
+            x.tolist(),
+            y.tolist(),
+            yaw.tolist(),
+            np.radians(yaw).tolist(),
+            sp,
+            sp,
+            *(getattr(obs, f)[rows].tolist() for f in _LANE),
+            *(repeat(v, n) for v in fixed.values()),
+            [objects[i : i + m] for i in range(0, n * m, m)] if m else [[] for _ in range(n)],
+        )
+    )
 
 
 def imu_rows(obs: Observation, rows: np.ndarray, wheelbase: float) -> np.ndarray:
