@@ -146,3 +146,19 @@ def test_golden_tail_and_world_state_equality():
     nan = br.state.copy()
     nan.v[:] = np.nan  # NaN equals NaN, bit for bit
     assert nan.same(nan.copy()).all()
+
+
+def test_pool_workers_take_the_campaigns_rejoin_switch(monkeypatch):
+    """Workers fork from a server that keeps the environment of the first campaign; the switch
+    the campaign sees now is handed to them."""
+    import os
+
+    from drivefi.campaign import containment, executor
+
+    monkeypatch.setattr(containment, "die_with", lambda pid: None)
+    monkeypatch.setattr(executor, "_CTX", None)
+    monkeypatch.setenv(SWITCH, "1")
+    executor._init_worker(None, 0, "0")
+    assert os.environ[SWITCH] == "0"
+    executor._init_worker(None, 0, None)
+    assert SWITCH not in os.environ

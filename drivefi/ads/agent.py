@@ -22,8 +22,9 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Iterator
 from functools import cached_property
-from itertools import repeat
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -341,7 +342,8 @@ class AgentStack:
             carla_api._CURRENT.reset(tok2)
         cmd = np.full((3, n), np.nan)
         if vals:
-            got = np.array(vals).T
+            # (one flat pass: numpy reads a list of tuples much more slowly)
+            got = np.fromiter(chain.from_iterable(vals), float, 4 * len(vals)).reshape(-1, 4).T
             cmd[:, rows] = got[:3]
             cmd[1, rows[got[3] > 0]] = 1.0  # the hand brake brakes fully
         out = Actuation(
@@ -366,8 +368,9 @@ class AgentStack:
         if len(self.errors) == 1:
             log.info("agent run %d failed: %s", i, msg)
 
-    def _inputs(self, obs: Observation, speed: np.ndarray, rows: np.ndarray) -> list[dict]:
-        """Each run's ``input_data``: ``{sensor id: (frame, data)}``, built a sensor at a time."""
+    def _inputs(self, obs: Observation, speed: np.ndarray, rows: np.ndarray) -> Iterator[dict]:
+        """Each run's ``input_data``: ``{sensor id: (frame, data)}``, built as it is read (see
+        :func:`drivefi.ads.agent_inputs.observation_rows`)."""
         frames = [int(self.bridge.frame)] * len(rows) if self.carla else obs.k[rows].tolist()
         columns, real = [], None
         for s in self.sensors:
@@ -388,8 +391,8 @@ class AgentStack:
                 continue
             columns.append(zip(frames, data, strict=True))
         if not columns:
-            return [{} for _ in range(len(rows))]
-        return list(map(record(tuple(s["id"] for s in self.sensors)), *columns))
+            return ({} for _ in range(len(rows)))
+        return map(record(tuple(s["id"] for s in self.sensors)), *columns)
 
     # -- what the stand-ins read (embedded) -------------------------------------------------------
     def _column(self, name: str) -> list:

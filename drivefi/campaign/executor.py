@@ -28,6 +28,7 @@ from typing import Protocol
 from drivefi.campaign.context import BatchContext
 from drivefi.campaign.dispatch import run_batch
 from drivefi.campaign.outcome import error_row
+from drivefi.rejoin import SWITCH as REJOIN_SWITCH
 
 log = logging.getLogger("drivefi.campaign")
 
@@ -44,12 +45,17 @@ class Executor(Protocol):
 _CTX: BatchContext | None = None
 
 
-def _init_worker(ctx: BatchContext, campaign_pid: int) -> None:
+def _init_worker(ctx: BatchContext, campaign_pid: int, rejoin: str | None = None) -> None:
     global _CTX
     from drivefi.campaign.containment import die_with
 
     die_with(campaign_pid)
     _CTX = ctx
+    # the campaign's own DRIVEFI_REJOIN: workers fork from a server that keeps the environment
+    # of the first campaign in this process
+    os.environ.pop(REJOIN_SWITCH, None)
+    if rejoin is not None:
+        os.environ[REJOIN_SWITCH] = rejoin
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -80,7 +86,7 @@ class LocalExecutor:
             self.workers,
             mp_context=_mp_context(),
             initializer=_init_worker,
-            initargs=(ctx, os.getpid()),
+            initargs=(ctx, os.getpid(), os.environ.get(REJOIN_SWITCH)),
         )
 
     def run(self, ctx: BatchContext, batches: Iterable[list]) -> Iterator[list[dict]]:
