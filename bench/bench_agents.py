@@ -28,6 +28,7 @@ import os
 import statistics
 import tempfile
 import time
+from itertools import count
 from pathlib import Path
 
 from drivefi.campaign.batch import golden_for
@@ -127,15 +128,12 @@ def main() -> None:
         f"{args.workers} worker(s), {args.rounds} rounds"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        n = [0]
+        tmp, dbs = Path(tmp), count()
 
         def timed(spec, rejoin=True):
-            n[0] += 1
             golden_for(sc, sc.seed, spec)  # golden run (and the agent's snapshots), once
-            return timed_campaign(
-                sc, plans[spec], tmp / f"{n[0]}.db", ex, spec, stacks[spec], rejoin
-            )
+            db = tmp / f"{next(dbs)}.db"
+            return timed_campaign(sc, plans[spec], db, ex, spec, stacks[spec], rejoin)
 
         warm = Plan(plans[None].scenario, plans[None].steps, plans[None].faults[:200])
         run_campaign(sc, warm, tmp / "warm.db", ex, progress=False)  # imports, caches
@@ -148,8 +146,8 @@ def main() -> None:
         for _ in range(args.rounds):
             got = {}
             for spec in specs[1:]:
-                last[spec], got[spec], calls = timed(spec)
-                last[spec] = (last[spec], calls)
+                s, got[spec], calls = timed(spec)
+                last[spec] = (s, calls)
             refs.append(timed(None)[1])
             for spec, rate in got.items():
                 rates[spec].append(rate)

@@ -158,7 +158,7 @@ def test_pool_workers_take_the_campaigns_rejoin_switch(monkeypatch):
     monkeypatch.setattr(containment, "die_with", lambda pid: None)
     monkeypatch.setattr(executor, "_CTX", None)
     monkeypatch.setenv(SWITCH, "1")
-    executor._init_worker(None, 0, "0")
+    executor._init_worker(None, 0, {SWITCH: "0"})
     assert os.environ[SWITCH] == "0"
-    executor._init_worker(None, 0, None)
+    executor._init_worker(None, 0, {})
     assert SWITCH not in os.environ

@@ -128,7 +128,7 @@ class AgentStack:
         self.idle = np.zeros(0, bool)
         self.obs: Observation | None = None
         self._unknown: set[str] = set()
-        self._run = 0
+        self._route: _RunInjector | None = None  # the injector of the step now running
         self._prov: list = []
         self._cols: tuple | None = None
 
@@ -317,13 +317,13 @@ class AgentStack:
             live &= ~self.idle
         rows = np.arange(n) if live.all() else np.flatnonzero(live)
         inputs = self._inputs(obs, speed, rows)
-        route = _RunInjector(inj, self._user_names, k, n, self._unknown)
+        route = self._route = _RunInjector(inj, self._user_names, k, n, self._unknown)
         agents, vals = self.agents, []  # (throttle, brake, steer, hand brake) of each run stepped
         tok = _ACTIVE.set(_context(route, k))
         tok2 = carla_api._CURRENT.set(self._current)
         try:
             for i, data, t in zip(rows.tolist(), inputs, obs.t[rows].tolist(), strict=True):
-                route.run = self._run = i
+                route.run = i
                 try:
                     c = agents[i].run_step(data, t)
                     vals.append(
@@ -359,7 +359,7 @@ class AgentStack:
         if self.carla:
             b = self.bridge
             return (getattr(b, "hero", None), b.world, b.map)
-        return self._prov[self._run]
+        return self._prov[self._route.run]
 
     def _fail(self, i: int, k: int, err: Exception) -> None:
         msg = f"{self.name}.run_step raised {type(err).__name__} at step {k}: {err}"

@@ -28,7 +28,6 @@ from typing import Protocol
 from drivefi.campaign.context import BatchContext
 from drivefi.campaign.dispatch import run_batch
 from drivefi.campaign.outcome import error_row
-from drivefi.rejoin import SWITCH as REJOIN_SWITCH
 
 log = logging.getLogger("drivefi.campaign")
 
@@ -43,19 +42,25 @@ class Executor(Protocol):
 
 
 _CTX: BatchContext | None = None
+_SWITCHES = "DRIVEFI_"  # environment variables that configure DriveFI
 
 
-def _init_worker(ctx: BatchContext, campaign_pid: int, rejoin: str | None = None) -> None:
+def _switches() -> dict[str, str]:
+    """This process's DriveFI switches, handed to the workers it starts."""
+    return {n: v for n, v in os.environ.items() if n.startswith(_SWITCHES)}
+
+
+def _init_worker(ctx: BatchContext, campaign_pid: int, switches: dict | None = None) -> None:
     global _CTX
     from drivefi.campaign.containment import die_with
 
     die_with(campaign_pid)
     _CTX = ctx
-    # the campaign's own DRIVEFI_REJOIN: workers fork from a server that keeps the environment
-    # of the first campaign in this process
-    os.environ.pop(REJOIN_SWITCH, None)
-    if rejoin is not None:
-        os.environ[REJOIN_SWITCH] = rejoin
+    # the campaign's own DRIVEFI_* switches (e.g. DRIVEFI_REJOIN): workers fork from a server
+    # that keeps the environment of the first campaign in this process
+    for name in [n for n in os.environ if n.startswith(_SWITCHES)]:
+        del os.environ[name]
+    os.environ.update(switches or {})
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -86,7 +91,7 @@ class LocalExecutor:
             self.workers,
             mp_context=_mp_context(),
             initializer=_init_worker,
-            initargs=(ctx, os.getpid(), os.environ.get(REJOIN_SWITCH)),
+            initargs=(ctx, os.getpid(), _switches()),
         )
 
     def run(self, ctx: BatchContext, batches: Iterable[list]) -> Iterator[list[dict]]:
