@@ -15,9 +15,9 @@ import copy
 import time
 from pathlib import Path
 
-from drivefi.bridges.carla.agent import AgentADS
-from drivefi.scenario import bundled_names, load_scenario
-from drivefi.simulate import Simulation, TraceRecorder
+from drivefi.run.simulate import Simulation, TraceRecorder
+from drivefi.stacks.agent.adapter import AgentStack
+from drivefi.world.scenario import bundled_names, load_scenario
 
 AGENTS = sorted((Path(__file__).resolve().parent.parent / "examples" / "agents").glob("[!_]*.py"))
 
@@ -26,7 +26,7 @@ def loop_us(scenario, spec: str | None) -> float:
     """Microseconds per step of the closed loop at N = 1 (best of 3)."""
     best = float("inf")
     for _ in range(3):
-        sim = Simulation(scenario, ads=AgentADS(spec, scenario) if spec else None)
+        sim = Simulation(scenario, ads=AgentStack(spec, scenario) if spec else None)
         t0 = time.perf_counter()
         sim.run(1)
         best = min(best, time.perf_counter() - t0)
@@ -34,8 +34,8 @@ def loop_us(scenario, spec: str | None) -> float:
 
 
 def agent_row(spec: str, scenario) -> dict:
-    ads = AgentADS(spec, scenario)
-    fresh = copy.deepcopy(AgentADS(spec, scenario).agent)
+    ads = AgentStack(spec, scenario)
+    fresh = copy.deepcopy(AgentStack(spec, scenario).agent)
     inputs, step = [], ads.agent.run_step
 
     def spy(data, t):

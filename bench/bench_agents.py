@@ -5,7 +5,7 @@ when there is no example yet): an exhaustive plan of the scenario over all the s
 (start stride, durations 1,5,20; the same start steps, durations and grid sizes for every stack),
 run as a campaign on the embedded simulator in this process. Each agent's faulty runs start from
 deep copies of the agent taken during its golden run, lock-step with the vectorised world, and
-stop once they rejoin the golden run (drivefi.rejoin). After a warm-up campaign, the stacks are
+stop once they rejoin the golden run (drivefi.run.rejoin). After a warm-up campaign, the stacks are
 timed in interleaved rounds (reference, every agent, reference, every agent, ..., reference):
 this machine's speed drifts by tens of per cent within minutes, so each agent's rate is compared
 with the mean of the reference rates timed just before and just after it, and the medians over
@@ -34,11 +34,11 @@ from pathlib import Path
 from drivefi.campaign.batch import golden_for
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
-from drivefi.plan import Plan, exhaustive
-from drivefi.rejoin import SWITCH
-from drivefi.scenario import load_scenario
-from drivefi.simulate import Simulation
-from drivefi.stack import load_stack
+from drivefi.faults.plan import Plan, exhaustive
+from drivefi.run.rejoin import SWITCH
+from drivefi.run.simulate import Simulation
+from drivefi.stacks import load_stack
+from drivefi.world.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,7 @@ def agent_specs() -> list[str]:
 
 def own_step_us(stack, sc) -> float:
     """The agent's own ``run_step`` [us a step], timed alone: a copy of the set-up agent
-    (``stack``, an unused :class:`drivefi.ads.agent.AgentStack`) steps through the inputs of its
+    (``stack``, an unused :class:`drivefi.stacks.agent.adapter.AgentStack`) steps through the inputs of its
     golden run, outside any campaign (``drivefi.inject`` inactive)."""
     inputs, step = [], stack.cls.run_step
     stack.cls.run_step = lambda self, data, t: (inputs.append((data, t)), step(self, data, t))[1]

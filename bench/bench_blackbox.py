@@ -5,7 +5,7 @@ points and module order, nothing of its code) and every agent under examples/age
 structure derived from its points). Ground truth: the exhaustive 1-fixed and m-fixed (m = 5, 20)
 sweeps (bench/bench_campaign.py's databases for the reference stack, stride 1; agents: a start-step
 stride of 5, the search on the same grid). The search spends its budget in active-refit rounds
-(drivefi.active): training runs, fit, score, inject, refit, re-score. Per stack x scenario it prints
+(drivefi.search.active): training runs, fit, score, inject, refit, re-score. Per stack x scenario it prints
 precision, recall and F1 of the final plan, the space's critical share, the simulator runs spent
 by the search (training + round injections), by the pipeline in all (+ its validation of up to
 --validate fresh predictions) and with the whole rest of the plan validated, as shares of the space, hazards per injection against random FI at the same number of runs, fit,
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from sweeps import ensure_sweeps
 
-from drivefi.recorder import record_golden
-from drivefi.scenario import bundled_names, load_scenario
+from drivefi.run.golden import record_golden
+from drivefi.world.scenario import bundled_names, load_scenario
 
 SWEEPS = [("1-fixed", 1), ("m-fixedm5", 5), ("m-fixedm20", 20)]
 TARGET = (
@@ -43,8 +43,8 @@ def agent_sweeps(out: Path, agent: str, name: str, stride: int = 5) -> str:
     out/<agent>.<scenario>.<tag>.db; returns the database prefix."""
     from drivefi.campaign.executor import LocalExecutor
     from drivefi.campaign.runner import run_campaign
-    from drivefi.plan import exhaustive
-    from drivefi.stack import stack_points
+    from drivefi.faults.plan import exhaustive
+    from drivefi.stacks import stack_points
 
     label = Path(agent.split(":")[0]).stem
     prefix = f"{label}.{name}"
@@ -117,8 +117,8 @@ def main() -> None:
     names = args.scenarios.split(",")
     todo = args.stacks.split(",") if args.stacks else stacks(Path.cwd())
     ensure_sweeps(out, args.scenarios)
-    from drivefi.active import active_search
-    from drivefi.training import structure_for
+    from drivefi.search.active import active_search
+    from drivefi.search.training import structure_for
 
     head = (
         f"{'stack':12s} {'scenario':20s} {'space':>6s} {'crit':>5s} {'plan':>5s} {'prec':>6s} "

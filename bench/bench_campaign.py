@@ -17,8 +17,8 @@ from pathlib import Path
 
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
-from drivefi.plan import exhaustive, random_plan, write_plan
-from drivefi.scenario import bundled_names, load_scenario
+from drivefi.faults.plan import exhaustive, random_plan, write_plan
+from drivefi.world.scenario import bundled_names, load_scenario
 
 SWEEPS = [("1-fixed", 1), ("m-fixed m=5", 5), ("m-fixed m=20", 20)]
 RANDOM = [("1-random", 1), ("m-random m=5", 5), ("bitflip", 1)]

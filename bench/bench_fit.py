@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import time
 
-from drivefi.recorder import record_golden
-from drivefi.scenario import bundled_names, load_scenario
+from drivefi.run.golden import record_golden
+from drivefi.search.training import training_set
 from drivefi.tbn import fit_model
-from drivefi.training import training_set
+from drivefi.world.scenario import bundled_names, load_scenario
 
 VARS = ["v", "theta", "phi", "x", "y", "lane_offset"]
 

@@ -3,7 +3,7 @@
 1. Embedded campaign, faulty runs per second: the same plan run with the local executor (a pool of
    ``--workers`` processes) and with Ray (a local, loopback-only Ray with the same number of CPUs);
    both runs' outcomes are checked equal.
-2. A pool of fake CARLA servers (:mod:`drivefi.campaign.fake_servers`, each tick paced
+2. A pool of fake CARLA servers (:mod:`drivefi_fakes.server_pool`, each tick paced
    ``--tick-ms`` like a real server's synchronous step) with 1, 2 and 4 servers, one Ray actor per
    server: faulty runs per second.
 
@@ -15,18 +15,25 @@ Ray's start-up (~10 s) is not counted in the rates; each campaign's own wall tim
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from drivefi.campaign.carla_pool import CarlaPoolExecutor, Server
 from drivefi.campaign.executor import LocalExecutor
-from drivefi.campaign.fake_servers import FakeServers
 from drivefi.campaign.ray_executor import RayExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.campaign.store import ResultsStore
-from drivefi.plan import random_plan
-from drivefi.scenario import load_scenario
+from drivefi.faults.plan import random_plan
+from drivefi.world.scenario import load_scenario
+
+# the fakes live with the tests (tests/drivefi_fakes); the pool's worker processes inherit the path
+FAKES = str(Path(__file__).resolve().parent.parent / "tests")
+sys.path.insert(0, FAKES)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (FAKES, os.environ.get("PYTHONPATH")) if p)
+from drivefi_fakes.server_pool import FakeServers  # noqa: E402
 
 
 def outcomes(db: Path):

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 from sweeps import ensure_sweeps
 
-from drivefi.recorder import record_golden
-from drivefi.scenario import bundled_names, load_scenario
+from drivefi.run.golden import record_golden
 from drivefi.search import score_space
+from drivefi.search.training import training_set
 from drivefi.tbn import fit_model
-from drivefi.training import training_set
+from drivefi.world.scenario import bundled_names, load_scenario
 
 SWEEPS = [
     ("1-fixed", "1-fixed", 1),

@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
-from drivefi.recorder import record_golden
-from drivefi.scenario import bundled_names, load_scenario
-from drivefi.simulate import OutcomeRecorder, Simulation
+from drivefi.run.golden import record_golden
+from drivefi.run.simulate import OutcomeRecorder, Simulation
+from drivefi.world.scenario import bundled_names, load_scenario
 
 SCENARIOS = ["highway", "lead_brake"]  # a 3-lane curved road with 3 actors; a straight road
 

@@ -21,14 +21,14 @@ def best_of(fn, repeat: int = 3) -> float:
 
 
 def main() -> None:
-    from drivefi.recorder import record_golden
-    from drivefi.scenario import load_scenario
+    from drivefi.run.golden import record_golden
+    from drivefi.search.training import training_set
     from drivefi.tbn.evidence import GoldenWindows
     from drivefi.tbn.fit import fit_model
     from drivefi.tbn.hazard import SafetyModel
     from drivefi.tbn.predict import Predictor
     from drivefi.tbn.structure import SAFETY_STATE, STATE
-    from drivefi.training import training_set
+    from drivefi.world.scenario import load_scenario
 
     sc = load_scenario("lead_brake")
     golden = record_golden(sc)

@@ -153,5 +153,5 @@ def _context(injector, k) -> tuple:
     """What :func:`inject` reads: (injector, k, the injector again when it serves one run of a
     user agent at a time, else None). A per-run injector has ``run`` (the run stepping now),
     ``points`` (declared point -> (values the runs saw, runs whose fault is on now)),
-    ``corrupt(point, value)`` and ``scalar(point, value)`` (:class:`drivefi.ads.agent._RunInjector`)."""
+    ``corrupt(point, value)`` and ``scalar(point, value)`` (:class:`drivefi.stacks.agent.adapter._RunInjector`)."""
     return (injector, np.asarray(k), injector if hasattr(injector, "points") else None)

@@ -19,11 +19,12 @@ import numpy as np
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.campaign.traces import campaign_traces
-from drivefi.faults import Fault
-from drivefi.plan import Plan, default_values, fault_model_for, write_plan
-from drivefi.progress import Progress, finished, silent
-from drivefi.recorder import record_golden, write_trace
-from drivefi.scenario import Scenario
+from drivefi.core import Fault
+from drivefi.faults.plan import Plan, default_values, fault_model_for, write_plan
+from drivefi.run.golden import record_golden
+from drivefi.run.trace import write_trace
+from drivefi.util.progress import Progress, finished, silent
+from drivefi.world.scenario import Scenario
 
 
 @dataclass
@@ -61,7 +62,7 @@ def random_baseline(
 ) -> Plan:
     """Faults drawn uniformly from the search's candidate space (step x point x value x duration);
     ``points``: the stack under test's (default: the reference ADS's)."""
-    from drivefi.ads import INJECTION_POINTS
+    from drivefi.stacks.reference import INJECTION_POINTS
 
     points = list(points or INJECTION_POINTS)
     known = {p.name: p for p in points}
@@ -83,8 +84,8 @@ def record_golden_on(sim: str, scenario: Scenario, bridge_options: dict | None, 
     """The stack under test's golden run on ``sim`` (CARLA: the given server, or a pool's first)
     as a trace."""
     from drivefi.bridges.carla.bridge import make_carla_bridge
-    from drivefi.bridges.carla.run import record_golden_carla
-    from drivefi.stack import load_stack
+    from drivefi.run.carla import record_golden_carla
+    from drivefi.stacks import load_stack
 
     opts = dict(bridge_options or {})
     servers = getattr(executor, "servers", None)
@@ -125,12 +126,12 @@ def run_pipeline(
 
     ``agent``: the stack under test (``None``/``"reference"`` or ``FILE.py[:CLASS]``); every run
     of the job (golden, training, validation, random baseline) is that stack's."""
-    from drivefi.active import active_search
     from drivefi.errors import InputError
     from drivefi.search import to_plan
-    from drivefi.stack import is_reference, load_stack
+    from drivefi.search.active import active_search
+    from drivefi.search.training import structure_for
+    from drivefi.stacks import is_reference, load_stack
     from drivefi.tbn import save_model
-    from drivefi.training import structure_for
 
     out = Path(out)
     train_sim = train_sim or sim

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
 
-from drivefi.recorder import Golden, record_golden
-from drivefi.scenario import load_scenario
+# The fakes (tests/drivefi_fakes: a fake CARLA server and a pool of them) are imported by name in
+# worker processes too (process pools, Ray actors): they inherit this search path.
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_TESTS, os.environ.get("PYTHONPATH", "")) if p
+)
+
+from drivefi.run.golden import Golden, record_golden  # noqa: E402
+from drivefi.world.scenario import load_scenario  # noqa: E402
 
 
 class GoldenCache:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from drivefi.cli import main
-from drivefi.recorder import read_trace
-from drivefi.stack import stack_identity
+from drivefi.run.trace import read_trace
+from drivefi.stacks import stack_identity
 
 pytest.importorskip("carla")
 

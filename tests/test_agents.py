@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 
 from drivefi.campaign.runner import run_campaign
+from drivefi.core import Fault
 from drivefi.errors import InputError
-from drivefi.faults import Fault, FaultInjector
-from drivefi.plan import Plan, exhaustive, random_plan, read_plan, write_plan
-from drivefi.recorder import read_trace, record_golden
-from drivefi.scenario import load_scenario
-from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
-from drivefi.stack import load_stack, stack_identity, stack_points
+from drivefi.faults import FaultInjector
+from drivefi.faults.plan import Plan, exhaustive, random_plan, read_plan, write_plan
+from drivefi.run.golden import record_golden
+from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.run.trace import read_trace
+from drivefi.stacks import load_stack, stack_identity, stack_points
+from drivefi.world.scenario import load_scenario
 
 pytest.importorskip("carla")
 
@@ -198,7 +200,7 @@ def test_keep_traces_writes_agent_traces_and_resume_refuses_another_stack(tmp_pa
 
 
 def test_bad_agent_specs_are_one_clear_line(tmp_path):
-    from drivefi.ads.agent_loader import AgentError
+    from drivefi.stacks.agent.loader import AgentError
 
     with pytest.raises(AgentError, match=r"nope\.py:Nope: agent file not found"):
         load_stack(f"{tmp_path}/nope.py:Nope", SC)
@@ -212,10 +214,11 @@ def test_bad_agent_specs_are_one_clear_line(tmp_path):
 
 
 def test_carla_style_agent_runs_unchanged_on_embedded_and_through_the_fake_server():
+    from drivefi_fakes.carla_server import FakeCarla
+
     from drivefi.bridges.carla.bridge import make_carla_bridge
     from drivefi.bridges.carla.connection import forget_sessions
-    from drivefi.bridges.carla.run import run_carla
-    from drivefi.bridges.carla.testing import FakeCarla
+    from drivefi.run.carla import run_carla
 
     forget_sessions()
     fake = FakeCarla(SC)
@@ -235,7 +238,7 @@ def test_carla_style_agent_runs_unchanged_on_embedded_and_through_the_fake_serve
 
 
 def test_embedded_stand_ins_follow_carla_conventions():
-    from drivefi.carla_api import CarlaDataProvider
+    from drivefi.stacks.agent.carla_api import CarlaDataProvider
 
     sc = load_scenario("curved_following")
     stack = load_stack(CARLA_STYLE, sc)
@@ -276,7 +279,7 @@ def test_the_minimal_agent_of_the_docs_runs(tmp_path):
 
 SENSOR_AGENT = """
 import carla
-from drivefi.ads.agent_loader import AutonomousAgent
+from drivefi.stacks.agent.loader import AutonomousAgent
 
 class Recorder(AutonomousAgent):
     def setup(self, conf):
@@ -304,7 +307,7 @@ def test_gnss_imu_and_map_pseudo_sensors_follow_the_leaderboard(tmp_path):
     assert len(seen) == sc.steps and seen[7]["gps"][0] == 7
     xodr = seen[0]["map"][1]["opendrive"]
     assert all(s["map"][1]["opendrive"] is xodr for s in seen)  # rendered once, not every step
-    from drivefi.bridges.carla.opendrive import opendrive_user_data, scenario_opendrive
+    from drivefi.world.opendrive import opendrive_user_data, scenario_opendrive
 
     assert xodr == scenario_opendrive(sc).xodr  # the document the CARLA bridge loads
     assert '<speed max="15.0" unit="m/s"/>' in xodr and seen[0]["o"][1]["speed_limit"] == 15.0
@@ -326,7 +329,7 @@ def test_gnss_imu_and_map_pseudo_sensors_follow_the_leaderboard(tmp_path):
 
 
 def test_input_records_are_the_dicts_of_their_keys():
-    from drivefi.ads.agent_inputs import record
+    from drivefi.stacks.agent.inputs import record
 
     keys = ("a", "it's", 'q"uote', "back\\slash\n", "ü", "a b")
     vals = (1, 2.5, None, [3], "x", -0.0)

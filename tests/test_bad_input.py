@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from drivefi.cli import main
-from drivefi.scenario import SCENARIO_DIR
+from drivefi.world.scenario import SCENARIO_DIR
 
 SEED_LIMIT = 2**63
 BASE = yaml.safe_load((SCENARIO_DIR / "lead_brake.yaml").read_text())
@@ -513,7 +513,7 @@ def test_bad_input(case: Case, tmp_path, capsys, monkeypatch, golden):
 
 def test_bom_plan_is_accepted(tmp_path):
     """A UTF-8 byte-order mark (as some editors write) is dropped, not refused."""
-    from drivefi.plan import read_plan
+    from drivefi.faults.plan import read_plan
 
     p = tmp_path / "bom.csv"
     p.write_bytes(("\ufeff" + plan(GOOD_ROW)).encode("utf-8"))
@@ -524,9 +524,9 @@ def test_bom_plan_is_accepted(tmp_path):
 def test_seed_limit_is_inclusive(tmp_path):
     """The largest valid seed (2^63 - 1) is accepted where seeds enter, one more is not."""
     from drivefi.errors import InputError
-    from drivefi.plan import read_plan
-    from drivefi.scenario import parse_scenario
-    from drivefi.seeds import SEED_MAX, check_seed
+    from drivefi.faults.plan import read_plan
+    from drivefi.util.seeds import SEED_MAX, check_seed
+    from drivefi.world.scenario import parse_scenario
 
     assert SEED_MAX == SEED_LIMIT - 1 and check_seed(SEED_MAX) == SEED_MAX
     assert parse_scenario(yaml.safe_load(scenario("seed", SEED_MAX))).seed == SEED_MAX
@@ -539,8 +539,8 @@ def test_seed_limit_is_inclusive(tmp_path):
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     """A failed write removes its temporary file and the folders it made; the old file stays."""
-    from drivefi.atomic import atomic_path
     from drivefi.errors import InputError
+    from drivefi.util.atomic import atomic_path
 
     dest = tmp_path / "a" / "b" / "out.txt"
     with pytest.raises(InputError, match=r"out\.txt: cannot write"), atomic_path(dest) as tmp:
@@ -564,8 +564,8 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
 def test_accepted_edge_inputs(tmp_path):
     """What the checks must not refuse: a BOM, rho = .inf, CRLF plan lines, the largest step count."""
-    from drivefi.plan import read_plan
-    from drivefi.scenario import MAX_STEPS, load_scenario
+    from drivefi.faults.plan import read_plan
+    from drivefi.world.scenario import MAX_STEPS, load_scenario
 
     s = tmp_path / "s.yaml"
     text = scenario("ego.vehicle.response_time", float("inf"))

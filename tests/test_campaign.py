@@ -16,8 +16,8 @@ from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.campaign.store import ResultsStore
 from drivefi.cli import main
-from drivefi.plan import exhaustive, random_plan, read_plan, write_plan
-from drivefi.scenario import load_scenario
+from drivefi.faults.plan import exhaustive, random_plan, read_plan, write_plan
+from drivefi.world.scenario import load_scenario
 
 SC = load_scenario("lead_brake")
 

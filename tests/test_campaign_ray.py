@@ -20,8 +20,8 @@ from procs import alive, descendants, rows
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.errors import InputError
-from drivefi.plan import exhaustive, write_plan
-from drivefi.scenario import load_scenario
+from drivefi.faults.plan import exhaustive, write_plan
+from drivefi.world.scenario import load_scenario
 
 pytest.importorskip("ray")
 if not Path("/proc/net/tcp").exists():
@@ -76,8 +76,8 @@ def loopback(addr: str) -> bool:
 @pytest.mark.slow
 def test_local_ray_matches_local_and_listens_on_loopback_only(tmp_path):
     from drivefi.campaign.ray_executor import RayExecutor
-    from drivefi.recorder import record_golden
-    from drivefi.training import simulate_training
+    from drivefi.run.golden import record_golden
+    from drivefi.search.training import simulate_training
 
     plan = small_plan()
     golden = record_golden(SC)
@@ -158,8 +158,8 @@ KILL_SCRIPT = """
 import sys
 from drivefi.campaign.ray_executor import RayExecutor
 from drivefi.campaign.runner import run_campaign
-from drivefi.plan import read_plan
-from drivefi.scenario import load_scenario
+from drivefi.faults.plan import read_plan
+from drivefi.world.scenario import load_scenario
 run_campaign(load_scenario("lead_brake"), read_plan(sys.argv[1]), sys.argv[2], RayExecutor(1),
              progress=False, batch_size=5)
 """

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from procs import alive, descendants, rows
 
-from drivefi.atomic import atomic_path
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.campaign.store import SCHEMA_VERSION, ResultsStore
 from drivefi.cli import main
 from drivefi.errors import InputError
-from drivefi.plan import exhaustive, write_plan
-from drivefi.scenario import load_scenario
+from drivefi.faults.plan import exhaustive, write_plan
+from drivefi.util.atomic import atomic_path
+from drivefi.world.scenario import load_scenario
 
 SC = load_scenario("lead_brake")
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

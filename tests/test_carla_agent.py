@@ -6,18 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from drivefi_fakes.carla_server import FakeCarla
 
-from drivefi.ads import Injector
-from drivefi.bridges.carla.agent import AgentError, AgentStepError, load_agent_ads
 from drivefi.bridges.carla.bridge import make_carla_bridge
 from drivefi.bridges.carla.connection import forget_sessions
-from drivefi.bridges.carla.run import run_carla
-from drivefi.bridges.carla.testing import FakeCarla
+from drivefi.core import Fault, Injector
 from drivefi.errors import InputError
-from drivefi.faults import Fault, FaultInjector
+from drivefi.faults import FaultInjector
 from drivefi.inject import active, declare, declared, inject
-from drivefi.scenario import load_scenario
-from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.run.carla import run_carla
+from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.stacks.agent.adapter import AgentStack
+from drivefi.stacks.agent.loader import AgentError, AgentStepError
+from drivefi.world.scenario import load_scenario
 
 CARLA_MISSING = (
     "the carla client library is not installed (the carla extra has wheels only for "
@@ -39,7 +40,7 @@ def _fresh_sessions():
 def run_agent(cls: str, fault: Fault | None = None, fake: FakeCarla | None = None):
     fake = fake or FakeCarla(SC)
     bridge = make_carla_bridge(SC, client_factory=fake.client)
-    ads = load_agent_ads(f"{AGENT}:{cls}", SC, bridge=bridge)
+    ads = AgentStack(f"{AGENT}:{cls}", SC, bridge=bridge)
     sim = Simulation(SC, bridge=bridge, ads=ads)
     rec, out = TraceRecorder(1, sim.steps, sim.points), OutcomeRecorder(1)
     injector = FaultInjector([fault], ads.points) if fault else None
@@ -49,7 +50,7 @@ def run_agent(cls: str, fault: Fault | None = None, fake: FakeCarla | None = Non
 
 def test_leaderboard_agent_under_the_bridge_with_a_fault_in_its_vehicle_control():
     rec, out, agent, bridge, fake = run_agent("GapKeeper")
-    names = [p.name for p in load_agent_ads(str(AGENT), SC, bridge=bridge).points]
+    names = [p.name for p in AgentStack(str(AGENT), SC, bridge=bridge).points]
     assert names == ["control.throttle", "control.brake", "control.steer", "localization.speed",
                      "perception.gap", "planner.target_speed"]  # fmt: skip
     assert out.collision_step[0] < 0 and out.first_hazard[0] < 0 and rec.filled.all()
@@ -89,7 +90,7 @@ def test_user_declared_point_is_corrupted_by_a_plan_row():
 
 
 def test_agent_runs_on_the_embedded_world_with_pseudo_sensors():
-    ads = load_agent_ads(f"{AGENT}:GroundTruthOnly", SC)
+    ads = AgentStack(f"{AGENT}:GroundTruthOnly", SC)
     sim = Simulation(SC, ads=ads)
     out = OutcomeRecorder(1)
     sim.run(1, recorders=[out])
@@ -98,26 +99,26 @@ def test_agent_runs_on_the_embedded_world_with_pseudo_sensors():
         "lat"
     ] == pytest.approx(0, abs=1e-3)
     # GNSS is a pseudo-sensor on the embedded simulator (the map's geo-reference) ...
-    gk = load_agent_ads(f"{AGENT}:GapKeeper", SC)
+    gk = AgentStack(f"{AGENT}:GapKeeper", SC)
     Simulation(SC, ads=gk).run(1)
     assert len(gk.agent.gnss) == SC.steps and gk.agent.gnss[0][1].shape == (3,)
     # ... a camera needs a CARLA server, and the error names it
     with pytest.raises(InputError, match=r"sensor\.camera\.rgb \('Center'\).*--sim carla"):
-        load_agent_ads(f"{AGENT}:WithCamera", SC)
+        AgentStack(f"{AGENT}:WithCamera", SC)
 
 
 def test_agent_load_errors_and_crashes_are_clear(tmp_path):
     with pytest.raises(InputError, match="agent file not found"):
-        load_agent_ads(f"{tmp_path}/nope.py:X", SC)
+        AgentStack(f"{tmp_path}/nope.py:X", SC)
     with pytest.raises(InputError, match=r"no class 'Nope'.*GapKeeper"):
-        load_agent_ads(f"{AGENT}:Nope", SC)
+        AgentStack(f"{AGENT}:Nope", SC)
     broken = tmp_path / "broken.py"
     broken.write_text("import no_such_package_xyz\n")
     with pytest.raises(AgentError, match=r"importing .*broken\.py failed: ModuleNotFoundError"):
-        load_agent_ads(f"{broken}:A", SC)
+        AgentStack(f"{broken}:A", SC)
     fake = FakeCarla(SC)
     bridge = make_carla_bridge(SC, client_factory=fake.client)
-    ads = load_agent_ads(f"{AGENT}:Crashing", SC, bridge=bridge)
+    ads = AgentStack(f"{AGENT}:Crashing", SC, bridge=bridge)
     with pytest.raises(
         AgentStepError, match=r"Crashing\.run_step raised ValueError at step 3: model weights"
     ):
@@ -143,7 +144,7 @@ def test_leaderboard_1_style_agent(tmp_path):
         "        v = input_data['speed'][1]['speed']\n"
         "        return carla.VehicleControl(throttle=0.0, brake=0.3 if v > 1 else 0.0, steer=0.0)\n"
     )
-    ads = load_agent_ads(f"{src}:Old", SC, conf=str(conf))
+    ads = AgentStack(f"{src}:Old", SC, conf=str(conf))
     assert ads.agent.conf == '{"cruise": 12.0}' and ads.sensors[0]["id"] == "speed"
     out = OutcomeRecorder(1)
     sim = Simulation(SC, ads=ads)

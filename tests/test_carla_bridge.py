@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from drivefi_fakes.carla_server import FakeCarla
 
-from drivefi.ads import Injector
 from drivefi.bridges.carla import bridge as bridge_mod
 from drivefi.bridges.carla.bridge import CarlaBridge, make_carla_bridge
 from drivefi.bridges.carla.connection import (
@@ -22,19 +22,19 @@ from drivefi.bridges.carla.connection import (
     check_server,
     forget_sessions,
 )
-from drivefi.bridges.carla.run import record_golden_carla, run_carla
 from drivefi.bridges.carla.settings import (
     CarlaPlacement,
     carla_config,
     load_carla_scenario,
 )
-from drivefi.bridges.carla.testing import FakeCarla
+from drivefi.core import Actuation, Fault, Injector
 from drivefi.errors import InputError, SimulatorError
-from drivefi.faults import Fault, FaultInjector
-from drivefi.recorder import record_golden
-from drivefi.scenario import Road, Segment, load_scenario
-from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
-from drivefi.vehicle import Actuation, steer_limit
+from drivefi.faults import FaultInjector
+from drivefi.run.carla import record_golden_carla, run_carla
+from drivefi.run.golden import record_golden
+from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.world.scenario import Road, Segment, load_scenario
+from drivefi.world.vehicle import steer_limit
 
 CARLA_MISSING = (
     "the carla client library is not installed (the carla extra has wheels only for "

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from drivefi_fakes.carla_server import FakeCarla
 from procs import outcomes
 
 from drivefi.bridges.carla import connection
-from drivefi.bridges.carla.testing import FakeCarla
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
-from drivefi.faults import Fault
-from drivefi.plan import Plan, read_plan, write_plan
-from drivefi.scenario import load_scenario
+from drivefi.core import Fault
+from drivefi.faults.plan import Plan, read_plan, write_plan
+from drivefi.world.scenario import load_scenario
 
 CARLA_MISSING = (
     "the carla client library is not installed (the carla extra has wheels only for "
@@ -172,7 +172,7 @@ def test_pipeline_on_carla_learns_the_stack_there(server, tmp_path, agent):
     import sqlite3
 
     from drivefi.pipeline import run_pipeline
-    from drivefi.recorder import read_trace
+    from drivefi.run.trace import read_trace
 
     server(FakeCarla(SC))
     opts = {"host": "127.0.0.1", "port": 2000, "timeout": 5.0}

@@ -7,15 +7,16 @@ import math
 
 import numpy as np
 import pytest
+from drivefi_fakes.carla_server import FakeCarla
 
 from drivefi.bridges.carla.bridge import CarlaBridge, make_carla_bridge
 from drivefi.bridges.carla.connection import forget_sessions
-from drivefi.bridges.carla.sensors import SEMANTIC_POINT, blueprint_attributes, to_agent_data
-from drivefi.bridges.carla.testing import FakeCarla
-from drivefi.faults import Fault, FaultInjector
-from drivefi.scenario import load_scenario
-from drivefi.simulate import Simulation, TraceRecorder
-from drivefi.vehicle import Actuation, Applied, VehicleInterface, steer_limit
+from drivefi.core import Actuation, Fault
+from drivefi.faults import FaultInjector
+from drivefi.run.simulate import Simulation, TraceRecorder
+from drivefi.stacks.agent.sensors import SEMANTIC_POINT, blueprint_attributes, to_agent_data
+from drivefi.world.scenario import load_scenario
+from drivefi.world.vehicle import Applied, VehicleInterface, steer_limit
 
 carla = pytest.importorskip("carla")
 
@@ -176,7 +177,7 @@ def test_fake_server_fails_like_carla_on_wrong_calls():
         client.load_map("Town01")
     with pytest.raises(RuntimeError, match="not found"):  # real keyword names are accepted
         client.load_world(map_name="Town42", reset_settings=False)
-    from drivefi.bridges.carla.opendrive import write_opendrive
+    from drivefi.world.opendrive import write_opendrive
 
     client.generate_opendrive_world(
         opendrive=write_opendrive(sc.road, name=sc.name).xodr, parameters=None, reset_settings=False
@@ -274,7 +275,7 @@ def test_sensor_data_per_type_reaches_the_agent_as_the_leaderboard_hands_it():
 
 
 def test_a_town_already_on_the_server_is_not_reloaded():
-    from drivefi.scenario import Road, Segment
+    from drivefi.world.scenario import Road, Segment
 
     sc = short("lead_brake", 1.0)
     town = Road(lanes=2, segments=[Segment(length=400.0)])
@@ -296,7 +297,7 @@ def test_the_scenario_schema_imports_no_bridge():
     import sys
 
     code = (
-        "import sys, drivefi.scenario; "
+        "import sys, drivefi.world.scenario; "
         "bad = [m for m in sys.modules if m.startswith('drivefi.bridges')]; "
         "assert not bad, bad"
     )

@@ -12,13 +12,13 @@ import math
 import numpy as np
 import pytest
 
-from drivefi.ads import ReferenceADS
 from drivefi.bridges.carla.observe import observation_safety
-from drivefi.bridges.carla.opendrive import from_carla, to_carla, write_opendrive
 from drivefi.bridges.carla.route import RouteFrame, road_edges
 from drivefi.bridges.embedded import EmbeddedBridge
-from drivefi.road import RoadGeometry
-from drivefi.scenario import Road, Segment, bundled_names, load_scenario
+from drivefi.stacks.reference import ReferenceADS
+from drivefi.world.opendrive import from_carla, to_carla, write_opendrive
+from drivefi.world.road import RoadGeometry
+from drivefi.world.scenario import Road, Segment, bundled_names, load_scenario
 
 CARLA_MISSING = (
     "the carla client library is not installed (the carla extra has wheels only for "
@@ -119,7 +119,7 @@ def test_safety_from_observation_equals_embedded(name):
 def test_generated_opendrive_carries_speed_limit_set_speed_and_ego_size():
     import xml.etree.ElementTree as ET
 
-    from drivefi.bridges.carla.opendrive import opendrive_user_data, scenario_opendrive
+    from drivefi.world.opendrive import opendrive_user_data, scenario_opendrive
 
     sc = load_scenario("highway")
     od = scenario_opendrive(sc)

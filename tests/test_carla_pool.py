@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 
 import pytest
+from drivefi_fakes.server_pool import FakeServers
 from procs import outcomes
 
 from drivefi.campaign.carla_pool import CarlaPoolExecutor, Server, parse_servers
 from drivefi.campaign.executor import LocalExecutor
-from drivefi.campaign.fake_servers import FakeServers
 from drivefi.campaign.runner import run_campaign
 from drivefi.errors import InputError
-from drivefi.plan import random_plan
-from drivefi.recorder import read_trace
-from drivefi.scenario import load_scenario
+from drivefi.faults.plan import random_plan
+from drivefi.run.trace import read_trace
+from drivefi.world.scenario import load_scenario
 
 pytest.importorskip("carla")
 pytest.importorskip("ray")

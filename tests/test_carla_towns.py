@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from drivefi_fakes.carla_server import FakeCarla
 
 from drivefi.bridges.carla.bridge import make_carla_bridge
 from drivefi.bridges.carla.connection import forget_sessions
@@ -24,10 +25,9 @@ from drivefi.bridges.carla.route import (
     walk,
 )
 from drivefi.bridges.carla.settings import CarlaPlacement, RoutePoint
-from drivefi.bridges.carla.testing import FakeCarla
 from drivefi.errors import InputError
-from drivefi.scenario import load_scenario
-from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.world.scenario import load_scenario
 
 carla = pytest.importorskip("carla")
 
@@ -205,8 +205,8 @@ def test_golden_run_through_a_town01_junction_is_safe():
 def test_one_lane_frame_for_the_embedded_road_and_a_map_route():
     """RoadGeometry (the embedded road) and RouteFrame (a map route) answer the same lane-frame
     questions the same way: to_frame inverts pose, on the road's own OpenDRIVE."""
-    from drivefi.bridges.carla.opendrive import scenario_opendrive
-    from drivefi.road import RoadGeometry
+    from drivefi.world.opendrive import scenario_opendrive
+    from drivefi.world.road import RoadGeometry
 
     sc = load_scenario("curved_following")
     geo = RoadGeometry.from_road(sc.road)

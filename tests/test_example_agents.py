@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivefi.bridges.carla.agent import AgentADS
-from drivefi.faults import Fault, FaultInjector
-from drivefi.scenario import bundled_names, load_scenario
-from drivefi.simulate import Simulation, TraceRecorder
+from drivefi.core import Fault
+from drivefi.faults import FaultInjector
+from drivefi.run.simulate import Simulation, TraceRecorder
+from drivefi.stacks.agent.adapter import AgentStack
+from drivefi.world.scenario import bundled_names, load_scenario
 
 AGENTS_DIR = Path(__file__).resolve().parent.parent / "examples" / "agents"
 AGENT_FILES = sorted(p for p in AGENTS_DIR.glob("*.py") if not p.name.startswith("_"))
@@ -28,7 +29,7 @@ _GOLDEN: dict[tuple[str, str], dict[str, np.ndarray]] = {}
 
 def run(agent: Path, scenario, fault: Fault | None = None):
     """One run of the agent on the embedded simulator: (trace columns of the run, its ADS)."""
-    ads = AgentADS(str(agent), scenario)
+    ads = AgentStack(str(agent), scenario)
     sim = Simulation(scenario, ads=ads)
     rec = TraceRecorder(1, sim.steps, sim.points)
     injector = FaultInjector([fault], ads.points) if fault is not None else None
@@ -47,7 +48,7 @@ def golden(agent: Path, name: str) -> dict[str, np.ndarray]:
 def test_there_are_example_agents():
     assert len(AGENT_FILES) >= 2
     for agent in AGENT_FILES:
-        ads = AgentADS(str(agent), SHORT)  # the class comes from the file's get_entry_point()
+        ads = AgentStack(str(agent), SHORT)  # the class comes from the file's get_entry_point()
         assert {s["type"] for s in ads.sensors} <= {"sensor.speedometer", "drivefi.observation"}
         assert len(ads.user_points) >= 3, f"{agent.name} declares too few injection points"
         assert all(np.isfinite([p.lo, p.hi]).all() and p.lo < p.hi for p in ads.user_points)
@@ -124,11 +125,11 @@ def test_state_hooks_and_deepcopy_are_faithful_snapshots(agent):
     plain JSON data) produces the very same controls from step k on."""
     sc = load_scenario("lead_brake").model_copy(update={"duration": 9.0})
     k = 125  # the lead brakes since 6 s: trackers, filters and the state machine are all busy
-    ads = AgentADS(str(agent), sc)
+    ads = AgentStack(str(agent), sc)
     spy = _Spy(ads.agent, k)
     Simulation(sc, ads=ads).run(1)
     state = json.loads(json.dumps(spy.state))
-    fresh = AgentADS(str(agent), sc).agent
+    fresh = AgentStack(str(agent), sc).agent
     fresh.set_state(state)
     for restored in (spy.copy, fresh):
         out = []
@@ -141,17 +142,18 @@ def test_state_hooks_and_deepcopy_are_faithful_snapshots(agent):
 @pytest.mark.parametrize("agent", AGENT_FILES, ids=AGENT_IDS)
 def test_agent_runs_on_carla_through_the_fake_server(agent):
     pytest.importorskip("carla")
+    from drivefi_fakes.carla_server import FakeCarla
+
     from drivefi.bridges.carla.bridge import make_carla_bridge
     from drivefi.bridges.carla.connection import forget_sessions
-    from drivefi.bridges.carla.run import run_carla
-    from drivefi.bridges.carla.testing import FakeCarla
+    from drivefi.run.carla import run_carla
 
     sc = load_scenario("cut_in").model_copy(update={"duration": 5.0})  # the cut-in and after
     forget_sessions()
     try:
         fake = FakeCarla(sc)
         bridge = make_carla_bridge(sc, client_factory=fake.client)
-        ads = AgentADS(str(agent), sc, bridge=bridge)
+        ads = AgentStack(str(agent), sc, bridge=bridge)
         rec = TraceRecorder(1, sc.steps, [p.name for p in ads.points])
         run_carla(sc, bridge, ads, recorders=[rec])
     finally:
@@ -200,7 +202,7 @@ def test_faulty_run_from_a_snapshot_equals_the_run_from_step_0(agent):
     )
     full, _ = run(agent, sc, fault)
     # the golden run up to step k, keeping the world and the agent there
-    bridge, ads = EmbeddedBridge(sc), AgentADS(str(agent), sc)
+    bridge, ads = EmbeddedBridge(sc), AgentStack(str(agent), sc)
     sim = Simulation(sc, bridge=bridge, ads=ads)
     obs = sim.start(1)
     for _ in range(k):
@@ -208,7 +210,7 @@ def test_faulty_run_from_a_snapshot_equals_the_run_from_step_0(agent):
     world, snap = bridge.snapshot(), copy.deepcopy(ads.agent)
     ads.step(obs)  # the golden run goes on: the snapshot must not follow it
     # the faulty run from the snapshot, on a fresh bridge and wrapper
-    bridge2, ads2 = EmbeddedBridge(sc), AgentADS(str(agent), sc)
+    bridge2, ads2 = EmbeddedBridge(sc), AgentStack(str(agent), sc)
     ads2.reset(1)
     ads2.agent = snap
     ads2.injector = FaultInjector([fault], ads2.points)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivefi.ads import INJECTION_POINTS
-from drivefi.faults import Fault, FaultInjector, flip_bit, random_sequence
-from drivefi.recorder import record_golden
-from drivefi.scenario import load_scenario
-from drivefi.simulate import Simulation, TraceRecorder
+from drivefi.core import Fault
+from drivefi.faults import FaultInjector, flip_bit, random_sequence
+from drivefi.run.golden import record_golden
+from drivefi.run.simulate import Simulation, TraceRecorder
+from drivefi.stacks.reference import INJECTION_POINTS
+from drivefi.world.scenario import load_scenario
 
 SC = load_scenario("lead_brake")
 POINTS = [p.name for p in INJECTION_POINTS]

@@ -106,7 +106,7 @@ def test_wheel_installs_and_runs_from_a_fresh_venv(tmp_path):
             timeout=timeout,
         )  # fmt: skip
 
-    where = run(bindir / "python", "-c", "import drivefi, drivefi.resources as r; "
+    where = run(bindir / "python", "-c", "import drivefi, drivefi.util.resources as r; "
                 "print(drivefi.__file__); print(r.bundled_dir('models'))")  # fmt: skip
     assert where.returncode == 0, where.stderr
     pkg, models = where.stdout.split()

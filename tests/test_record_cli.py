@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from drivefi.ads import INJECTION_POINTS
 from drivefi.cli import main
 from drivefi.errors import InputError
-from drivefi.recorder import read_trace, write_trace
-from drivefi.scenario import SCENARIO_DIR, bundled_names
+from drivefi.run.trace import read_trace, write_trace
+from drivefi.stacks.reference import INJECTION_POINTS
+from drivefi.world.scenario import SCENARIO_DIR, bundled_names
 
 REQUIRED_POINTS = [
     "perception.obstacle_distance",

@@ -1,4 +1,4 @@
-"""Faulty runs that rejoin the golden run stop being simulated (drivefi.rejoin): their outcomes
+"""Faulty runs that rejoin the golden run stop being simulated (drivefi.run.rejoin): their outcomes
 and kept traces are the same, bit for bit, as when they run to the end; an agent whose memory
 still differs from the golden run's does not rejoin, even while the world is the same."""
 
@@ -15,15 +15,15 @@ import pandas as pd
 import pytest
 
 import drivefi.campaign.batch as batch
-from drivefi.ads.agent_copy import register_carla_types
-from drivefi.ads.agent_equal import same_state
 from drivefi.bridges.embedded import EmbeddedBridge
-from drivefi.faults import Fault
-from drivefi.plan import exhaustive
-from drivefi.recorder import faulty_frame
-from drivefi.rejoin import SWITCH, GoldenTail, _next
-from drivefi.scenario import load_scenario
-from drivefi.stack import load_stack
+from drivefi.core import Fault
+from drivefi.faults.plan import exhaustive
+from drivefi.run.golden import faulty_frame
+from drivefi.run.rejoin import SWITCH, GoldenTail, _next
+from drivefi.stacks import load_stack
+from drivefi.stacks.agent.equal import same_state
+from drivefi.stacks.agent.snapshot import register_carla_types
+from drivefi.world.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures"

@@ -9,10 +9,10 @@ import pytest
 from drivefi.campaign.runner import run_campaign
 from drivefi.campaign.store import ResultsStore
 from drivefi.cli import main
-from drivefi.faults import Fault
-from drivefi.plan import Plan
-from drivefi.recorder import read_trace
-from drivefi.scenario import load_scenario
+from drivefi.core import Fault
+from drivefi.faults.plan import Plan
+from drivefi.run.trace import read_trace
+from drivefi.world.scenario import load_scenario
 
 SC = load_scenario("lead_brake")
 
@@ -101,7 +101,7 @@ def test_bad_replay_input_is_one_line_and_exit_2(db, tmp_path, capsys, args, exp
 
 def test_campaign_run_label_and_report_options(tmp_path, capsys):
     """`campaign run --label` names the campaign's role; `report --plan` brings the predictions."""
-    from drivefi.plan import write_plan
+    from drivefi.faults.plan import write_plan
 
     faults = [Fault("control.steer", "m-fixed", 1.0, None, 80, 20, 0)]
     plan = Plan(SC.name, SC.steps, faults, {"p_hazard": ["0.9"], "predicted_delta": ["-1.5"]})

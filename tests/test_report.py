@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from drivefi.campaign.replay import command_for, replay, replay_many, stored_fault
 from drivefi.campaign.runner import run_campaign
 from drivefi.campaign.store import ResultsStore
-from drivefi.faults import Fault
+from drivefi.core import Fault
+from drivefi.faults.plan import Plan, write_plan
 from drivefi.pipeline import random_baseline
-from drivefi.plan import Plan, write_plan
-from drivefi.replay import command_for, replay, replay_many, stored_fault
 from drivefi.report import build_report
 from drivefi.report.data import CampaignData, group_cases, with_times
-from drivefi.scenario import load_scenario
+from drivefi.world.scenario import load_scenario
 
 SC = load_scenario("lead_brake")
 
@@ -182,7 +182,7 @@ def test_report_without_roles_or_predictions(tmp_path):
 def test_other_simulators_show_kept_traces_and_are_never_replayed(tmp_path):
     """A campaign that ran on CARLA: its faults are not re-run on the embedded simulator in its
     place; the report says its traces were not kept, and uses them once they are."""
-    from drivefi.recorder import write_trace
+    from drivefi.run.trace import write_trace
 
     db = tmp_path / "carla.db"
     fault = Fault("control.steer", "m-fixed", 1.0, None, 80, 20, 0)

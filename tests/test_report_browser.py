@@ -68,7 +68,7 @@ def script_errors(stderr: str) -> list[str]:
 @pytest.fixture(scope="module")
 def pipeline_report(tmp_path_factory) -> Path:
     from drivefi.pipeline import run_pipeline
-    from drivefi.scenario import load_scenario
+    from drivefi.world.scenario import load_scenario
 
     out = tmp_path_factory.mktemp("pipe")
     run_pipeline(load_scenario("lead_brake"), out, budget=20, training_runs=40, durations=(5,),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from drivefi.safety import LON_HORIZON, StopParams, combine, d_safe, d_stop
+from drivefi.world.safety import LON_HORIZON, StopParams, combine, d_safe, d_stop
 
 A_MAX, L = 8.0, 2.9
 HELD = StopParams(a_max=A_MAX, wheelbase=L, steer_rate=0.5, response_time=np.inf)
@@ -302,7 +302,7 @@ def test_ordinary_states_keep_the_fixed_step_count():
     """Wheel angles the steering interface allows at each speed (lateral acceleration <= 2 m/s^2)
     on roads whose curve is driven at that speed (v^2 kappa <= 4 m/s^2): no step doubling, so
     ordinary states cost what they always did."""
-    from drivefi.safety import step_levels
+    from drivefi.world.safety import step_levels
 
     v = np.linspace(0.0, 50.0, 101)[:, None]
     lim = np.minimum(np.arctan(L * 2.0 / np.maximum(v, 1.0) ** 2), 0.6)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from drivefi.errors import InputError
-from drivefi.scenario import (
+from drivefi.world.scenario import (
     SCENARIO_DIR,
     Brake,
     CutIn,

@@ -8,12 +8,13 @@ import pytest
 
 from drivefi.campaign.runner import run_campaign
 from drivefi.cli import main
-from drivefi.plan import read_plan, write_plan
-from drivefi.recorder import record_golden, write_trace
-from drivefi.scenario import load_scenario
+from drivefi.faults.plan import read_plan, write_plan
+from drivefi.run.golden import record_golden
+from drivefi.run.trace import write_trace
 from drivefi.search import search
+from drivefi.search.training import training_set
 from drivefi.tbn import fit_model, save_model
-from drivefi.training import training_set
+from drivefi.world.scenario import load_scenario
 
 SC = load_scenario("lead_brake")
 
@@ -118,8 +119,8 @@ def test_calibration_learns_each_group_from_injected_outcomes():
     follow the predicted margin keeps the faults the margin says are critical."""
     import numpy as np
 
-    from drivefi.active import calibrate
     from drivefi.search import Candidates
+    from drivefi.search.active import calibrate
 
     rng = np.random.default_rng(0)
     n = 400

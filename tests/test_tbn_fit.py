@@ -87,8 +87,8 @@ def test_bayes_recovers_known_parameters():
 # -- real traces ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lead(golden_run):
-    from drivefi.scenario import load_scenario
-    from drivefi.training import simulate_training
+    from drivefi.search.training import simulate_training
+    from drivefi.world.scenario import load_scenario
 
     sc = load_scenario("lead_brake")
     g = golden_run("lead_brake")
@@ -98,7 +98,7 @@ def lead(golden_run):
 
 @pytest.fixture(scope="module")
 def trace_files(lead, tmp_path_factory):
-    from drivefi.recorder import write_trace
+    from drivefi.run.trace import write_trace
 
     d = tmp_path_factory.mktemp("traces")
     return [str(write_trace(t, d / f"run{i:03d}.parquet")) for i, t in enumerate(lead[2])]
@@ -154,7 +154,7 @@ def test_bad_model_files_are_refused(model, tmp_path, mutate, message):
 
 
 def _write(frame, meta, path):
-    from drivefi.recorder import Trace, write_trace
+    from drivefi.run.trace import Trace, write_trace
 
     return str(write_trace(Trace(frame, meta), path))
 
@@ -192,9 +192,9 @@ def test_one_step_under_forced_actuation_matches_simulator(model, lead, point):
     """Stated error: one step after a forced actuation, |error| < 1e-6 on v, phi, heading error,
     lane offset and s (the kinematics are exact given the applied actuation); over a 5-step fault,
     < 0.05 m / 0.05 m/s on lane offset, s and v (golden-anchored rollout)."""
-    from drivefi.ads import POINTS_BY_NAME
-    from drivefi.faults import Fault
-    from drivefi.training import fidelity
+    from drivefi.core import Fault
+    from drivefi.search.training import fidelity
+    from drivefi.stacks.reference import POINTS_BY_NAME
 
     sc, g, _ = lead
     p = POINTS_BY_NAME[point]

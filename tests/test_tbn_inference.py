@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from drivefi.search.twin import TWIN as STRUCTURE
 from drivefi.tbn.lg import LinearGaussianTBN
 from drivefi.tbn.model import CPD, TBNModel
 from drivefi.tbn.predict import Predictor
 from drivefi.tbn.structure import STATE, node
-from drivefi.twin import TWIN as STRUCTURE
 
 # the white-box oracle's structure: the closed-form inference is checked on its graph (the
 # black-box structure goes through the same code)
@@ -238,9 +238,9 @@ def test_points_are_do_able(small_model, lead_windows):
 
 @pytest.fixture(scope="module")
 def lead_data(golden_run):
-    from drivefi.scenario import load_scenario
+    from drivefi.search.training import training_set
     from drivefi.tbn.evidence import GoldenWindows
-    from drivefi.training import training_set
+    from drivefi.world.scenario import load_scenario
 
     sc = load_scenario("lead_brake")
     g = golden_run("lead_brake")

@@ -182,7 +182,7 @@ def test_bad_structure_file_is_exit_2_naming_the_line(case, tmp_path, capsys):
 
 
 def test_stack_with_a_point_the_structure_does_not_name_is_refused(tmp_path):
-    from drivefi.training import stack_points
+    from drivefi.search.training import stack_points
 
     st = load_structure(REF)
     pts = [p.name for p in stack_points()]
@@ -206,10 +206,10 @@ def test_structure_command_writes_a_valid_file(tmp_path, capsys):
 # -- model files ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def model_json():
-    from drivefi.scenario import load_scenario
+    from drivefi.search.training import training_set
     from drivefi.tbn import fit_model
     from drivefi.tbn.model_io import to_json
-    from drivefi.training import training_set
+    from drivefi.world.scenario import load_scenario
 
     sc = load_scenario("lead_brake")
     m = fit_model(training_set(sc, runs=20, seed=0), holdout=0.0, learn=False)
@@ -282,7 +282,10 @@ def test_nothing_under_tbn_imports_the_reference_stack():
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             for n in names:
-                assert not n.startswith(("drivefi.ads", "drivefi.twin")), (f.name, n)
+                assert not n.startswith(("drivefi.stacks.reference", "drivefi.search.twin")), (
+                    f.name,
+                    n,
+                )
 
 
 def test_gate_learns_to_hold_out_implausible_readings():

@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drivefi.ads import Injector
 from drivefi.bridges.embedded import EmbeddedBridge, obb_overlap
-from drivefi.recorder import record_golden
-from drivefi.road import RoadGeometry
-from drivefi.scenario import Road, Segment, bundled_names, load_scenario
-from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
-from drivefi.vehicle import Actuation, guard
+from drivefi.core import Actuation, Injector
+from drivefi.run.golden import record_golden
+from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.world.road import RoadGeometry
+from drivefi.world.scenario import Road, Segment, bundled_names, load_scenario
+from drivefi.world.vehicle import guard
 
 SCENARIOS = bundled_names()
 

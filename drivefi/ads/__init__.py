@@ -1,13 +1,2 @@
-"""The reference ADS: perception -> planning -> control, array-native over a batch of runs."""
-
-from drivefi.ads.injector import InjectionPoint, Injector
-from drivefi.ads.stack import INJECTION_POINTS, POINTS_BY_NAME, ADSState, ReferenceADS
-
-__all__ = [
-    "INJECTION_POINTS",
-    "POINTS_BY_NAME",
-    "ADSState",
-    "InjectionPoint",
-    "Injector",
-    "ReferenceADS",
-]
+"""Old home of the stacks under test, kept for agent files written against it (see
+:mod:`drivefi.ads.agent_loader`); the stacks live in :mod:`drivefi.stacks`."""

@@ -2,55 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from drivefi.safety import SafetyPotential
-from drivefi.vehicle import Actuation
-
-PREVIEW = np.arange(10.0, 130.0, 10.0)  # distances of the lane-curvature preview [m]
-
-
-@dataclass(frozen=True)
-class Observation:
-    """Ground-truth world at a step, arrays over runs (N,) and objects (N, A).
-
-    Lane geometry is relative to the ego's lane: ``lane_offset`` is the ego centre's offset from
-    the lane centre (left positive), ``heading_error`` its heading minus the lane's. Objects are
-    given in the same frame: ``obj_ds`` along the lane from the ego centre, ``obj_dd`` across it
-    from the ego lane's centre.
-    """
-
-    k: np.ndarray  # step index per run
-    t: np.ndarray  # time [s]
-    s: np.ndarray  # progress along the route [m]
-    x: np.ndarray
-    y: np.ndarray
-    theta: np.ndarray
-    v: np.ndarray
-    phi: np.ndarray
-    a: np.ndarray
-    lane_offset: np.ndarray
-    heading_error: np.ndarray
-    curvature: np.ndarray  # of the ego's lane [1/m]
-    lane_width: np.ndarray
-    obj_ds: np.ndarray
-    obj_dd: np.ndarray
-    obj_vlon: np.ndarray
-    obj_vlat: np.ndarray
-    obj_psi: np.ndarray
-    obj_len: np.ndarray
-    obj_wid: np.ndarray
-    obj_kind: np.ndarray
-    # largest |curvature| of the ego's lane within PREVIEW[j] metres ahead, (N, len(PREVIEW));
-    # None where a bridge gives no preview
-    curvature_ahead: np.ndarray | None = None
-
-    @property
-    def n(self) -> int:
-        return len(self.k)
+from drivefi.core import Actuation, Observation
+from drivefi.world.safety import SafetyPotential
 
 
 class Bridge(Protocol):

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivefi.actors import ActorSet, ActorStates
-from drivefi.bridges.base import PREVIEW, Observation
-from drivefi.road import RoadGeometry
-from drivefi.safety import SafetyPotential, StopParams, combine, d_safe, d_stop
-from drivefi.scenario import Scenario
-from drivefi.state import BatchState
-from drivefi.vehicle import Actuation, VehicleInterface, acceleration, step_vehicle
+from drivefi.core import PREVIEW, Actuation, Observation
+from drivefi.util.state import BatchState
+from drivefi.world.actors import ActorSet, ActorStates
+from drivefi.world.road import RoadGeometry
+from drivefi.world.safety import SafetyPotential, StopParams, combine, d_safe, d_stop
+from drivefi.world.scenario import Scenario
+from drivefi.world.vehicle import VehicleInterface, acceleration, step_vehicle
 
 
 @dataclass

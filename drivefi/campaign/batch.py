@@ -11,12 +11,13 @@ import numpy as np
 
 from drivefi.campaign.context import BatchContext
 from drivefi.campaign.outcome import keep_trace, label, stack_error_row
-from drivefi.faults import Fault, FaultInjector
-from drivefi.recorder import Golden, faulty_frame, record_golden
-from drivefi.rejoin import rejoin_for
-from drivefi.scenario import Scenario
-from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
-from drivefi.stack import load_stack, stack_errors
+from drivefi.core import Fault
+from drivefi.faults import FaultInjector
+from drivefi.run.golden import Golden, faulty_frame, record_golden
+from drivefi.run.rejoin import rejoin_for
+from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.stacks import load_stack, stack_errors
+from drivefi.world.scenario import Scenario
 
 _GOLDEN: dict[tuple, tuple] = {}
 

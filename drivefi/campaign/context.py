@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from drivefi.scenario import Scenario
+from drivefi.world.scenario import Scenario
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drivefi.campaign.context import BatchContext
-from drivefi.faults import Fault
+from drivefi.core import Fault
 
 
 def run_batch(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> list[dict]:

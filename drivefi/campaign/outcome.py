@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from drivefi.simulate import OutcomeRecorder
+from drivefi.run.simulate import OutcomeRecorder
 
 
 def label(rec: OutcomeRecorder, golden_safe: np.ndarray) -> list[dict]:
@@ -62,7 +62,7 @@ def keep_trace(ctx, frame, fault, idx: int, row: dict, stack: str) -> None:
     its metadata carrying the fault, its plan index and its outcome."""
     from pathlib import Path
 
-    from drivefi.recorder import Trace, trace_meta, write_trace
+    from drivefi.run.trace import Trace, trace_meta, write_trace
 
     if ctx.keep_traces == "hazards" and row.get("outcome") == "masked" and row["status"] == "ok":
         return

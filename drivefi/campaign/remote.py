@@ -11,10 +11,11 @@ import numpy as np
 
 from drivefi.campaign.context import BatchContext
 from drivefi.campaign.outcome import keep_trace, label, stack_error_row
+from drivefi.core import Fault
 from drivefi.errors import SimulatorError
-from drivefi.faults import Fault, FaultInjector
-from drivefi.simulate import OutcomeRecorder, Simulation, TraceRecorder
-from drivefi.stack import load_stack, stack_errors
+from drivefi.faults import FaultInjector
+from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.stacks import load_stack, stack_errors
 
 _GOLDEN_DELTAS: dict[tuple, np.ndarray] = {}
 
@@ -75,7 +76,7 @@ def golden_safe_steps(ctx: BatchContext) -> np.ndarray:
                 last = err
                 continue
             if errors:
-                from drivefi.ads.agent_loader import AgentStepError
+                from drivefi.stacks.agent.loader import AgentStepError
 
                 raise AgentStepError(f"golden run of {ctx.scenario.name}: {errors[0][1]}")
             c = made[0].cols
@@ -88,7 +89,7 @@ def golden_safe_steps(ctx: BatchContext) -> np.ndarray:
 
 def _points(ads) -> list:
     if ads is None:
-        from drivefi.ads import INJECTION_POINTS
+        from drivefi.stacks.reference import INJECTION_POINTS
 
         return list(INJECTION_POINTS)
     return list(ads.points)
@@ -97,7 +98,7 @@ def _points(ads) -> list:
 def attempt_fault(ctx: BatchContext, idx: int, fault: Fault, safe: np.ndarray):
     """One attempt of one fault on a fresh bridge: its outcome row and, when the campaign keeps
     traces, the run's trace frame (else None). A server failure raises :class:`SimulatorError`."""
-    from drivefi.recorder import trace_frame
+    from drivefi.run.golden import trace_frame
 
     out = OutcomeRecorder(1, from_step=fault.start)
     made = []
@@ -115,7 +116,7 @@ def attempt_fault(ctx: BatchContext, idx: int, fault: Fault, safe: np.ndarray):
 
 def keep_frame(ctx: BatchContext, frame, fault: Fault, row: dict) -> None:
     """Write a run's trace frame (from step 0) as ``campaign run --keep-traces`` asks."""
-    from drivefi.stack import stack_identity
+    from drivefi.stacks import stack_identity
 
     keep_trace(ctx, frame, fault, row["idx"], row, stack_identity(ctx.agent))
 

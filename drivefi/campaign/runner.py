@@ -25,9 +25,9 @@ from drivefi.campaign.executor import Executor, LocalExecutor
 from drivefi.campaign.lease import Lease
 from drivefi.campaign.store import LEASE_S, ResultsStore
 from drivefi.errors import InputError
-from drivefi.plan import Plan
-from drivefi.scenario import Scenario
-from drivefi.seeds import check_seed
+from drivefi.faults.plan import Plan
+from drivefi.util.seeds import check_seed
+from drivefi.world.scenario import Scenario
 
 STORE_WAIT_S = 10.0  # how long a store write waits for another campaign's (then exit 2)
 
@@ -85,7 +85,7 @@ def run_campaign(
     created, so a bad executor setup leaves no file behind. ``label`` names the campaign's role
     (e.g. ``search``, ``random``) in its stored settings, for the report.
     """
-    from drivefi.stack import is_reference
+    from drivefi.stacks import is_reference
 
     plan.check_scenario(scenario)
     seed = scenario.seed if seed is None else seed
@@ -143,7 +143,7 @@ def _sigterm_exits():
 
 def _run(scenario, plan, db, executor, seed, sim, keep_traces, trace_dir, batch_size, progress,
          bridge_options, retries, agent, lease_s, poll, label) -> CampaignSummary:  # fmt: skip
-    from drivefi.stack import stack_identity
+    from drivefi.stacks import stack_identity
 
     identity = stack_identity(agent)
     runs_start = (
@@ -251,7 +251,7 @@ def _check_same_stack(store: ResultsStore, campaign_id: int, identity: str, db) 
 def check_plan_points(plan: Plan, agent: str | None) -> None:
     """Every fault names a point of the stack under test (else exit 2, naming the row)."""
     from drivefi.faults import ANY_POINT
-    from drivefi.stack import stack_points
+    from drivefi.stacks import stack_points
 
     known = [p.name for p in stack_points(agent)]
     for i, f in enumerate(plan.faults):

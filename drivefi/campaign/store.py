@@ -28,8 +28,8 @@ from urllib.parse import quote
 
 from drivefi import __version__
 from drivefi.campaign.containment import pid_alive
+from drivefi.core import Fault
 from drivefi.errors import InputError
-from drivefi.faults import Fault
 
 SCHEMA_VERSION = 2  # 1: campaigns/faults/outcomes without markers; 2: + meta, runners, claims
 APPLICATION_ID = 0x44724649  # "DrFI" in the SQLite header
@@ -166,7 +166,7 @@ class ResultsStore:
     def _open_for_writing(self, timeout: float) -> None:
         kind = self._inspect()
         if not self.path.exists():
-            from drivefi.atomic import check_output
+            from drivefi.util.atomic import check_output
 
             check_output(self.path, "--db")
             try:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from drivefi.campaign.runner import run_campaign, trace_dir_of
-from drivefi.faults import Fault
-from drivefi.plan import Plan
+from drivefi.core import Fault
+from drivefi.faults.plan import Plan
 
 
 def campaign_traces(
@@ -28,7 +28,7 @@ def campaign_traces(
 ) -> list:
     """The trace of each fault's run (from step 0), or None where the run failed (the simulator
     gave up, or the stack raised: that trace stops being the stack's)."""
-    from drivefi.recorder import read_trace
+    from drivefi.run.trace import read_trace
 
     if not faults:
         return []

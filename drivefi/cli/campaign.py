@@ -63,13 +63,13 @@ def campaign_run(
     """Run a fault plan; outcomes are stored as they arrive, so re-running resumes. Campaigns
     started on one --db share its remaining faults."""
     from drivefi.campaign.runner import run_campaign
-    from drivefi.plan import read_plan
-    from drivefi.scenario import load_scenario
+    from drivefi.faults.plan import read_plan
+    from drivefi.world.scenario import load_scenario
 
     if keep_traces not in ("none", "hazards", "all"):
         raise InputError(f"--keep-traces: expected none, hazards or all, got '{keep_traces}'")
     sc = load_scenario(scenario)
-    from drivefi.stack import stack_points
+    from drivefi.stacks import stack_points
 
     p = read_plan(plan, stack_points(agent))
     _check_run_inputs(sc, p, db, seed, keep_traces)
@@ -94,8 +94,8 @@ def campaign_run(
 def _check_run_inputs(sc, p, db: Path, seed: int | None, keep_traces: str) -> None:
     """What a campaign would otherwise fail on after creating its database: the plan against
     the scenario, the seed, and the folder for kept traces (``<db>.traces``)."""
-    from drivefi.atomic import check_output_dir
-    from drivefi.seeds import check_seed
+    from drivefi.util.atomic import check_output_dir
+    from drivefi.util.seeds import check_seed
 
     p.check_scenario(sc)
     if seed is not None:
@@ -170,8 +170,8 @@ def campaign_export(
     as_json: bool = JsonOpt,
 ) -> None:
     """Write every fault with its outcome to CSV (atomically: never a truncated file)."""
-    from drivefi.atomic import atomic_path
     from drivefi.campaign.store import ResultsStore
+    from drivefi.util.atomic import atomic_path
 
     store = ResultsStore(db)
     try:

@@ -34,11 +34,11 @@ def fit_command(
     as_json: bool = JsonOpt,
 ) -> None:
     """Fit the 3-TBN (linear-Gaussian, 3 time slices) and report the held-out one-step error."""
-    from drivefi.atomic import check_output
+    from drivefi.search.training import structure_for
     from drivefi.tbn.dataset import read_traces
     from drivefi.tbn.fit import fit_model
     from drivefi.tbn.model_io import save_model
-    from drivefi.training import structure_for
+    from drivefi.util.atomic import check_output
 
     check_output(out, "--out")
     t0 = time.perf_counter()
@@ -82,9 +82,9 @@ def structure_command(
 ) -> None:
     """Derive the default 3-TBN structure of a stack from its injection points (names, ranges,
     module order), to copy into models/ and edit; or list the feature library."""
+    from drivefi.search.training import stack_points
     from drivefi.tbn.structure_file import build, derive, dump, write_structure
     from drivefi.tbn.transforms import library_markdown
-    from drivefi.training import stack_points
 
     if library:
         sys.stdout.write(library_markdown() + "\n")

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from drivefi.errors import InputError
-from drivefi.progress import Progress, silent
+from drivefi.util.progress import Progress, silent
 
 # no emoji codes: a user's text (an agent named Robot, a path like a:b:c) is printed as written
 console = Console(emoji=False)
@@ -195,7 +195,7 @@ def csv_list(text: str | None, conv=str, what: str = "list") -> list | None:
 
 @contextlib.contextmanager
 def work_progress(enabled: bool = True) -> Iterator[Progress]:
-    """A bar on stderr for :mod:`drivefi.progress` reports: one bar per kind of work (its
+    """A bar on stderr for :mod:`drivefi.util.progress` reports: one bar per kind of work (its
     ``what``), started on the first report and closed at ``finished`` or at the end."""
     if not enabled:
         yield silent

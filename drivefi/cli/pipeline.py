@@ -77,10 +77,10 @@ def pipeline_cmd(
 ) -> None:
     """The main job: golden -> training runs -> fit -> search in active-refit rounds -> validate ->
     random baseline -> summary."""
-    from drivefi.atomic import check_output_dir
     from drivefi.pipeline import run_pipeline
-    from drivefi.scenario import load_scenario
-    from drivefi.seeds import check_seed
+    from drivefi.util.atomic import check_output_dir
+    from drivefi.util.seeds import check_seed
+    from drivefi.world.scenario import load_scenario
 
     sc = load_scenario(scenario)
     check_seed(seed)

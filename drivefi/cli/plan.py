@@ -34,10 +34,10 @@ def plan_random(
     as_json: bool = JsonOpt,
 ) -> None:
     """Random faults: uniform start step, point and value (or bit), over the stack's points."""
-    from drivefi.atomic import check_output
-    from drivefi.plan import random_plan, write_plan
-    from drivefi.scenario import load_scenario
-    from drivefi.stack import stack_points
+    from drivefi.faults.plan import random_plan, write_plan
+    from drivefi.stacks import stack_points
+    from drivefi.util.atomic import check_output
+    from drivefi.world.scenario import load_scenario
 
     sc = load_scenario(scenario)
     check_output(out, "--out")
@@ -67,10 +67,10 @@ def plan_exhaustive(
     as_json: bool = JsonOpt,
 ) -> None:
     """Every start step x point x value x duration (value grids from each point's range)."""
-    from drivefi.atomic import check_output
-    from drivefi.plan import exhaustive, write_plan
-    from drivefi.scenario import load_scenario
-    from drivefi.stack import stack_points
+    from drivefi.faults.plan import exhaustive, write_plan
+    from drivefi.stacks import stack_points
+    from drivefi.util.atomic import check_output
+    from drivefi.world.scenario import load_scenario
 
     sc = load_scenario(scenario)
     check_output(out, "--out")

@@ -11,7 +11,7 @@ def points_cmd(agent: str = AgentOpt, as_json: bool = JsonOpt) -> None:
     """List the stack's injection points: name, range, unit, module (an agent's declared ones too)."""
     from rich.table import Table
 
-    from drivefi.stack import describe_points, stack_identity, stack_points
+    from drivefi.stacks import describe_points, stack_identity, stack_points
 
     rows = describe_points(stack_points(agent))
     if as_json:

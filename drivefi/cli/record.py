@@ -37,11 +37,12 @@ def record_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Record the golden (fault-free) run of a scenario and print its summary."""
-    from drivefi.atomic import check_output
-    from drivefi.recorder import record_golden, write_trace
-    from drivefi.scenario import load_scenario
-    from drivefi.seeds import check_seed
-    from drivefi.stack import load_stack
+    from drivefi.run.golden import record_golden
+    from drivefi.run.trace import write_trace
+    from drivefi.stacks import load_stack
+    from drivefi.util.atomic import check_output
+    from drivefi.util.seeds import check_seed
+    from drivefi.world.scenario import load_scenario
 
     sc = load_scenario(scenario)
     if seed is not None:
@@ -53,7 +54,7 @@ def record_cmd(
         trace = record_golden(sc, seed, load_stack(agent, sc, seed), snapshots=False).trace
     else:
         from drivefi.bridges.carla.bridge import make_carla_bridge
-        from drivefi.bridges.carla.run import record_golden_carla
+        from drivefi.run.carla import record_golden_carla
 
         bridge = make_carla_bridge(sc, **opts)
         trace = record_golden_carla(sc, bridge, load_stack(agent, sc, seed, bridge=bridge), seed)

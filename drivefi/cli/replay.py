@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from drivefi.atomic import atomic_path, check_output
 from drivefi.cli.options import JsonOpt, console, emit_json, kv_table
+from drivefi.util.atomic import atomic_path, check_output
 
 
 def replay_cmd(
@@ -37,11 +37,11 @@ def replay_cmd(
 ) -> None:
     """Re-run one fault on the embedded simulator from the golden run's state at its first step:
     write the faulty run's trace and a PNG of delta, speed and steering against the golden run."""
+    from drivefi.campaign.replay import fault_of, replay, stored_fault, time_to_hazard
     from drivefi.errors import InputError
-    from drivefi.plan import fault_model_for
-    from drivefi.replay import fault_of, replay, stored_fault, time_to_hazard
+    from drivefi.faults.plan import fault_model_for
     from drivefi.report.plots import accident_of, png, timeline
-    from drivefi.scenario import load_scenario
+    from drivefi.world.scenario import load_scenario
 
     stored = None
     if db is not None:
@@ -54,7 +54,7 @@ def replay_cmd(
         stored = stored_fault(db, fault, campaign)
         c = stored.campaign
         if c["sim"] != "embedded":
-            from drivefi.replay import kept_trace
+            from drivefi.campaign.replay import kept_trace
 
             kept = kept_trace(db, c["id"], fault)
             where = f"its kept trace is {kept}" if kept else "its trace was not kept"
@@ -99,7 +99,7 @@ def replay_cmd(
     check_output(out, "--out")  # before the run: a path that cannot be written costs nothing
     check_output(plot, "--plot")
     r = replay(sc, f, seed)
-    from drivefi.recorder import write_trace
+    from drivefi.run.trace import write_trace
 
     write_trace(r.trace, out)
     title = (

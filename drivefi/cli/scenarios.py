@@ -10,7 +10,7 @@ from drivefi.cli.options import JsonOpt, console, emit_json
 
 def scenarios_cmd(as_json: bool = JsonOpt) -> None:
     """List the bundled scenarios."""
-    from drivefi.scenario import bundled_names, load_scenario
+    from drivefi.world.scenario import bundled_names, load_scenario
 
     items = []
     for name in bundled_names():

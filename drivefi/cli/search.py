@@ -46,16 +46,17 @@ def search_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Score every candidate fault with the 3-TBN and write the predicted-critical ones as a plan."""
-    from drivefi.atomic import check_output
-    from drivefi.plan import write_plan
-    from drivefi.recorder import check_golden, read_trace, record_golden
-    from drivefi.scenario import load_scenario
+    from drivefi.faults.plan import write_plan
+    from drivefi.run.golden import record_golden
+    from drivefi.run.trace import check_golden, read_trace
     from drivefi.search import search
+    from drivefi.search.training import stack_points
     from drivefi.tbn import check_scenario, check_stack, load_model
-    from drivefi.training import stack_points
+    from drivefi.util.atomic import check_output
+    from drivefi.world.scenario import load_scenario
 
     if oracle:
-        import drivefi.twin  # noqa: F401  (registers the oracle structure)
+        import drivefi.search.twin  # noqa: F401  (registers the oracle structure)
     sc = load_scenario(scenario)
     durs = durations_for(durations, sc)
     check_output(out, "--out")

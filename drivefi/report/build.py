@@ -14,11 +14,17 @@ import numpy as np
 import pandas as pd
 
 from drivefi import __version__
-from drivefi.atomic import check_output, write_text
-from drivefi.replay import command_for, db_command_for, fault_from_row, kept_trace, replay_many
+from drivefi.campaign.replay import (
+    command_for,
+    db_command_for,
+    fault_from_row,
+    kept_trace,
+    replay_many,
+)
 from drivefi.report import page as H
 from drivefi.report import plots, sections
 from drivefi.report.data import CampaignData, group_cases, load_campaigns
+from drivefi.util.atomic import check_output, write_text
 
 TOP_CASES = 6  # cases shown with timelines
 
@@ -231,7 +237,7 @@ class Report:
                         "traces (--keep-traces hazards), so its timeline cannot be shown"
                     )
                     continue
-                from drivefi.recorder import read_trace
+                from drivefi.run.trace import read_trace
 
                 frame = read_trace(path).frame
                 self._timeline(k, c, frame, None, k["rep"].to_dict(), kept=path)

@@ -13,8 +13,8 @@ import pandas as pd
 
 from drivefi.campaign.store import ResultsStore
 from drivefi.errors import InputError
-from drivefi.plan import Plan, read_plan
-from drivefi.scenario import Scenario, load_scenario
+from drivefi.faults.plan import Plan, read_plan
+from drivefi.world.scenario import Scenario, load_scenario
 
 PREDICTED = ("p_hazard", "predicted_delta")  # the search plan's extra columns
 

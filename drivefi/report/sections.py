@@ -27,7 +27,7 @@ def heatmap_section(camps: list[CampaignData]) -> str:
         reference = stack == "reference"
         points = []
         if reference:
-            from drivefi.ads import INJECTION_POINTS
+            from drivefi.stacks.reference import INJECTION_POINTS
 
             points = [p.name for p in INJECTION_POINTS]
         extra = sorted({p for c in cs for p in c.ok["point"].unique()} - set(points) - {"*"})
@@ -104,8 +104,8 @@ def calibration_section(camps: list[CampaignData]) -> str:
 
 def details_section(camps: list[CampaignData], db) -> str:
     """Every campaign: summary row, critical faults by point and model, margins, worst faults."""
+    from drivefi.campaign.replay import db_command_for
     from drivefi.campaign.store import SUMMARY_COLUMNS
-    from drivefi.replay import db_command_for
 
     out = []
     rows = [{**c.info, "role": H.role(c.label, c.label or "–")} for c in camps]

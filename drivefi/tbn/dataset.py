@@ -4,7 +4,7 @@ Every trace row becomes one slice: the trace's kinematics, injection points and 
 the world's exogenous inputs (road curvature; the nearest in-lane object ahead, from the scenario's
 scripted actors) and the structure's features. ``faulted.<point>`` marks rows whose point value was
 forced by a fault, so that point's CPD is not fitted on them. The runs themselves (golden and
-fault-injected runs of the stack under test) come from :mod:`drivefi.training` or from files.
+fault-injected runs of the stack under test) come from :mod:`drivefi.search.training` or from files.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from drivefi.errors import InputError
-from drivefi.safety import lateral_extent
 from drivefi.tbn.structure import NO_LEAD, STATE, Context, Structure
+from drivefi.world.safety import lateral_extent
 
 FAULT_PREFIX = "faulted."
 INIT_PREFIX = "init."  # the stack's state before a trace's first step (from its metadata)
@@ -191,7 +191,7 @@ def add_features(runs: list[dict[str, np.ndarray]], ctx: Context, st: Structure)
 
 
 def scenario_of(meta: dict, source: str = "<trace>"):
-    from drivefi.scenario import load_scenario
+    from drivefi.world.scenario import load_scenario
 
     name = meta.get("scenario")
     if not name:
@@ -291,7 +291,7 @@ def _assemble(raw, sources, st: Structure, ctxs: dict) -> TrainingSet:
 def from_traces(
     traces: list, sources=None, scenario=None, st: Structure | None = None
 ) -> TrainingSet:
-    """Build a training set from :class:`drivefi.recorder.Trace` objects."""
+    """Build a training set from :class:`drivefi.run.trace.Trace` objects."""
     from drivefi.tbn.structure_file import default_structure
 
     st = st or default_structure()
@@ -317,7 +317,7 @@ def from_traces(
 
 def read_traces(paths: list[str | Path], st: Structure | None = None) -> TrainingSet:
     """Read Parquet traces (golden or faulty) into a training set."""
-    from drivefi.recorder import read_trace
+    from drivefi.run.trace import read_trace
 
     if not paths:
         raise InputError("fit: give at least one trace file")

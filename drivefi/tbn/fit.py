@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from drivefi.errors import InputError
-from drivefi.progress import Progress, silent
 from drivefi.tbn.dataset import FAULT_PREFIX, TrainingSet
 from drivefi.tbn.evaluate import one_step_error
 from drivefi.tbn.family import SIGMA_FLOOR, fit_family
@@ -26,6 +25,7 @@ from drivefi.tbn.learn import learn_params
 from drivefi.tbn.model import CPD, TBNModel
 from drivefi.tbn.structure import Context, Structure, node
 from drivefi.tbn.structure_file import with_params
+from drivefi.util.progress import Progress, silent
 
 SAT_FRACTION = 0.005
 CLIPPED_KINDS = ("state", "point", "ctrl")

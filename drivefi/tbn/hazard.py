@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 
-from drivefi.safety import StopParams, combine, d_safe, d_stop
 from drivefi.tbn.structure import SAFETY_STATE
+from drivefi.world.safety import StopParams, combine, d_safe, d_stop
 
 STEPS = (0.05, 0.01, 0.002, 0.05, 0.002)  # forward-difference steps for SAFETY_STATE
 SD_FLOOR = 1e-9

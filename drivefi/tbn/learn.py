@@ -13,12 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from drivefi.progress import Progress, silent
 from drivefi.tbn.dataset import FAULT_PREFIX, TrainingSet
 from drivefi.tbn.family import lstsq_sse
 from drivefi.tbn.structure import KEEPS_FORCED, Structure
 from drivefi.tbn.structure_file import MISSES, learned_grid_names
 from drivefi.tbn.transforms import INF, REGISTRY, gate_step
+from drivefi.util.progress import Progress, silent
 
 COASTS = (5.0, 10.0, 20.0, 40.0, INF)
 WIDTH_FACTORS = (2.0, 4.0, 8.0, 16.0)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from drivefi.atomic import atomic_path
 from drivefi.errors import InputError
 from drivefi.tbn.model import CPD, TBNModel
 from drivefi.tbn.structure import Structure
+from drivefi.util.atomic import atomic_path
 
 FORMAT = "drivefi-3tbn"
 FORMAT_VERSION = 2

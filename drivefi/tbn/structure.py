@@ -71,7 +71,7 @@ class Context:
 
     @classmethod
     def from_scenario(cls, scenario) -> Context:
-        from drivefi.recorder import trace_meta
+        from drivefi.run.trace import trace_meta
 
         return cls.from_meta(trace_meta(scenario, scenario.seed))
 

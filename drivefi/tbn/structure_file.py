@@ -20,7 +20,6 @@ import numpy as np
 import yaml
 
 from drivefi.errors import InputError
-from drivefi.resources import bundled_dir
 from drivefi.tbn.structure import (
     APPLIED,
     KEEPS_FORCED,
@@ -33,6 +32,7 @@ from drivefi.tbn.structure import (
     module_rank,
 )
 from drivefi.tbn.transforms import INF, REGISTRY, gate_step
+from drivefi.util.resources import bundled_dir
 
 MODELS_DIR = bundled_dir("models")
 FORMAT = "drivefi-3tbn-structure"
@@ -644,7 +644,7 @@ def dump(doc: dict) -> str:
 
 
 def write_structure(doc: dict, path: str | Path) -> Path:
-    from drivefi.atomic import atomic_path
+    from drivefi.util.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(dump(doc))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from drivefi.vehicle import steer_target as vehicle_steer_target
+from drivefi.world.vehicle import steer_target as vehicle_steer_target
 
 INF = float("inf")
 

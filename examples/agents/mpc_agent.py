@@ -56,7 +56,7 @@ import drivefi
 try:  # the Leaderboard's base class when it is installed, DriveFI's drop-in otherwise
     from leaderboard.autoagents.autonomous_agent import AutonomousAgent
 except ImportError:
-    from drivefi.bridges.carla.agent import AutonomousAgent
+    from drivefi.stacks.agent import AutonomousAgent
 
 drivefi.declare(
     "perception.lead_gap", lo=0.0, hi=150.0, unit="m",

@@ -1,18 +1,18 @@
 """The CARLA bridge (``--sim carla``): scenarios, fault plans and user agents on a CARLA server.
 
 =================  ===============================================================================
-``opendrive``      the scenario road as OpenDRIVE (``generate_opendrive_world``, ``carla.Map``)
 ``route``          the ego's route through a map (junctions, explicit routes, road edges) as a
-                   lane frame (``RouteFrame``, a :class:`drivefi.road.RoadGeometry`)
+                   lane frame (``RouteFrame``, a :class:`drivefi.world.road.RoadGeometry`)
 ``observe``        the safety potential of an observation
-``sensors``        Leaderboard sensor specs -> blueprint attributes; sensor data -> agent data
-``settings``       connection options (``CarlaConfig``); town placements (``drivefi.placement``)
+``settings``       connection options (``CarlaConfig``); town placements (``drivefi.world.placement``)
 ``connection``     cached, version-checked connections; reconnect and restart after failures
 ``bridge``         ``CarlaBridge`` and ``make_carla_bridge`` (the factory the CLI/campaign call)
-``agent``          Leaderboard-style user agents as the ADS (``load_agent_ads``)
-``run``            one run with clean-up (``run_carla``), golden traces (``record_golden_carla``)
-``testing``        ``FakeCarla``: a fake server with carla 0.9.16's signatures and its own physics
+``agent``          deprecated import path of the agent base class (:mod:`drivefi.stacks.agent`)
 =================  ===============================================================================
+
+The scenario road as OpenDRIVE is :mod:`drivefi.world.opendrive`; Leaderboard sensor specs and
+their data are :mod:`drivefi.stacks.agent.sensors`; the fake server of the tests is
+``tests/drivefi_fakes/carla_server.py``.
 
 The ``carla`` client package (0.9.16, extra ``drivefi[carla]``) is imported only when a run starts.
 """
@@ -29,14 +29,6 @@ _EXPORTS = {
     "check_server": "connection",
     "CarlaConnectionError": "connection",
     "CarlaVersionError": "connection",
-    "AgentADS": "agent",
-    "AgentError": "agent",
-    "load_agent_ads": "agent",
-    "run_carla": "run",
-    "record_golden_carla": "run",
-    "write_opendrive": "opendrive",
-    "blueprint_attributes": "sensors",
-    "to_agent_data": "sensors",
 }
 
 __all__ = sorted(_EXPORTS)

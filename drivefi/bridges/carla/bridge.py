@@ -11,10 +11,10 @@ One run (N = 1) at a time, from step 0:
   lane-invasion sensor and any sensors the user's agent asked for (translated as the Leaderboard
   does, :mod:`.sensors`), and ticks once: that frame is step 0. No Traffic Manager is created
   unless something asks for one (:meth:`CarlaBridge.traffic_manager`).
-* **step** passes the command through the vehicle interface (:class:`drivefi.vehicle.VehicleInterface`:
+* **step** passes the command through the vehicle interface (:class:`drivefi.world.vehicle.VehicleInterface`:
   the same guard, actuator lag and steering limits as the embedded world) and sends its output as a
   ``carla.VehicleControl`` (DriveFI steer is left positive, CARLA's right positive), moves every
-  scripted actor to its closed-form pose of the next step (:mod:`drivefi.actors`) in the same
+  scripted actor to its closed-form pose of the next step (:mod:`drivefi.world.actors`) in the same
   batch, ticks (a time-out is a failed run) and checks that the frame advanced by exactly one
   (else another client is ticking the server).
 * the **observation** is the embedded one, measured: ego transform, velocity, acceleration and
@@ -41,11 +41,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from drivefi.actors import ActorSet, ActorStates
-from drivefi.bridges.base import PREVIEW, Observation
 from drivefi.bridges.carla.connection import Session, connect, mark_broken
 from drivefi.bridges.carla.observe import observation_safety, wrap
-from drivefi.bridges.carla.opendrive import OpenDrive, from_carla, scenario_opendrive, to_carla
 from drivefi.bridges.carla.route import (
     LanePoint,
     RouteFrame,
@@ -54,7 +51,6 @@ from drivefi.bridges.carla.route import (
     road_edges,
     walk,
 )
-from drivefi.bridges.carla.sensors import blueprint_attributes, sensor_pose
 from drivefi.bridges.carla.settings import (
     BLUEPRINT_FALLBACK,
     CarlaConfig,
@@ -62,11 +58,15 @@ from drivefi.bridges.carla.settings import (
     placement_of,
 )
 from drivefi.bridges.embedded import obb_overlap
+from drivefi.core import PREVIEW, Actuation, Observation
 from drivefi.errors import DriveFIError, InputError, SimulatorError
-from drivefi.road import RoadGeometry
-from drivefi.safety import SafetyPotential
-from drivefi.scenario import Scenario
-from drivefi.vehicle import Actuation, ActuatorState, VehicleInterface, equilibrium_throttle
+from drivefi.stacks.agent.sensors import blueprint_attributes, sensor_pose
+from drivefi.world.actors import ActorSet, ActorStates
+from drivefi.world.opendrive import OpenDrive, from_carla, scenario_opendrive, to_carla
+from drivefi.world.road import RoadGeometry
+from drivefi.world.safety import SafetyPotential
+from drivefi.world.scenario import Scenario
+from drivefi.world.vehicle import ActuatorState, VehicleInterface, equilibrium_throttle
 
 log = logging.getLogger("drivefi.carla")
 

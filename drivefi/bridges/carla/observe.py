@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from drivefi.bridges.base import Observation
 from drivefi.bridges.carla.route import LanePoint, RouteFrame, road_edges
-from drivefi.safety import SafetyPotential, StopParams, combine, d_safe, d_stop
+from drivefi.core import Observation
+from drivefi.world.safety import SafetyPotential, StopParams, combine, d_safe, d_stop
 
 __all__ = ["LanePoint", "RouteFrame", "observation_safety", "road_edges", "wrap"]
 

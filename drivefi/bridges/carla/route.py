@@ -7,7 +7,7 @@ lanes often start straight), so the choice does not depend on the sampling step.
 route (road/lane ids or CARLA locations, as a Leaderboard route lists them) overrides that choice
 at every branch that leads to its next entry.
 
-:class:`RouteFrame` is the sampled lane as a :class:`drivefi.road.RoadGeometry`: between two
+:class:`RouteFrame` is the sampled lane as a :class:`drivefi.world.road.RoadGeometry`: between two
 samples the lane centre is the circular arc through both with their headings, so straight and
 constant-curvature lanes are reproduced exactly (up to the map's float32 positions). Its reference
 line, along which ``s`` runs, lies ``ref_offset`` to the right of the lane centre: the scenario
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivefi.errors import InputError
-from drivefi.road import RoadGeometry
+from drivefi.world.road import RoadGeometry
 
 LOOKAHEAD = 60.0  # how far a branch is followed to judge where it leads [m]
 PROBE = 0.25  # spacing of the probes across a junction [m]
@@ -101,7 +101,7 @@ class RouteFrame:
     def from_waypoints(cls, wps: list, edges=None, **kw) -> RouteFrame:
         """Samples at ``wps`` (carla.Waypoint, in driving order); ``edges(wp)`` gives each
         sample's (left, right) road edges (default :func:`road_edges`)."""
-        from drivefi.bridges.carla.opendrive import from_carla
+        from drivefi.world.opendrive import from_carla
 
         edges = edges or road_edges
         rows = []

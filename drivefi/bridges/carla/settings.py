@@ -1,8 +1,8 @@
 """What a CARLA run is configured with: the connection (:class:`CarlaConfig`) and, optionally,
 where on a CARLA town the scenario is placed (:class:`CarlaPlacement`).
 
-The placement schema itself (the scenario's ``carla:`` block) lives in :mod:`drivefi.placement`,
-below :mod:`drivefi.scenario`, and is re-exported here.
+The placement schema itself (the scenario's ``carla:`` block) lives in :mod:`drivefi.world.placement`,
+below :mod:`drivefi.world.scenario`, and is re-exported here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from drivefi.errors import InputError
-from drivefi.placement import ActorPlacement, CarlaPlacement, LanePlace, RoutePoint
+from drivefi.world.placement import ActorPlacement, CarlaPlacement, LanePlace, RoutePoint
 
 __all__ = [
     "ActorPlacement",
@@ -120,10 +120,10 @@ def _where(err: ValidationError, prefix: str) -> str:
 def load_carla_scenario(name_or_path: str | Path):
     """Load a scenario whose YAML may carry a ``carla:`` block: (Scenario, CarlaPlacement | None).
 
-    Works whether or not :class:`drivefi.scenario.Scenario` knows the ``carla`` field; errors are
+    Works whether or not :class:`drivefi.world.scenario.Scenario` knows the ``carla`` field; errors are
     :class:`InputError` naming the file and field.
     """
-    from drivefi.scenario import load_scenario, parse_scenario, resolve_path
+    from drivefi.world.scenario import load_scenario, parse_scenario, resolve_path
 
     path = resolve_path(name_or_path)
     if not path.is_file():

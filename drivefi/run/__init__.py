@@ -1,0 +1,1 @@
+"""Running a scenario on a testbed: the closed loop, golden and faulty runs, the trace format."""

@@ -1,0 +1,294 @@
+"""Active refit: the search spends its simulator budget in rounds.
+
+Round 0 fits the black-box 3-TBN on the golden run and random-fault training runs and scores the
+whole candidate space. Each round then injects a sample of the candidates the model calls critical
+(stratified over each (point, duration) group and its predicted safety margin) plus, later, the
+candidates whose calibrated P(hazard) is least certain; their traces join the training data, the
+model is refitted (its learned gates and rate limits see how the stack reacted), the space is
+re-scored, and P(hazard) is recalibrated per (point, duration) group on every injected outcome
+(a logistic regression on the model's predicted margin). The final plan is every injected fault
+that proved critical plus every uninjected candidate with calibrated P(hazard) >= 0.5; validating
+those is counted in the budget too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drivefi.util.progress import Progress, finished, prefixed, silent
+
+
+@dataclass
+class RoundStats:
+    round: int
+    injected: int  # this round
+    simulated: int  # cumulative, training runs included
+    predicted: int  # plan size after this round
+    fit_s: float
+    search_s: float
+    confirmed: int  # injected faults found critical so far
+    precision: float | None = None  # against ground truth, when given
+    recall: float | None = None
+
+
+@dataclass
+class ActiveResult:
+    candidates: object  # drivefi.search.Candidates (last scoring)
+    p_cal: np.ndarray  # calibrated P(hazard) per candidate
+    injected: np.ndarray  # bool per candidate
+    outcome: np.ndarray  # 1 critical, 0 masked, -1 not injected
+    plan: np.ndarray  # indices of the final plan (critical first)
+    rounds: list[RoundStats] = field(default_factory=list)
+    training_runs: int = 0
+    model: object = None
+    fit_seconds: float = 0.0
+    search_seconds: float = 0.0
+    sim_seconds: float = 0.0  # simulating the training runs and the rounds' injections
+
+    @property
+    def simulated(self) -> int:
+        """Training runs + injected + plan members still to validate."""
+        todo = int(np.sum(self.outcome[self.plan] < 0))
+        return self.training_runs + int(self.injected.sum()) + todo
+
+
+def label_traces(traces, faults) -> np.ndarray:
+    """1 where a faulty run reached a hazard or an accident from its fault's step on."""
+    out = np.zeros(len(traces), np.int8)
+    for i, (tr, f) in enumerate(zip(traces, faults, strict=True)):
+        fr = tr.frame
+        after = fr["k"].to_numpy() >= f.start
+        bad = np.zeros(len(fr), bool)
+        for col in ("hazard", "collision", "departure"):
+            if col in fr:
+                bad |= fr[col].to_numpy(bool)
+        out[i] = bool(np.any(bad & after))
+    return out
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> np.ndarray:
+    """Weights of a logistic regression (Newton, L2 on the slopes); x (n, d) with a 1-column."""
+    w = np.zeros(x.shape[1])
+    reg = np.full(x.shape[1], l2)
+    reg[0] = 1e-6
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
+        g = x.T @ (p - y) + reg * w
+        h = (x * (p * (1 - p))[:, None]).T @ x + np.diag(reg)
+        step = np.linalg.solve(h, g)
+        w -= step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return w
+
+
+def _features(c, idx) -> np.ndarray:
+    """Calibration features: the model's predicted margin (signed log) and P(hazard)."""
+    d = np.clip(c.delta[idx], -1e3, 1e3)
+    return np.column_stack([np.ones(len(idx)), np.sign(d) * np.log1p(np.abs(d)), c.p_hazard[idx]])
+
+
+def calibrate(c, injected: np.ndarray, outcome: np.ndarray, min_labels: int = 8) -> np.ndarray:
+    """Calibrated P(hazard) per candidate: per (point, duration) group, a logistic regression of
+    the injected outcomes on the model's margin; the model's own P where a group has too few
+    injected faults or only one outcome (then that outcome's rate where it has enough)."""
+    p = c.p_hazard.copy()
+    key = np.char.add(c.point.astype(str), np.char.mod("|%d", c.duration))
+    for g in np.unique(key):
+        # only the candidates the model calls critical are sampled, so only they are recalibrated
+        # (a regression fitted there says nothing of the model's negatives)
+        idx = np.flatnonzero((key == g) & ((c.p_hazard >= 0.5) | injected))
+        lab = idx[injected[idx]]
+        if len(lab) < min_labels:
+            continue
+        y = outcome[lab].astype(float)
+        if y.min() == y.max():  # one outcome only: the rate with a Beta(1, 1) prior
+            rate = (y.sum() + 1) / (len(y) + 2)
+            p[idx] = np.minimum(c.p_hazard[idx], rate)
+            continue
+        w = _logistic(_features(c, lab), y)
+        z = _features(c, idx) @ w
+        p[idx] = 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+    return p
+
+
+def _stratified(c, pool: np.ndarray, n: int, rng) -> np.ndarray:
+    """``n`` candidates of ``pool`` spread over (point, duration) groups and predicted margin."""
+    if n <= 0 or len(pool) == 0:
+        return np.zeros(0, np.int64)
+    if n >= len(pool):
+        return pool
+    key = np.char.add(c.point[pool].astype(str), np.char.mod("|%d", c.duration[pool]))
+    groups = np.unique(key)
+    share = max(1, n // len(groups))
+    out = []
+    for g in groups:
+        members = pool[key == g]
+        members = members[np.argsort(c.delta[members], kind="stable")]
+        take = min(len(members), share)
+        pick = np.unique(np.linspace(0, len(members) - 1, take).round().astype(int))
+        out.append(members[pick])
+    sel = np.concatenate(out)
+    if len(sel) < n:  # the rest at random
+        rest = np.setdiff1d(pool, sel)
+        sel = np.concatenate([sel, rng.choice(rest, min(n - len(sel), len(rest)), replace=False)])
+    return sel[:n]
+
+
+def active_search(
+    scenario,
+    golden,
+    structure,
+    budget: float = 0.10,
+    training_runs: int = 300,
+    rounds: int = 3,
+    seed: int = 0,
+    durations: tuple[int, ...] = (1, 5, 20),
+    stride: int = 1,
+    truth: set | None = None,
+    log: Callable[[str], None] = lambda s: None,
+    agent: str | None = None,
+    map_chunks=None,
+    progress: Progress = silent,
+    simulate: Callable[[list, str], list] | None = None,
+) -> ActiveResult:
+    """Fit, score, inject, refit, re-score in ``rounds``; ``budget`` is the share of the candidate
+    space that may be simulated in all (training runs included). ``truth`` (a set of
+    (point, value, start, duration) critical faults) only adds precision and recall per round.
+
+    ``simulate(faults, label)`` runs the training runs and the rounds' injections elsewhere than
+    on the embedded simulator's golden snapshots (e.g. CARLA campaigns,
+    :func:`drivefi.campaign.traces.campaign_traces`): one trace per fault, None where a run
+    failed (that fault stays uninjected). ``golden`` is then that simulator's golden trace."""
+    from drivefi.search import candidate_faults, score_space
+    from drivefi.search.training import simulate_faults, training_set
+    from drivefi.tbn import fit_model, from_traces
+
+    elsewhere = simulate
+
+    def simulate(faults, label):
+        if elsewhere is None:
+            return simulate_faults(scenario, faults, golden, agent)
+        finished(progress)  # the campaign draws its own progress
+        return elsewhere(faults, label)
+
+    rng = np.random.default_rng([seed, 0xAC7])
+    t0 = time.perf_counter()
+    what = f"round 0: simulating {training_runs} training runs"
+    progress(what, 0, training_runs)
+    if getattr(golden, "snapshots", None) is not None:  # embedded: runs from golden snapshots
+        ts = training_set(scenario, training_runs, seed, golden, structure, agent, map_chunks)
+    else:
+        ts = _training_elsewhere(scenario, training_runs, seed, golden, structure, agent, simulate)
+    progress(what, training_runs, training_runs)
+    sim_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model = fit_model(ts, seed=seed, progress=prefixed(progress, "round 0: "))
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    c = score_space(scenario, model, golden, durations=durations, stride=stride,
+                    progress=prefixed(progress, "round 0: "))  # fmt: skip
+    search_s = time.perf_counter() - t0
+    n = len(c)
+    cap = int(budget * n)
+    injected = np.zeros(n, bool)
+    outcome = np.full(n, -1, np.int8)
+    p_cal = c.p_hazard.copy()
+    res = ActiveResult(c, p_cal, injected, outcome, np.zeros(0, np.int64), [], training_runs, model)
+    res.fit_seconds, res.search_seconds, res.sim_seconds = fit_s, search_s, sim_s
+
+    first = c.p_hazard >= 0.5  # round 0's positives: later rounds only prune them
+
+    def plan_of(p):
+        pos = np.flatnonzero(((p >= 0.5) & first & (outcome < 0)) | (outcome == 1))
+        # confirmed critical faults first, then by calibrated P(hazard) and predicted delta
+        return pos[np.lexsort((c.delta[pos], -p[pos], outcome[pos] != 1))]
+
+    def record(r, k, fs, ss):
+        plan = plan_of(p_cal)
+        res.plan = plan
+        st = RoundStats(r, k, res.simulated, len(plan), fs, ss, int((outcome == 1).sum()))
+        if truth is not None:
+            key = {
+                (c.point[i], round(float(c.value[i]), 9), int(c.start[i]), int(c.duration[i]))
+                for i in plan
+            }
+            tp = len(key & truth)
+            st.precision = tp / len(key) if key else float("nan")
+            st.recall = tp / len(truth) if truth else float("nan")
+        res.rounds.append(st)
+        log(
+            f"round {r}: injected {k}, simulated {st.simulated} ({100 * st.simulated / n:.1f} % of "
+            f"{n}), plan {len(plan)}, confirmed {st.confirmed}"
+            + (
+                f", precision {st.precision:.3f}, recall {st.recall:.3f}"
+                if truth is not None
+                else ""
+            )
+        )
+
+    record(0, 0, fit_s, search_s)
+    for r in range(1, rounds + 1):
+        spent = training_runs + int(injected.sum())
+        plan = res.plan  # as the last round left it
+        todo = plan[outcome[plan] < 0]
+        room = cap - spent - len(todo)
+        if r == 1:  # a calibration sample of every group the model calls critical
+            want = max(0, min(len(todo) // 4, (cap - spent) // 3))
+            pick = _stratified(c, todo, want, rng)
+        else:  # the least certain candidates, near P = 0.5
+            pool = np.flatnonzero((outcome < 0) & first & (p_cal >= 0.15) & (p_cal <= 0.85))
+            pool = pool[np.argsort(np.abs(p_cal[pool] - 0.5), kind="stable")]
+            pick = pool[: max(0, min(len(pool), room // 2, max(len(todo) // 4, 50)))]
+        if len(pick) == 0:
+            break
+        t1 = time.perf_counter()
+        faults = candidate_faults(c, pick)
+        progress(f"round {r}: injecting {len(faults)} faults", 0, len(faults))
+        traces = simulate(faults, f"round {r}")
+        progress(f"round {r}: injecting {len(faults)} faults", len(faults), len(faults))
+        ran = [j for j, tr in enumerate(traces) if tr is not None]  # failed runs stay uninjected
+        pick, faults, traces = pick[ran], [faults[j] for j in ran], [traces[j] for j in ran]
+        if not ran:
+            log(f"round {r}: every run failed; the model stays as it was")
+            continue
+        outcome[pick] = label_traces(traces, faults)
+        injected[pick] = True
+        res.sim_seconds += time.perf_counter() - t1
+        t1 = time.perf_counter()
+        src = [f"{scenario.name}:round{r}-{i}" for i in range(len(traces))]
+        ts = ts.extend(from_traces(traces, src, scenario, ts.structure))
+        model = fit_model(ts, seed=seed, progress=prefixed(progress, f"round {r}: "))
+        fs = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        c2 = score_space(scenario, model, golden, durations=durations, stride=stride,
+                         progress=prefixed(progress, f"round {r}: "))  # fmt: skip
+        c.p_hazard, c.delta = c2.p_hazard, c2.delta
+        p_cal[:] = calibrate(c, injected, outcome)
+        ss = time.perf_counter() - t1
+        res.fit_seconds += fs
+        res.search_seconds += ss
+        res.model = model
+        record(r, len(pick), fs, ss)
+    return res
+
+
+def _training_elsewhere(scenario, runs, seed, golden, structure, agent, simulate):
+    """The training set from runs ``simulate`` makes (each from step 0): the golden trace plus
+    the random-fault runs that did not fail."""
+    from drivefi.search.training import random_faults, stack_points
+    from drivefi.tbn import from_traces
+
+    faults = random_faults(scenario, runs, seed, stack_points(agent))
+    kept = [(i, tr) for i, tr in enumerate(simulate(faults, "training")) if tr is not None]
+    if not kept:
+        from drivefi.errors import SimulatorError
+
+        raise SimulatorError(f"training: every one of the {runs} training runs failed")
+    traces = [getattr(golden, "trace", golden)] + [tr for _, tr in kept]
+    src = [f"{scenario.name}:golden"] + [f"{scenario.name}:fault{i}" for i, _ in kept]
+    return from_traces(traces, src, scenario, structure)
