@@ -31,12 +31,13 @@ import time
 from itertools import count
 from pathlib import Path
 
-from drivefi.campaign.batch import golden_for
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.faults.plan import Plan, exhaustive
+from drivefi.run.golden import golden_of
 from drivefi.run.rejoin import SWITCH
 from drivefi.run.simulate import Simulation
+from drivefi.run.testbed import Testbed
 from drivefi.stacks import load_stack
 from drivefi.world.scenario import load_scenario
 
@@ -88,7 +89,7 @@ def timed_campaign(sc, plan, db: Path, ex, spec, stack, rejoin: bool) -> tuple[o
         cls.run_step = counted
     try:
         t0 = time.perf_counter()
-        s = run_campaign(sc, plan, db, ex, progress=False, agent=spec)
+        s = run_campaign(sc, plan, db, ex, progress=False, testbed=Testbed.of(spec))
         rate = s.planned / (time.perf_counter() - t0)
     finally:
         os.environ.pop(SWITCH)
@@ -131,7 +132,7 @@ def main() -> None:
         tmp, dbs = Path(tmp), count()
 
         def timed(spec, rejoin=True):
-            golden_for(sc, sc.seed, spec)  # golden run (and the agent's snapshots), once
+            golden_of(Testbed.of(spec), sc, sc.seed)  # golden run (and the agent's snapshots), once
             db = tmp / f"{next(dbs)}.db"
             return timed_campaign(sc, plans[spec], db, ex, spec, stacks[spec], rejoin)
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from sweeps import ensure_sweeps
 
 from drivefi.run.golden import record_golden
+from drivefi.run.testbed import Testbed
 from drivefi.world.scenario import bundled_names, load_scenario
 
 SWEEPS = [("1-fixed", 1), ("m-fixedm5", 5), ("m-fixedm20", 20)]
@@ -52,7 +53,7 @@ def agent_sweeps(out: Path, agent: str, name: str, stride: int = 5) -> str:
     for tag, dur in SWEEPS:
         db = out / f"{prefix}.{tag}.db"  # a campaign resumes: an interrupted sweep is completed
         plan = exhaustive(sc, durations=[dur], stride=stride, stack_points=stack_points(agent))
-        run_campaign(sc, plan, db, LocalExecutor(2), progress=False, agent=agent)
+        run_campaign(sc, plan, db, LocalExecutor(2), progress=False, testbed=Testbed.of(agent))
     return prefix
 
 
@@ -117,7 +118,7 @@ def main() -> None:
     names = args.scenarios.split(",")
     todo = args.stacks.split(",") if args.stacks else stacks(Path.cwd())
     ensure_sweeps(out, args.scenarios)
-    from drivefi.search.active import active_search
+    from drivefi.search.active import ActiveOptions, active_search
     from drivefi.search.training import structure_for
 
     head = (
@@ -131,7 +132,8 @@ def main() -> None:
     for stack in todo:
         label = "reference" if stack == "reference" else Path(stack.split(":")[0]).stem
         try:
-            st = structure_for(None if stack == "reference" else stack)
+            testbed = Testbed.of(stack)
+            st = structure_for(testbed)
         except Exception as err:
             print(f"{label:12s} (not measured: {err})", flush=True)
             continue
@@ -140,11 +142,11 @@ def main() -> None:
             sc = load_scenario(name)
             gt = name if stack == "reference" else agent_sweeps(out, stack, name, stride)
             space, crit = ground_truth(out, gt, stride)
-            golden = record_golden(sc) if stack == "reference" else record_golden(sc, stack=stack)
+            golden = record_golden(sc, testbed=testbed)
             t0 = time.perf_counter()
             n_train = args.training_runs if stack == "reference" else args.agent_training_runs
-            res = active_search(sc, golden, st, args.budget, n_train, args.rounds,
-                                stride=stride, truth=crit, agent=None if stack == "reference" else stack,
+            opts = ActiveOptions(args.budget, n_train, args.rounds, stride=stride)
+            res = active_search(sc, golden, st, opts, testbed, truth=crit,
                                 log=lambda m: print(f"{'':12s} {m}", flush=True))  # fmt: skip
             wall = time.perf_counter() - t0
             c = res.candidates

@@ -21,12 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from drivefi.bridges.carla.simulator import CarlaSimulator
 from drivefi.campaign.carla_pool import CarlaPoolExecutor, Server
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.ray_executor import RayExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.campaign.store import ResultsStore
 from drivefi.faults.plan import random_plan
+from drivefi.run.testbed import Testbed
 from drivefi.world.scenario import load_scenario
 
 # the fakes live with the tests (tests/drivefi_fakes); the pool's worker processes inherit the path
@@ -87,8 +89,8 @@ def main() -> None:
                                 tick_s=args.tick_ms / 1000)  # fmt: skip
             pool = CarlaPoolExecutor([Server("127.0.0.1", 2000 + 2 * i) for i in range(n)])
             try:
-                s = run_campaign(csc, cplan, out / f"pool{n}.db", pool, sim="carla", progress=False,
-                                 bridge_options={"timeout": 10.0, "client_factory": fakes})  # fmt: skip
+                s = run_campaign(csc, cplan, out / f"pool{n}.db", pool, progress=False,
+                                 testbed=Testbed(CarlaSimulator({"timeout": 10.0, "client_factory": fakes})))  # fmt: skip
             finally:
                 pool.close()
             base = base or s.runs_per_s

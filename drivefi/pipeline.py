@@ -11,17 +11,19 @@ over everything the search simulated (training runs, rounds, validation).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from drivefi.bridges.base import Simulator
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.campaign.traces import campaign_traces
 from drivefi.core import Fault
 from drivefi.faults.plan import Plan, default_values, fault_model_for, write_plan
-from drivefi.run.golden import record_golden
+from drivefi.run.golden import golden_of, record_golden
+from drivefi.run.testbed import Testbed
 from drivefi.run.trace import write_trace
 from drivefi.util.progress import Progress, finished, silent
 from drivefi.world.scenario import Scenario
@@ -62,9 +64,7 @@ def random_baseline(
 ) -> Plan:
     """Faults drawn uniformly from the search's candidate space (step x point x value x duration);
     ``points``: the stack under test's (default: the reference ADS's)."""
-    from drivefi.stacks.reference import INJECTION_POINTS
-
-    points = list(points or INJECTION_POINTS)
+    points = list(points or Testbed().points())
     known = {p.name: p for p in points}
     rng = np.random.default_rng([seed, 0x5241])
     faults = []
@@ -80,63 +80,61 @@ def random_baseline(
     return Plan(scenario.name, scenario.steps, faults)
 
 
-def record_golden_on(sim: str, scenario: Scenario, bridge_options: dict | None, executor, agent):
-    """The stack under test's golden run on ``sim`` (CARLA: the given server, or a pool's first)
-    as a trace."""
-    from drivefi.bridges.carla.bridge import make_carla_bridge
-    from drivefi.run.carla import record_golden_carla
-    from drivefi.stacks import load_stack
+@dataclass(frozen=True)
+class PipelineOptions:
+    """What the main job spends and how (everything but what and where)."""
 
-    opts = dict(bridge_options or {})
+    budget: int = 300  # predicted faults validated by injection
+    training_runs: int = 300
+    durations: tuple[int, ...] = (1, 5, 20)
+    workers: int = 2  # local processes (when no executor is given)
+    seed: int = 0  # of the training faults, the rounds and the random baseline
+    structure: str | None = None  # 3-TBN structure file; default: the stack's own or derived
+    rounds: int = 3
+    budget_share: float = 0.10  # share of the space the search may simulate in all
+    # where the search learns the stack: None (the testbed's simulator) or another one, chosen
+    # explicitly (e.g. the embedded simulator while validating on CARLA), never as a fallback
+    train_on: Simulator | None = None
+
+
+def _learning_testbed(testbed: Testbed, train_on: Simulator | None, executor) -> Testbed:
+    """The testbed the search learns on; on a pool of servers, the pool's first server."""
+    tb = testbed.on(train_on) if train_on is not None else testbed
     servers = getattr(executor, "servers", None)
-    if servers and "port" not in opts:
-        opts.update(host=servers[0].host, port=servers[0].port)
-    bridge = make_carla_bridge(scenario, **opts)
-    return record_golden_carla(scenario, bridge, load_stack(agent, scenario, None, bridge=bridge))
+    if servers and not tb.simulator.snapshots and "port" not in tb.simulator.options:
+        tb = tb.on(tb.simulator.with_options(host=servers[0].host, port=servers[0].port))
+    return tb
 
 
 def run_pipeline(
     scenario: Scenario,
     out: str | Path,
-    budget: int = 300,
-    training_runs: int = 300,
-    durations: tuple[int, ...] = (1, 5, 20),
-    workers: int = 2,
-    seed: int = 0,
+    testbed: Testbed | None = None,
+    options: PipelineOptions | None = None,
+    executor=None,
     progress: bool = True,
     log=print,
-    sim: str = "embedded",
-    bridge_options: dict | None = None,
-    executor=None,
-    agent: str | None = None,
-    structure: str | None = None,
-    rounds: int = 3,
-    budget_share: float = 0.10,
     on_progress: Progress = silent,
-    train_sim: str | None = None,
+    **overrides,
 ) -> PipelineSummary:
-    """Run the main job. With ``sim="carla"`` every run is the stack under test on CARLA: the
-    golden run, the training runs and the rounds' injections (campaigns labelled ``training``,
-    ``round N`` in the results store, their traces kept for the fit) and the validation and
-    random-FI campaigns. ``train_sim="embedded"`` (an explicit choice, never a fallback) learns
-    and searches on the embedded simulator instead and only validates on CARLA: hours of
-    server time saved, at the price of a model of the stack on the embedded world.
-    ``executor`` (default: local processes, ``workers``) runs the campaigns; a Ray executor also
-    runs the embedded training runs, spread over its cluster.
-
-    ``agent``: the stack under test (``None``/``"reference"`` or ``FILE.py[:CLASS]``); every run
-    of the job (golden, training, validation, random baseline) is that stack's."""
-    from drivefi.errors import InputError
+    """Run the main job on ``testbed`` (default: the reference ADS on the embedded simulator):
+    every run of the job (golden, training, validation, random baseline) is its stack's, on its
+    simulator. On a simulator without snapshots (CARLA) the training runs and the rounds'
+    injections are campaigns labelled ``training``, ``round N`` in the results store, their
+    traces kept for the fit. ``options.train_on`` (an explicit choice, never a fallback) learns
+    and searches on another simulator (the embedded one) and only validates on the testbed's:
+    hours of server time saved, at the price of a model of the stack on the embedded world.
+    ``executor`` (default: local processes, ``options.workers``) runs the campaigns; a Ray
+    executor also runs the embedded training runs, spread over its cluster. ``options`` may be
+    given as its fields too (``budget=20``)."""
     from drivefi.search import to_plan
-    from drivefi.search.active import active_search
+    from drivefi.search.active import ActiveOptions, active_search
     from drivefi.search.training import structure_for
-    from drivefi.stacks import is_reference, load_stack
     from drivefi.tbn import save_model
 
+    o = replace(options or PipelineOptions(), **overrides)
+    testbed = testbed or Testbed()
     out = Path(out)
-    train_sim = train_sim or sim
-    if train_sim not in ("embedded", sim):
-        raise InputError(f"--train-sim: expected embedded or {sim}, got '{train_sim}'")
     out.mkdir(parents=True, exist_ok=True)
     s = PipelineSummary(scenario.name, str(out))
     times = s.stage_seconds
@@ -145,36 +143,35 @@ def run_pipeline(
         log(f"[{name}]")
         return time.perf_counter()
 
-    agent = None if is_reference(agent) else agent
-    stack = load_stack(agent, scenario, seed=None)
-    ex = executor or LocalExecutor(workers)
+    ex = executor or LocalExecutor(o.workers)
     db = out / "results.db"
-    t = stage(f"golden run ({train_sim})")
+    learn = _learning_testbed(testbed, o.train_on, ex)
+    t = stage(f"golden run ({learn.simulator.name})")
     simulate = None
-    if train_sim == "embedded":
-        golden = record_golden(scenario, stack=stack)
+    if learn.simulator.snapshots:
+        golden = golden_of(learn, scenario, scenario.seed)[0]
         golden_trace = golden.trace
     else:  # the stack under test on that simulator for every run the search learns from
-        golden = golden_trace = record_golden_on(train_sim, scenario, bridge_options, ex, agent)
+        golden = golden_trace = record_golden(scenario, testbed=learn).trace
 
-        def simulate(faults, label):
-            return campaign_traces(scenario, faults, db, label, ex, train_sim, bridge_options,
-                                   agent, progress)  # fmt: skip
+        def simulate(faults, label):  # campaigns on the learning simulator (a pool: all of it)
+            tb = testbed if o.train_on is None else testbed.on(o.train_on)
+            return campaign_traces(scenario, faults, db, label, ex, tb, progress)
 
     write_trace(golden_trace, out / "golden.parquet")
     s.golden = golden_trace.summary()
     times["golden"] = time.perf_counter() - t
 
-    st = structure_for(agent, structure)
+    st = structure_for(learn, o.structure)
     s.structure = f"{st.name} ({st.source})" + (" [ORACLE]" if st.oracle else "")
     t = stage(
-        f"training ({training_runs} random-fault runs), fit ({st.name}), search in {rounds} "
-        f"active-refit round(s) within {100 * budget_share:g} % of the space"
+        f"training ({o.training_runs} random-fault runs), fit ({st.name}), search in "
+        f"{o.rounds} active-refit round(s) within {100 * o.budget_share:g} % of the space"
     )
-    res = active_search(scenario, golden, st, budget_share, training_runs, rounds, seed,
-                        tuple(durations), log=log, agent=agent,
-                        map_chunks=getattr(executor, "map_chunks", None),
-                        progress=on_progress, simulate=simulate)  # fmt: skip
+    ao = ActiveOptions(o.budget_share, o.training_runs, o.rounds, o.seed, tuple(o.durations))
+    res = active_search(scenario, golden, st, ao, learn, simulate,
+                        getattr(executor, "map_chunks", None), log=log,
+                        progress=on_progress)  # fmt: skip
     finished(on_progress)
     save_model(res.model, out / "model.json")
     c = res.candidates
@@ -194,29 +191,25 @@ def run_pipeline(
 
     # the embedded simulator replays any fault in milliseconds; another simulator's faulty runs
     # are kept (hazards) so the report can show their timelines
-    keep = "none" if sim == "embedded" and is_reference(agent) else "hazards"
+    keep = testbed.keeps_traces
     # validation injects predictions no round has injected: its precision is the model's, not a
     # re-run of faults the rounds already confirmed
-    top = Plan(plan.scenario, plan.steps, plan.faults[: min(budget, len(fresh))])
+    top = Plan(plan.scenario, plan.steps, plan.faults[: min(o.budget, len(fresh))])
     s.injected = len(top.faults)
     if s.injected:
         t = stage(f"validate: inject the top {s.injected} predicted faults")
-        v = run_campaign(
-            scenario, top, db, ex, progress=progress, sim=sim, bridge_options=bridge_options,
-            keep_traces=keep, label="search", agent=agent,
-        )  # fmt: skip
+        v = run_campaign(scenario, top, db, ex, testbed, progress=progress, keep_traces=keep,
+                         label="search")  # fmt: skip
         times["validate"] = time.perf_counter() - t
         s.confirmed_hazards, s.confirmed_accidents = v.hazard + v.accident, v.accident
         s.precision = v.critical / s.injected
         s.hazards_per_injection_search = v.critical / s.injected
-    n_random = max(s.injected, 1) if budget else 0
+    n_random = max(s.injected, 1) if o.budget else 0
     t = stage(f"random FI baseline: {n_random} faults from the same space")
-    base = random_baseline(scenario, n_random, list(durations), seed, stack.points)
+    base = random_baseline(scenario, n_random, list(o.durations), o.seed, testbed.points())
     write_plan(base, out / "random_plan.csv")
-    r = run_campaign(
-        scenario, base, db, ex, progress=progress, sim=sim, bridge_options=bridge_options,
-        keep_traces=keep, label="random", agent=agent,
-    )  # fmt: skip
+    r = run_campaign(scenario, base, db, ex, testbed, progress=progress, keep_traces=keep,
+                     label="random")  # fmt: skip
     times["random"] = time.perf_counter() - t
     s.random_injected, s.random_hazards, s.random_accidents = n_random, r.critical, r.accident
     s.hazards_per_injection_random = r.critical / n_random

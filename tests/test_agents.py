@@ -17,6 +17,7 @@ from drivefi.faults import FaultInjector
 from drivefi.faults.plan import Plan, exhaustive, random_plan, read_plan, write_plan
 from drivefi.run.golden import record_golden
 from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.run.testbed import Testbed
 from drivefi.run.trace import read_trace
 from drivefi.stacks import load_stack, stack_identity, stack_points
 from drivefi.world.scenario import load_scenario
@@ -143,7 +144,7 @@ def test_an_agent_that_raises_gives_error_outcomes_and_the_campaign_goes_on(tmp_
         Fault("control.brake", "m-fixed", 1.0, None, 70, 5),
     ]
     plan = Plan(SC.name, SC.steps, faults)
-    s = run_campaign(SC, plan, tmp_path / "r.db", progress=False, agent=spec)
+    s = run_campaign(SC, plan, tmp_path / "r.db", progress=False, testbed=Testbed.of(spec))
     assert (s.done, s.error, s.masked + s.hazard + s.accident) == (2, 1, 2)  # done: ok outcomes
     assert s.stack == stack_identity(spec) and s.runs_start == "golden snapshots"
     from drivefi.campaign.store import ResultsStore
@@ -164,8 +165,12 @@ def test_an_agent_that_cannot_be_copied_runs_from_step_0_and_says_so(tmp_path):
         Fault("control.steer", "1-fixed", 1.0, None, 80, 1),
     ]
     plan = Plan(SC.name, SC.steps, faults)
-    s = run_campaign(SC, plan, tmp_path / "u.db", progress=False, agent=f"{SPECIAL}:Uncopyable")
-    h = run_campaign(SC, plan, tmp_path / "h.db", progress=False, agent=f"{SPECIAL}:Hooked")
+    s = run_campaign(
+        SC, plan, tmp_path / "u.db", progress=False, testbed=Testbed.of(f"{SPECIAL}:Uncopyable")
+    )
+    h = run_campaign(
+        SC, plan, tmp_path / "h.db", progress=False, testbed=Testbed.of(f"{SPECIAL}:Hooked")
+    )
     assert s.runs_start.startswith("step 0 (the agent cannot be copied: TypeError")
     assert h.runs_start == "golden snapshots"
     assert (s.done, s.error) == (2, 0)
@@ -184,7 +189,7 @@ def test_keep_traces_writes_agent_traces_and_resume_refuses_another_stack(tmp_pa
               Fault("control.throttle", "1-fixed", 1.0, None, 100, 1)]  # fmt: skip
     plan = Plan(SC.name, SC.steps, faults)
     db = tmp_path / "k.db"
-    run_campaign(SC, plan, db, progress=False, agent=CARLA_STYLE, keep_traces="all")
+    run_campaign(SC, plan, db, progress=False, testbed=Testbed.of(CARLA_STYLE), keep_traces="all")
     files = sorted((tmp_path / "k.traces").glob("*.parquet"))
     assert len(files) == 2
     t = read_trace(files[0])
@@ -192,7 +197,7 @@ def test_keep_traces_writes_agent_traces_and_resume_refuses_another_stack(tmp_pa
     assert (t.frame["perception.lead_gap"].to_numpy()[40:60] == 0.0).all()
     # a plan both stacks can run: resuming it with another stack is refused
     common = Plan(SC.name, SC.steps, faults[1:])
-    run_campaign(SC, common, tmp_path / "c.db", progress=False, agent=CARLA_STYLE)
+    run_campaign(SC, common, tmp_path / "c.db", progress=False, testbed=Testbed.of(CARLA_STYLE))
     with pytest.raises(
         InputError, match=r"was run with stack .*carla_style_agent.*not 'reference'"
     ):
@@ -218,14 +223,14 @@ def test_carla_style_agent_runs_unchanged_on_embedded_and_through_the_fake_serve
 
     from drivefi.bridges.carla.bridge import make_carla_bridge
     from drivefi.bridges.carla.connection import forget_sessions
-    from drivefi.run.carla import run_carla
+    from drivefi.run.simulate import run_once
 
     forget_sessions()
     fake = FakeCarla(SC)
     bridge = make_carla_bridge(SC, client_factory=fake.client)
     stack = load_stack(CARLA_STYLE, SC, bridge=bridge)
     rec, out = TraceRecorder(1, SC.steps, [p.name for p in stack.points]), OutcomeRecorder(1)
-    run_carla(SC, bridge, stack, recorders=[rec, out])
+    run_once(SC, bridge, stack, recorders=[rec, out])
     forget_sessions()
     assert stack.agent.vehicle is not None and not hasattr(stack.agent.vehicle, "_view")
     emb = record_golden(SC, stack=CARLA_STYLE).trace.frame

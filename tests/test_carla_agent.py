@@ -14,8 +14,7 @@ from drivefi.core import Fault, Injector
 from drivefi.errors import InputError
 from drivefi.faults import FaultInjector
 from drivefi.inject import active, declare, declared, inject
-from drivefi.run.carla import run_carla
-from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder, run_once
 from drivefi.stacks.agent.adapter import AgentStack
 from drivefi.stacks.agent.loader import AgentError, AgentStepError
 from drivefi.world.scenario import load_scenario
@@ -44,7 +43,7 @@ def run_agent(cls: str, fault: Fault | None = None, fake: FakeCarla | None = Non
     sim = Simulation(SC, bridge=bridge, ads=ads)
     rec, out = TraceRecorder(1, sim.steps, sim.points), OutcomeRecorder(1)
     injector = FaultInjector([fault], ads.points) if fault else None
-    run_carla(SC, bridge, ads, injector=injector, recorders=[rec, out])
+    run_once(SC, bridge, ads, injector=injector, recorders=[rec, out])
     return rec, out, ads.agent, bridge, fake
 
 
@@ -122,7 +121,7 @@ def test_agent_load_errors_and_crashes_are_clear(tmp_path):
     with pytest.raises(
         AgentStepError, match=r"Crashing\.run_step raised ValueError at step 3: model weights"
     ):
-        run_carla(SC, bridge, ads)
+        run_once(SC, bridge, ads)
     assert fake.alive == [] and not fake.settings.synchronous_mode
 
 

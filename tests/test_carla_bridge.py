@@ -27,12 +27,13 @@ from drivefi.bridges.carla.settings import (
     carla_config,
     load_carla_scenario,
 )
+from drivefi.bridges.carla.simulator import CarlaSimulator
 from drivefi.core import Actuation, Fault, Injector
 from drivefi.errors import InputError, SimulatorError
 from drivefi.faults import FaultInjector
-from drivefi.run.carla import record_golden_carla, run_carla
 from drivefi.run.golden import record_golden
-from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder, run_once
+from drivefi.run.testbed import Testbed
 from drivefi.world.scenario import Road, Segment, load_scenario
 from drivefi.world.vehicle import steer_limit
 
@@ -126,7 +127,7 @@ def test_golden_run_through_bridge_matches_embedded(name):
 def test_golden_trace_schema_and_world_reuse(tmp_path):
     sc = short("cut_in", 4.0)
     fake = FakeCarla(sc)
-    trace = record_golden_carla(sc, bridge_on(fake, sc))
+    trace = record_golden(sc, testbed=Testbed(CarlaSimulator()), bridge=bridge_on(fake, sc)).trace
     ref = record_golden(sc)
     assert list(trace.frame.columns) == list(ref.trace.frame.columns)
     assert len(trace.frame) == sc.steps
@@ -139,7 +140,7 @@ def test_golden_trace_schema_and_world_reuse(tmp_path):
     } == ref.trace.meta
     # a second run (new bridge, new connection) reuses the generated world: the server has it
     forget_sessions()
-    run_carla(sc, bridge_on(fake, sc))
+    run_once(sc, bridge_on(fake, sc))
     assert fake.generated == 1 and len(fake.clients) == 2
     assert_clean(fake)
 
@@ -189,7 +190,7 @@ def test_collision_from_sensor_matched_to_frame(late, monkeypatch):
     fake = FakeCarla(sc, late_events=late)
     b = bridge_on(fake, sc)
     out = OutcomeRecorder(1)
-    run_carla(sc, b, FixedADS(throttle=1.0), recorders=[out])
+    run_once(sc, b, FixedADS(throttle=1.0), recorders=[out])
     box_step = int(out.collision_step[0])
     assert box_step > 0
     hits = [e for e in b.events if e[0] == "collision"]
@@ -199,7 +200,7 @@ def test_collision_from_sensor_matched_to_frame(late, monkeypatch):
     forget_sessions()
     monkeypatch.setattr(bridge_mod, "obb_overlap", lambda *a: np.zeros(1, bool))
     out2 = OutcomeRecorder(1)
-    run_carla(sc, bridge_on(fake, sc), FixedADS(throttle=1.0), recorders=[out2])
+    run_once(sc, bridge_on(fake, sc), FixedADS(throttle=1.0), recorders=[out2])
     assert out2.collision_step[0] == box_step + (1 if late else 0)
 
 
@@ -208,7 +209,7 @@ def test_departure_and_lane_invasion_events():
     fake = FakeCarla(sc)
     b = bridge_on(fake, sc)
     out = OutcomeRecorder(1)
-    run_carla(sc, b, FixedADS(throttle=0.3, steer=0.15), recorders=[out])
+    run_once(sc, b, FixedADS(throttle=0.3, steer=0.15), recorders=[out])
     assert out.departure_step[0] > 0 and out.collision_step[0] < 0
     assert any(e[0] == "lane_invasion" for e in b.events)
 
@@ -226,7 +227,7 @@ def test_failure_at_a_tick_restores_settings_and_destroys_actors(kind, needle):
     assert_clean(fake)
     assert fake.settings_log[0].synchronous_mode  # it was synchronous while it ran
     # the next run reconnects (a new client) and completes
-    run_carla(sc, bridge_on(fake, sc))
+    run_once(sc, bridge_on(fake, sc))
     assert len(fake.clients) == 2
     assert_clean(fake)
 
@@ -237,13 +238,13 @@ def test_crashed_server_is_restarted_with_the_users_command(tmp_path):
     fake = FakeCarla(sc, fail_at=20, fail_kind="crash", revive_file=revived)
     b = bridge_on(fake, sc, restart_cmd=f"touch {revived}", restart_wait=10.0)
     with pytest.raises(SimulatorError, match="timed out"):
-        run_carla(sc, b)
+        run_once(sc, b)
     assert (
         b.teardown_errors
     )  # the dead server could not be cleaned up, and that did not mask the error
     assert not revived.exists()
     out = OutcomeRecorder(1)
-    run_carla(
+    run_once(
         sc, bridge_on(fake, sc, restart_cmd=f"touch {revived}", restart_wait=10.0), recorders=[out]
     )
     assert revived.exists() and out.collision_step[0] < 0
@@ -258,7 +259,7 @@ def test_exception_in_the_stack_or_ctrl_c_still_cleans_up():
     sc = short("lead_brake", 3.0)
     fake = FakeCarla(sc)
     with pytest.raises(ValueError, match="perception model crashed"):
-        run_carla(sc, bridge_on(fake, sc), FixedADS(throttle=0.2, fail_at=15))
+        run_once(sc, bridge_on(fake, sc), FixedADS(throttle=0.2, fail_at=15))
     assert_clean(fake)
     fake2 = FakeCarla(sc, fail_at=12, fail_kind="interrupt")
     b = bridge_on(fake2, sc)
@@ -271,7 +272,7 @@ def test_another_client_ticking_fails_the_run():
     sc = short("lead_brake", 3.0)
     fake = FakeCarla(sc, foreign_tick_at=10)
     with pytest.raises(SimulatorError, match="another client is ticking"):
-        run_carla(sc, bridge_on(fake, sc))
+        run_once(sc, bridge_on(fake, sc))
     assert_clean(fake)
 
 
@@ -327,7 +328,7 @@ def test_scenario_placed_on_a_town_by_road_lane_s():
     assert obs.obj_dd[0, 1] == pytest.approx(3.6, abs=1e-3)
     b.close()
     out = OutcomeRecorder(1)
-    run_carla(
+    run_once(
         sc, make_carla_bridge(sc, client_factory=fake.client, placement=placement), recorders=[out]
     )
     assert out.collision_step[0] < 0 and out.departure_step[0] < 0 and out.min_delta_lon[0] > 0

@@ -11,10 +11,13 @@ from drivefi_fakes.carla_server import FakeCarla
 from procs import outcomes
 
 from drivefi.bridges.carla import connection
+from drivefi.bridges.carla.simulator import CarlaSimulator
+from drivefi.bridges.embedded import EMBEDDED
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.core import Fault
 from drivefi.faults.plan import Plan, read_plan, write_plan
+from drivefi.run.testbed import Testbed
 from drivefi.world.scenario import load_scenario
 
 CARLA_MISSING = (
@@ -55,8 +58,8 @@ def test_golden_then_1_fixed_and_m_fixed_faults_from_a_plan(server, tmp_path):
     )
     plan = read_plan(write_plan(plan, tmp_path / "plan.csv"))
     carla_sum = run_campaign(
-        SC, plan, tmp_path / "carla.db", LocalExecutor(1), sim="carla", progress=False,
-        bridge_options={"timeout": 5.0}, retries=1,
+        SC, plan, tmp_path / "carla.db", LocalExecutor(1), progress=False,
+        testbed=Testbed(CarlaSimulator({"timeout": 5.0})), retries=1,
     )  # fmt: skip
     emb_sum = run_campaign(SC, plan, tmp_path / "emb.db", LocalExecutor(1), progress=False)
     assert carla_sum.done == emb_sum.done == 3 and carla_sum.error == 0
@@ -81,9 +84,8 @@ def test_golden_then_1_fixed_and_m_fixed_faults_from_a_plan(server, tmp_path):
         SC,
         plan,
         tmp_path / "carla.db",
-        sim="carla",
         progress=False,
-        bridge_options={"timeout": 5.0},
+        testbed=Testbed(CarlaSimulator({"timeout": 5.0})),
     )
     assert again.ran_now == 0 and fake.runs == 4
 
@@ -105,9 +107,8 @@ def test_failed_run_is_retried_then_marked_error_and_the_campaign_completes(serv
         SC,
         plan,
         tmp_path / "r.db",
-        sim="carla",
         progress=False,
-        bridge_options={"timeout": 5.0},
+        testbed=Testbed(CarlaSimulator({"timeout": 5.0})),
         retries=1,
     )
     assert summary.done == 2 and summary.error == 1 and summary.ran_now == 3  # done: ok outcomes
@@ -132,8 +133,7 @@ def test_campaign_with_a_user_agent(server, tmp_path):
         ],
     )
     summary = run_campaign(
-        SC, plan, tmp_path / "a.db", sim="carla", progress=False, bridge_options={"timeout": 5.0},
-        agent=f"{AGENT}:GroundTruthOnly",
+        SC, plan, tmp_path / "a.db", progress=False, testbed=Testbed.of(f"{AGENT}:GroundTruthOnly", CarlaSimulator({"timeout": 5.0})),
     )  # fmt: skip
     rows = outcomes(tmp_path / "a.db")
     assert summary.error == 0, rows["error"].tolist()
@@ -154,8 +154,8 @@ def test_pipeline_learns_on_the_embedded_simulator_only_when_asked_and_validates
     server(FakeCarla(SC))
     opts = {"host": "127.0.0.1", "port": 2000, "timeout": 5.0}
     s = run_pipeline(SC, tmp_path / "carla", budget=3, training_runs=30, durations=(20,), workers=1,
-                     progress=False, log=lambda m: None, sim="carla", bridge_options=opts,
-                     train_sim="embedded", rounds=0)  # fmt: skip
+                     progress=False, log=lambda m: None, testbed=Testbed(CarlaSimulator(opts)),
+                     train_on=EMBEDDED, rounds=0)  # fmt: skip
     e = run_pipeline(SC, tmp_path / "emb", budget=3, training_runs=30, durations=(20,), workers=1,
                      progress=False, log=lambda m: None, rounds=0)  # fmt: skip
     assert s.injected == e.injected == 3
@@ -178,8 +178,8 @@ def test_pipeline_on_carla_learns_the_stack_there(server, tmp_path, agent):
     opts = {"host": "127.0.0.1", "port": 2000, "timeout": 5.0}
     out = tmp_path / "carla"
     s = run_pipeline(SC, out, budget=1, training_runs=8, durations=(20,), workers=1,
-                     progress=False, log=lambda m: None, sim="carla", bridge_options=opts,
-                     agent=agent, rounds=1, budget_share=0.0015)  # fmt: skip
+                     progress=False, log=lambda m: None, testbed=Testbed.of(agent, CarlaSimulator(opts)),
+                      rounds=1, budget_share=0.0015)  # fmt: skip
     assert read_trace(out / "golden.parquet").meta["sim"] == "carla"
     with sqlite3.connect(out / "results.db") as db:
         labels = dict(db.execute("SELECT id, settings FROM campaigns").fetchall())

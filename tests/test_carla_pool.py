@@ -8,11 +8,13 @@ import pytest
 from drivefi_fakes.server_pool import FakeServers
 from procs import outcomes
 
+from drivefi.bridges.carla.simulator import CarlaSimulator
 from drivefi.campaign.carla_pool import CarlaPoolExecutor, Server, parse_servers
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.errors import InputError
 from drivefi.faults.plan import random_plan
+from drivefi.run.testbed import Testbed
 from drivefi.run.trace import read_trace
 from drivefi.world.scenario import load_scenario
 
@@ -59,8 +61,8 @@ def test_pool_of_3_with_a_crash_and_a_hang_equals_one_server(ray_session, tmp_pa
     ex = CarlaPoolExecutor([Server("127.0.0.1", p) for p in PORTS], restart_cmd=pool.restart_cmd(),
                            run_timeout=15.0)  # fmt: skip
     with caplog.at_level(logging.WARNING, "drivefi.campaign"):
-        s = run_campaign(SC, plan, tmp_path / "pool.db", ex, sim="carla", progress=False,
-                         bridge_options=opts)  # fmt: skip
+        s = run_campaign(SC, plan, tmp_path / "pool.db", ex, progress=False,
+                         testbed=Testbed(CarlaSimulator(opts)))  # fmt: skip
     status = {x["server"]: x for x in ex.status()}
     ex.close()
     assert s.done == 60 and s.error == 0 and s.ran_now == 60
@@ -76,8 +78,8 @@ def test_pool_of_3_with_a_crash_and_a_hang_equals_one_server(ray_session, tmp_pa
     assert got["attempts"].max() in (2, 3)
     # the same plan on one healthy server (in this process)
     one = FakeServers(SC.model_dump_json(), str(tmp_path / "one"))
-    run_campaign(SC, plan, tmp_path / "one.db", LocalExecutor(1), sim="carla", progress=False,
-                 bridge_options={"timeout": 5.0, "client_factory": one, "port": 2010})  # fmt: skip
+    run_campaign(SC, plan, tmp_path / "one.db", LocalExecutor(1), progress=False,
+                 testbed=Testbed(CarlaSimulator({"timeout": 5.0, "client_factory": one, "port": 2010})))  # fmt: skip
     ref = outcomes(tmp_path / "one.db")
     cols = [c for c in ref.columns if c != "attempts"]
     assert got[cols].equals(ref[cols])
@@ -92,8 +94,8 @@ def test_a_server_that_keeps_failing_leaves_the_pool(ray_session, tmp_path, capl
     ex = CarlaPoolExecutor([Server("127.0.0.1", 2000), Server("127.0.0.1", 2002)],
                            run_timeout=30.0, ready_timeout=30.0)  # fmt: skip
     with caplog.at_level(logging.WARNING, "drivefi.campaign"):
-        s = run_campaign(SC, plan, tmp_path / "r.db", ex, sim="carla", progress=False,
-                         bridge_options={"timeout": 2.0, "client_factory": pool},
+        s = run_campaign(SC, plan, tmp_path / "r.db", ex, progress=False,
+                         testbed=Testbed(CarlaSimulator({"timeout": 2.0, "client_factory": pool})),
                          keep_traces="all")  # fmt: skip
     status = {x["server"]: x for x in ex.status()}
     ex.close()

@@ -146,7 +146,7 @@ def test_agent_runs_on_carla_through_the_fake_server(agent):
 
     from drivefi.bridges.carla.bridge import make_carla_bridge
     from drivefi.bridges.carla.connection import forget_sessions
-    from drivefi.run.carla import run_carla
+    from drivefi.run.simulate import run_once
 
     sc = load_scenario("cut_in").model_copy(update={"duration": 5.0})  # the cut-in and after
     forget_sessions()
@@ -155,7 +155,7 @@ def test_agent_runs_on_carla_through_the_fake_server(agent):
         bridge = make_carla_bridge(sc, client_factory=fake.client)
         ads = AgentStack(str(agent), sc, bridge=bridge)
         rec = TraceRecorder(1, sc.steps, [p.name for p in ads.points])
-        run_carla(sc, bridge, ads, recorders=[rec])
+        run_once(sc, bridge, ads, recorders=[rec])
     finally:
         forget_sessions()
     c = {n: a[0] for n, a in rec.cols.items()}

@@ -16,10 +16,12 @@ import pytest
 
 import drivefi.campaign.batch as batch
 from drivefi.bridges.embedded import EmbeddedBridge
+from drivefi.campaign.context import BatchContext
 from drivefi.core import Fault
 from drivefi.faults.plan import exhaustive
 from drivefi.run.golden import faulty_frame
 from drivefi.run.rejoin import SWITCH, GoldenTail, _next
+from drivefi.run.testbed import Testbed
 from drivefi.stacks import load_stack
 from drivefi.stacks.agent.equal import same_state
 from drivefi.stacks.agent.snapshot import register_carla_types
@@ -37,13 +39,13 @@ LEAD_BRAKE = load_scenario("lead_brake")
 
 def _both(spec, faults, monkeypatch, scenario=LEAD_BRAKE):
     """(rows, traces) of one batch with rejoining, then without it."""
-    golden = batch.golden_for(scenario, scenario.seed, spec)
+    ctx = BatchContext(scenario, scenario.seed, Testbed.of(spec), keep_traces="all")
     out = []
     for switch in ("1", "0"):
         monkeypatch.setenv(SWITCH, switch)
-        rows, rec, _ = batch.inject_batch(scenario, scenario.seed, spec, faults, True)
-        out.append((rows, rec))
-    return golden, out
+        rows, runs = batch.attempt(ctx, list(enumerate(faults)))
+        out.append((rows, runs.traces))
+    return runs.golden, out
 
 
 CASES = [(spec, "lead_brake") for spec in AGENTS] + [(AGENTS[0], "highway")]  # 3 objects

@@ -17,6 +17,7 @@ from drivefi.faults.plan import Plan, write_plan
 from drivefi.pipeline import random_baseline
 from drivefi.report import build_report
 from drivefi.report.data import CampaignData, group_cases, with_times
+from drivefi.run.testbed import Testbed
 from drivefi.world.scenario import load_scenario
 
 SC = load_scenario("lead_brake")
@@ -208,7 +209,9 @@ def test_a_campaign_whose_runs_all_failed_shows_why(tmp_path):
     agent = f"{Path(__file__).parent / 'fixtures' / 'special_agents.py'}:Fragile"
     faults = [Fault("localization.speed", "1-fixed", 40.0, None, k, 1, 0) for k in (20, 60, 90)]
     db = tmp_path / "r.db"
-    s = run_campaign(SC, Plan(SC.name, SC.steps, faults), db, progress=False, agent=agent)
+    s = run_campaign(
+        SC, Plan(SC.name, SC.steps, faults), db, progress=False, testbed=Testbed.of(agent)
+    )
     assert s.error == 3
     build_report(db, tmp_path / "r.html")
     text = (tmp_path / "r.html").read_text()
@@ -221,18 +224,21 @@ def test_a_users_stack_is_never_stood_in_for_by_the_reference_golden_run(tmp_pat
     """The heat map of an agent's campaign has no golden strip rather than the reference's."""
     from pathlib import Path
 
-    import drivefi.campaign.batch as batch
+    import drivefi.run.golden as golden
 
     agent = f"{Path(__file__).parent / 'fixtures' / 'special_agents.py'}:Cruiser"
     faults = [Fault("control.steer", "m-fixed", 1.0, None, k, 20, 0) for k in (20, 60)]
     db = tmp_path / "r.db"
-    s = run_campaign(SC, Plan(SC.name, SC.steps, faults), db, progress=False, agent=agent)
+    s = run_campaign(
+        SC, Plan(SC.name, SC.steps, faults), db, progress=False, testbed=Testbed.of(agent)
+    )
     assert s.error == 0
 
     def refuse(*args, **kw):
         raise AssertionError(f"the report ran a golden run: {args} {kw}")
 
-    monkeypatch.setattr(batch, "golden_for", refuse)
+    monkeypatch.setattr(golden, "golden_of", refuse)
+    monkeypatch.setattr(golden, "record_golden", refuse)
     build_report(db, tmp_path / "r.html")
     text = (tmp_path / "r.html").read_text()
     assert "does not run this stack" in text and "Cruiser" in text

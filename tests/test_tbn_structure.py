@@ -182,7 +182,7 @@ def test_bad_structure_file_is_exit_2_naming_the_line(case, tmp_path, capsys):
 
 
 def test_stack_with_a_point_the_structure_does_not_name_is_refused(tmp_path):
-    from drivefi.search.training import stack_points
+    from drivefi.search.training import point_specs as stack_points
 
     st = load_structure(REF)
     pts = [p.name for p in stack_points()]
@@ -282,7 +282,7 @@ def test_nothing_under_tbn_imports_the_reference_stack():
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             for n in names:
-                assert not n.startswith(("drivefi.stacks.reference", "drivefi.search.twin")), (
+                assert not n.startswith(("drivefi.stacks", "drivefi.search.twin")), (
                     f.name,
                     n,
                 )

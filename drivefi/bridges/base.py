@@ -1,8 +1,13 @@
-"""What every bridge hands the ADS: one observation per step, in the lane frame of the ego's lane."""
+"""The bridge contract (one simulator's runs, stepped by the closed loop) and the simulator that
+makes bridges.
+
+A :class:`Simulator` is a small picklable value (it travels to worker processes and Ray actors
+inside a :class:`drivefi.run.testbed.Testbed`); simulators differ by this object, never by a name
+compared in each layer: what a caller needs to know is one of its attributes."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -30,3 +35,22 @@ class Bridge(Protocol):
         """(collided, departed) so far, bool arrays over runs."""
 
     def close(self) -> None: ...
+
+
+class Simulator(Protocol):
+    """Where runs execute: makes a fresh bridge for a scenario (picklable)."""
+
+    name: str  # how campaigns and traces record it ("embedded", "carla")
+    # a bridge restores a golden run's state at any step (bit-exact) and runs many runs in
+    # lock-step: faulty runs start from the golden run's snapshots; otherwise each run is its own,
+    # from step 0
+    snapshots: bool
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The bridge options, as stored with a campaign (plain values)."""
+
+    def bridge(self, scenario) -> Bridge: ...
+
+    def with_options(self, **options) -> Simulator:
+        """The same simulator with some options replaced (e.g. a pool server's address)."""

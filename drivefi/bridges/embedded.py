@@ -9,6 +9,7 @@ its own fault step, and a batch of faults with different start steps still runs 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -37,6 +38,30 @@ class WorldState(BatchState):
     last_steer: np.ndarray
     collided: np.ndarray
     departed: np.ndarray
+
+
+@dataclass(frozen=True)
+class EmbeddedSimulator:
+    """The built-in simulator (:class:`drivefi.bridges.base.Simulator`): deterministic, with
+    snapshots and lock-step batches of runs."""
+
+    name: ClassVar[str] = "embedded"
+    snapshots: ClassVar[bool] = True
+
+    @property
+    def options(self) -> dict:
+        return {}
+
+    def bridge(self, scenario: Scenario) -> EmbeddedBridge:
+        return EmbeddedBridge(scenario)
+
+    def with_options(self, **options) -> EmbeddedSimulator:
+        if options:
+            raise ValueError(f"the embedded simulator takes no options, got {sorted(options)}")
+        return self
+
+
+EMBEDDED = EmbeddedSimulator()
 
 
 class EmbeddedBridge:

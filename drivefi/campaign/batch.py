@@ -1,8 +1,11 @@
-"""One batch of faulty runs: start from the golden run's snapshots, run in lock-step, label outcomes.
+"""One batch of a campaign: its faults run on the campaign's testbed, each given an outcome row.
 
 Outcome labels: ``accident`` (collision or road departure), ``hazard`` (delta_lon <= 0 or
 delta_lat <= 0 at some step), else ``masked``. A fault is ``critical`` when the golden run was
-safe at its first step and the faulty run reached a hazard (or an accident).
+safe at its first step and the faulty run reached a hazard (or an accident). A run whose stack
+failed is stored with its reason; a batch the simulator failed (a tick time-out, a server error)
+is attempted again, up to ``ctx.retries`` times, then stored with status ``error`` and the
+reasons, and the campaign goes on.
 """
 
 from __future__ import annotations
@@ -10,83 +13,63 @@ from __future__ import annotations
 import numpy as np
 
 from drivefi.campaign.context import BatchContext
-from drivefi.campaign.outcome import keep_trace, label, stack_error_row
+from drivefi.campaign.outcome import error_row, keep_trace, label, stack_error_row
 from drivefi.core import Fault
-from drivefi.faults import FaultInjector
-from drivefi.run.golden import Golden, faulty_frame, record_golden
-from drivefi.run.rejoin import rejoin_for
-from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder
-from drivefi.stacks import load_stack, stack_errors
-from drivefi.world.scenario import Scenario
-
-_GOLDEN: dict[tuple, tuple] = {}
+from drivefi.errors import SimulatorError
+from drivefi.run.faulty import FaultyRuns, run_faults
+from drivefi.run.golden import Golden, golden_of
 
 
-def golden_for(scenario: Scenario, seed: int, agent: str | None = None) -> Golden:
-    """The golden run of a scenario, seed and stack, computed once per process (deterministic)."""
-    return _golden_and_stack(scenario, seed, agent)[0]
+def golden(ctx: BatchContext) -> Golden:
+    """The campaign's golden run on its testbed (once per process, retried like a batch)."""
+    reasons = []
+    for _ in range(ctx.retries + 1):
+        try:
+            return golden_of(ctx.testbed, ctx.scenario, ctx.seed)[0]
+        except SimulatorError as err:
+            reasons.append(str(err))
+    raise SimulatorError(f"golden run failed {ctx.retries + 1} times: {reasons[-1]}")
 
 
-def _golden_and_stack(scenario: Scenario, seed: int, agent: str | None):
-    key = (scenario.model_dump_json(), seed, agent)
-    if key not in _GOLDEN:
-        _GOLDEN.clear()
-        stack = load_stack(agent, scenario, seed)
-        _GOLDEN[key] = (record_golden(scenario, seed, stack), stack)
-    return _GOLDEN[key]
+def attempt(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> tuple[list[dict], FaultyRuns]:
+    """One attempt at ``batch`` ((plan index, fault) pairs): one outcome row per fault, and the
+    runs. A simulator failure raises :class:`SimulatorError`."""
+    golden(ctx)
+    faults = [f for _, f in batch]
+    runs = run_faults(ctx.scenario, faults, ctx.testbed, ctx.seed, ctx.keep_traces != "none")
+    rows = label(runs.outcomes, runs.golden.safe_at(np.array([f.start for f in faults])))
+    for j, (step, message) in runs.errors.items():
+        rows[j] = stack_error_row(step, message)
+    for r, (i, _) in zip(rows, batch, strict=True):
+        r["idx"] = i
+    return rows, runs
 
 
-def starts_from_snapshots(golden: Golden) -> tuple[bool, str | None]:
-    """Whether faulty runs start from the golden run's snapshots, and if not, why."""
-    error = getattr(golden.snapshots.ads, "error", None)
-    return error is None, error
+def kept_frames(ctx: BatchContext, rows: list[dict], runs: FaultyRuns) -> dict[int, object]:
+    """The trace frames ``--keep-traces`` keeps, by position in the batch."""
+    if runs.traces is None:
+        return {}
+    keep = {}
+    for j, r in enumerate(rows):
+        if ctx.keep_traces == "hazards" and r["outcome"] == "masked" and r["status"] == "ok":
+            continue
+        keep[j] = runs.trace(j).frame
+    return keep
 
 
 def run_batch(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> list[dict]:
-    """Run ``batch`` ((plan index, fault) pairs); return one outcome row per fault."""
-    idx = [i for i, _ in batch]
-    faults = [f for _, f in batch]
-    keep = ctx.keep_traces != "none"
-    rows, traces, golden = inject_batch(ctx.scenario, ctx.seed, ctx.agent, faults, keep)
-    for r, i in zip(rows, idx, strict=True):
-        r["idx"] = i
-    if traces is not None:
-        _keep(ctx, traces, golden, faults, idx, rows)
-    return rows
-
-
-def inject_batch(
-    scenario: Scenario, seed: int, agent: str | None, faults: list[Fault], traces: bool = False
-) -> tuple[list[dict], TraceRecorder | None, Golden]:
-    """Run ``faults`` in one lock-step batch of the stack ``agent`` (None: the reference ADS),
-    each from the golden run's snapshot at its step (from step 0 when the stack cannot be
-    copied): (one outcome row per fault, the faulty runs' traces when ``traces``, the golden)."""
-    golden, stack = _golden_and_stack(scenario, seed, agent)
-    starts = np.array([f.start for f in faults])
-    sim = Simulation(scenario, seed, ads=stack)
-    n = len(faults)
-    snapshots, _ = starts_from_snapshots(golden)
-    out = OutcomeRecorder(n, from_step=0 if snapshots else starts)
-    rec = TraceRecorder(n, sim.steps, sim.points) if traces else None
-    sim.run(
-        n,
-        snapshot=golden.snapshots.take(starts) if snapshots else None,
-        injector=FaultInjector(faults, sim.ads.points),
-        recorders=[out] if rec is None else [out, rec],
-        rejoin=rejoin_for(sim, golden, faults) if snapshots else None,
-    )
-    g = golden.trace.frame
-    golden_safe = (g["delta_lon"].to_numpy()[starts] > 0) & (g["delta_lat"].to_numpy()[starts] > 0)
-    rows = label(out, golden_safe)
-    for j, (step, message) in stack_errors(sim.ads).items():
-        rows[j] = stack_error_row(step, message)
-    return rows, rec, golden
-
-
-def _keep(ctx: BatchContext, traces: TraceRecorder, golden: Golden, faults, idx, rows) -> None:
-    """Write faulty traces (the golden run's rows where a run was not simulated)."""
-    stack = golden.trace.meta.get("stack", "reference")
-    for j, (f, i, r) in enumerate(zip(faults, idx, rows, strict=True)):
-        if ctx.keep_traces == "hazards" and r["outcome"] == "masked" and r["status"] == "ok":
+    """Run ``batch``; return one outcome row per fault (kept traces written as they come)."""
+    reasons = []
+    for n in range(1, ctx.retries + 2):
+        try:
+            rows, runs = attempt(ctx, batch)
+        except SimulatorError as err:
+            reasons.append(f"attempt {n}: {err}")
             continue
-        keep_trace(ctx, faulty_frame(golden.trace.frame, traces, j), f, i, r, stack)
+        for r in rows:
+            if r["status"] == "ok":
+                r["attempts"] = n
+        for j, frame in kept_frames(ctx, rows, runs).items():
+            keep_trace(ctx, frame, batch[j][1], batch[j][0], rows[j], runs.stack)
+        return rows
+    return [error_row(i, ctx.retries + 1, reasons) for i, _ in batch]

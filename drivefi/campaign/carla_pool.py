@@ -77,9 +77,11 @@ class ServerWorker:
     def __init__(self, ctx: BatchContext, server: Server, restart_cmd: str | None):
         import ray
 
-        opts = {**ctx.bridge_options, "host": server.host, "port": server.port,
-                "restart_cmd": restart_cmd}  # fmt: skip
-        self.ctx = replace(ctx, bridge_options=opts)
+        simu = ctx.testbed.simulator.with_options(
+            host=server.host, port=server.port, restart_cmd=restart_cmd
+        )
+        self.ctx = replace(ctx, testbed=ctx.testbed.on(simu))
+        opts = simu.options
         self.server = server
         self.restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         if self.restarted and restart_cmd:
@@ -94,22 +96,23 @@ class ServerWorker:
         actor's process id (the driver tells a restarted actor from the one it killed by it)."""
         import os
 
-        from drivefi.campaign.remote import golden_safe_steps
+        from drivefi.campaign.batch import golden
 
-        golden_safe_steps(self.ctx)
+        golden(self.ctx)
         return os.getpid()
 
     def run(self, idx: int, fault) -> dict:
         """One attempt of one fault: the outcome row (a stack that raised is its outcome, not the
         server's failure; a kept trace rides along as ``_frame`` for the driver to write), or
         ``{"failed": reason}``."""
-        from drivefi.campaign.remote import attempt_fault, golden_safe_steps
+        from drivefi.campaign.batch import attempt, kept_frames
 
         try:
-            row, frame = attempt_fault(self.ctx, idx, fault, golden_safe_steps(self.ctx))
+            rows, runs = attempt(self.ctx, [(idx, fault)])
         except SimulatorError as err:
             return {"idx": idx, "failed": str(err)}
-        return {**row, "_frame": frame} if frame is not None else row
+        frame = kept_frames(self.ctx, rows, runs).get(0)
+        return {**rows[0], "_frame": frame, "_stack": runs.stack} if frame is not None else rows[0]
 
 
 @dataclass
@@ -287,11 +290,11 @@ class CarlaPoolExecutor:
     def _done(self, s: _Slot, res, queue: deque, ctx: BatchContext) -> Iterator[list[dict]]:
         item, s.ref, s.item = s.item, None, None
         if isinstance(res, dict) and "failed" not in res:
-            frame = res.pop("_frame", None)
+            frame, stack = res.pop("_frame", None), res.pop("_stack", None)
             if frame is not None and item is not None:  # only the driver writes files
-                from drivefi.campaign.remote import keep_frame
+                from drivefi.campaign.outcome import keep_trace
 
-                keep_frame(ctx, frame, item[1], res)
+                keep_trace(ctx, frame, item[1], res["idx"], res, stack)
             res["attempts"] = (item[2] if item is not None else 0) + 1
             s.failures = 0
             s.ok += 1

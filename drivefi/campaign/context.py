@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from drivefi.run.testbed import Testbed
 from drivefi.world.scenario import Scenario
 
 
@@ -13,10 +14,8 @@ class BatchContext:
 
     scenario: Scenario
     seed: int
-    sim: str = "embedded"
+    testbed: Testbed = field(default_factory=Testbed)
     keep_traces: str = "none"  # none | hazards | all
     trace_dir: str | None = None
     campaign_id: int = 0
-    bridge_options: dict = field(default_factory=dict)  # for non-embedded bridges
-    retries: int = 2
-    agent: str | None = None  # the stack under test: None (reference) or FILE.py[:CLASS]
+    retries: int = 2  # attempts after a simulator failure (a stack's own failure is an outcome)

@@ -25,8 +25,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
+from drivefi.campaign.batch import run_batch
 from drivefi.campaign.context import BatchContext
-from drivefi.campaign.dispatch import run_batch
 from drivefi.campaign.outcome import error_row
 
 log = logging.getLogger("drivefi.campaign")

@@ -58,17 +58,13 @@ def stack_error_row(step: int, message: str) -> dict:
 
 
 def keep_trace(ctx, frame, fault, idx: int, row: dict, stack: str) -> None:
-    """Write one faulty run's trace as ``--keep-traces`` asks (``hazards``: not a masked run),
-    its metadata carrying the fault, its plan index and its outcome."""
+    """Write one faulty run's trace (chosen by :func:`drivefi.campaign.batch.kept_frames`), its
+    metadata carrying the fault, its plan index and its outcome."""
     from pathlib import Path
 
     from drivefi.run.trace import Trace, trace_meta, write_trace
 
-    if ctx.keep_traces == "hazards" and row.get("outcome") == "masked" and row["status"] == "ok":
-        return
     info = {**fault.as_row(), "plan_index": idx, "outcome": row.get("outcome"),
             "error": row.get("error")}  # fmt: skip
-    meta = trace_meta(ctx.scenario, ctx.seed, info, stack)
-    if ctx.sim != "embedded":
-        meta["sim"] = ctx.sim
+    meta = {**trace_meta(ctx.scenario, ctx.seed, info, stack), "sim": ctx.testbed.simulator.name}
     write_trace(Trace(frame, meta), Path(ctx.trace_dir) / f"c{ctx.campaign_id}_{idx:07d}.parquet")

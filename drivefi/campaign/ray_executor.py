@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from itertools import islice
 
+from drivefi.campaign.batch import run_batch
 from drivefi.campaign.context import BatchContext
-from drivefi.campaign.dispatch import run_batch
 from drivefi.campaign.ray_session import RaySession
 
 TASK_RETRIES = 3

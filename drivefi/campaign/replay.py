@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from drivefi.core import Fault
+from drivefi.core import Fault, InjectionPoint
 from drivefi.errors import InputError
 from drivefi.faults import ANY_POINT, MODELS
-from drivefi.run.golden import trace_frame
-from drivefi.run.trace import Trace, trace_meta
+from drivefi.run.testbed import Testbed
+from drivefi.run.trace import Trace
 from drivefi.world.scenario import Scenario
 
 
@@ -35,11 +35,10 @@ class Replay:
     dt: float
 
 
-def check_fault(scenario: Scenario, fault: Fault, points=None) -> None:
-    """Refuse a fault the scenario or the stack cannot take, naming the option at fault."""
-    from drivefi.stacks.reference import INJECTION_POINTS
-
-    known = {p.name: p for p in (points or INJECTION_POINTS)}
+def check_fault(scenario: Scenario, fault: Fault, points: list[InjectionPoint]) -> None:
+    """Refuse a fault the scenario or the stack (its ``points``) cannot take, naming the option
+    at fault."""
+    known = {p.name: p for p in points}
     if fault.model not in MODELS:
         raise InputError(f"--model: expected one of {', '.join(MODELS)}, got '{fault.model}'")
     if fault.model != "m-random" and fault.point not in known:
@@ -65,29 +64,37 @@ def check_fault(scenario: Scenario, fault: Fault, points=None) -> None:
             )
 
 
-def replay(scenario: Scenario, fault: Fault, seed: int | None = None) -> Replay:
-    """Re-run ``fault`` on the embedded simulator from the golden run's state at its first step."""
-    return replay_many(scenario, [fault], seed)[0]
+def replay(
+    scenario: Scenario, fault: Fault, seed: int | None = None, testbed: Testbed | None = None
+) -> Replay:
+    """Re-run ``fault`` on ``testbed`` (default: the reference ADS, embedded) as its campaign ran
+    it: from the golden run's state at its first step where the simulator has snapshots."""
+    return replay_many(scenario, [fault], seed, testbed)[0]
 
 
-def replay_many(scenario: Scenario, faults: list[Fault], seed: int | None = None) -> list[Replay]:
-    """Re-run several faults in one lock-step batch (as a campaign runs them): one result each."""
-    from drivefi.campaign.batch import inject_batch
+def replay_many(
+    scenario: Scenario, faults: list[Fault], seed: int | None = None, testbed: Testbed | None = None
+) -> list[Replay]:
+    """Re-run several faults in one batch (as a campaign runs them): one result each."""
+    from drivefi.campaign.batch import attempt
+    from drivefi.campaign.context import BatchContext
 
+    testbed = testbed or Testbed()
     seed = scenario.seed if seed is None else seed
+    points = testbed.points()
     for f in faults:
-        check_fault(scenario, f)
+        check_fault(scenario, f, points)
     if not faults:
         return []
-    rows, rec, golden = inject_batch(scenario, seed, None, faults, traces=True)
-    g = golden.trace.frame
+    ctx = BatchContext(scenario, seed, testbed, keep_traces="all")
+    rows, runs = attempt(ctx, list(enumerate(faults)))
+    g = runs.golden.trace.frame
     result = []
     for j, (f, row) in enumerate(zip(faults, rows, strict=True)):
-        frame = pd.concat(
-            [g.iloc[: f.start], trace_frame(rec, j).iloc[f.start :]], ignore_index=True
-        )
-        meta = trace_meta(scenario, seed, {**f.as_row(), "outcome": row["outcome"]})
-        result.append(Replay(f, g, Trace(frame, meta), row, scenario.dt))
+        row.pop("idx", None)
+        trace = runs.trace(j)
+        trace.meta["fault"] = {**f.as_row(), "outcome": row["outcome"]}
+        result.append(Replay(f, g, trace, row, scenario.dt))
     return result
 
 

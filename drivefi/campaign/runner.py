@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -26,6 +26,7 @@ from drivefi.campaign.lease import Lease
 from drivefi.campaign.store import LEASE_S, ResultsStore
 from drivefi.errors import InputError
 from drivefi.faults.plan import Plan
+from drivefi.run.testbed import Testbed
 from drivefi.util.seeds import check_seed
 from drivefi.world.scenario import Scenario
 
@@ -59,54 +60,59 @@ def batches_of(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+@dataclass(frozen=True)
+class CampaignOptions:
+    """How a campaign runs (everything but what and where)."""
+
+    seed: int | None = None  # default: the scenario's
+    keep_traces: str = "none"  # none | hazards | all
+    batch_size: int | None = None  # default: from the plan, the workers and the simulator
+    progress: bool = True
+    retries: int = 2  # attempts after a simulator failure
+    lease: float = LEASE_S  # seconds a claim lives without its campaign's heartbeat
+    poll: float = 0.5  # seconds between looks at faults other campaigns run
+    label: str | None = None  # the campaign's role (search, random, training, ...) for the report
+
+
 def run_campaign(
     scenario: Scenario,
     plan: Plan,
     db: str | Path,
     executor: Executor | None = None,
-    seed: int | None = None,
-    sim: str = "embedded",
-    keep_traces: str = "none",
-    batch_size: int | None = None,
-    progress: bool = True,
-    bridge_options: dict | None = None,
-    retries: int = 2,
-    agent: str | None = None,
-    lease: float = LEASE_S,
-    poll: float = 0.5,
-    label: str | None = None,
+    testbed: Testbed | None = None,
+    options: CampaignOptions | None = None,
+    **overrides,
 ) -> CampaignSummary:
-    """Run every fault of ``plan`` not yet stored in ``db``; outcomes are committed batch by batch.
+    """Run every fault of ``plan`` not yet stored in ``db`` on ``testbed`` (default: the
+    reference ADS on the embedded simulator); outcomes are committed batch by batch.
 
-    Faults are claimed from the store batch by batch, so campaigns started on one store share the
-    remaining work; when nothing is left to claim, the campaign waits for the faults that others
-    run (taking them over if those campaigns die) and returns once every fault has an outcome.
-    The executor is started (a Ray cluster joined, a server pool checked) before the store is
-    created, so a bad executor setup leaves no file behind. ``label`` names the campaign's role
-    (e.g. ``search``, ``random``) in its stored settings, for the report.
+    ``options`` (or its fields as keywords, e.g. ``progress=False``) say how. Faults are claimed
+    from the store batch by batch, so campaigns started on one store share the remaining work;
+    when nothing is left to claim, the campaign waits for the faults that others run (taking them
+    over if those campaigns die) and returns once every fault has an outcome. The executor is
+    started (a Ray cluster joined, a server pool checked) before the store is created, so a bad
+    executor setup leaves no file behind.
     """
-    from drivefi.stacks import is_reference
-
+    opts = replace(options or CampaignOptions(), **overrides)
+    testbed = testbed or Testbed()
     plan.check_scenario(scenario)
-    seed = scenario.seed if seed is None else seed
-    agent = None if is_reference(agent) else agent
-    check_plan_points(plan, agent)
-    check_seed(seed)
+    opts = replace(opts, seed=scenario.seed if opts.seed is None else opts.seed)
+    check_plan_points(plan, testbed)
+    check_seed(opts.seed)
     for i, f in enumerate(plan.faults):
         if f.seed is not None:
             check_seed(f.seed, f"plan row {i + 1}, field 'seed'")
     own_executor = executor is None
     executor = executor or LocalExecutor(1)
-    trace_dir = None
-    if keep_traces != "none":
-        trace_dir = trace_dir_of(db)
+    trace_dir = trace_dir_of(db) if opts.keep_traces != "none" else None
     start = getattr(executor, "start", None)
     with _sigterm_exits():
         try:
             if start is not None:
                 start()
-            return _run(scenario, plan, db, executor, seed, sim, keep_traces, trace_dir,
-                        batch_size, progress, bridge_options or {}, retries, agent, lease, poll, label)  # fmt: skip
+            ctx = BatchContext(scenario, opts.seed, testbed, opts.keep_traces, trace_dir,
+                               retries=opts.retries)  # fmt: skip
+            return _run(ctx, plan, db, executor, opts)
         finally:
             if own_executor and hasattr(executor, "close"):
                 executor.close()
@@ -141,45 +147,48 @@ def _sigterm_exits():
         signal.signal(signal.SIGTERM, old)
 
 
-def _run(scenario, plan, db, executor, seed, sim, keep_traces, trace_dir, batch_size, progress,
-         bridge_options, retries, agent, lease_s, poll, label) -> CampaignSummary:  # fmt: skip
-    from drivefi.stacks import stack_identity
+def _run(ctx: BatchContext, plan: Plan, db, executor, opts: CampaignOptions) -> CampaignSummary:
+    scenario, testbed = ctx.scenario, ctx.testbed
+    identity = testbed.stack.identity
+    runs_start = "golden snapshots"
+    if not testbed.simulator.snapshots:
+        runs_start = "step 0 (no snapshots on this simulator)"
+    else:
+        from drivefi.campaign.batch import golden
 
-    identity = stack_identity(agent)
-    runs_start = (
-        "golden snapshots" if sim == "embedded" else "step 0 (no snapshots on this simulator)"
-    )
-    if agent is not None and sim == "embedded":
-        from drivefi.campaign.batch import golden_for, starts_from_snapshots
-
-        ok, why = starts_from_snapshots(golden_for(scenario, seed, agent))
-        if not ok:
-            runs_start = f"step 0 (the agent cannot be copied: {why})"
+        g = golden(ctx)
+        if not g.copyable:
+            runs_start = f"step 0 (the agent cannot be copied: {g.why_not_copyable})"
     # campaigns may share a store: a write waits up to STORE_WAIT_S for another's to finish
     store = ResultsStore(db, write=True, timeout=STORE_WAIT_S)
-    lease = Lease(db, lease_s)
+    lease = Lease(db, opts.lease)
     try:
-        settings = {"keep_traces": keep_traces, "executor": executor.name, "bridge": {
-            k: v for k, v in bridge_options.items() if isinstance(v, str | int | float | bool | None)
-        }, "stack": identity}  # fmt: skip
-        if label:
-            settings["label"] = label
-        camp = store.open_campaign(scenario.name, plan.digest(), seed, sim, plan.faults, settings)
+        settings = {"keep_traces": ctx.keep_traces, "executor": executor.name, "bridge": {
+            k: v for k, v in testbed.simulator.options.items()
+            if isinstance(v, str | int | float | bool | None)
+        }, "stack": identity, "replay": testbed.replay_spec,
+            "points": [p.name for p in testbed.points()]}  # fmt: skip
+        if opts.label:
+            settings["label"] = opts.label
+        camp = store.open_campaign(scenario.name, plan.digest(), ctx.seed, testbed.simulator.name,
+                                   plan.faults, settings)  # fmt: skip
         _check_same_stack(store, camp.id, identity, db)
         since = time.time()
         lease.start(store)
-        if trace_dir is not None:
+        if ctx.trace_dir is not None:
             try:
-                Path(trace_dir).mkdir(parents=True, exist_ok=True)
+                Path(ctx.trace_dir).mkdir(parents=True, exist_ok=True)
             except OSError as err:
-                raise InputError(f"{trace_dir}: cannot create ({err.strerror or err})") from None
-        ctx = BatchContext(
-            scenario, seed, sim, keep_traces, trace_dir, camp.id, bridge_options, retries, agent
-        )
+                raise InputError(
+                    f"{ctx.trace_dir}: cannot create ({err.strerror or err})"
+                ) from None
+        ctx = replace(ctx, campaign_id=camp.id)
         n_open = store.open_count(camp, since)
         workers = getattr(executor, "workers", 1)
-        if batch_size is None:
-            cap = 1 if sim != "embedded" else (256 if keep_traces != "none" else 2048)
+        batch_size = opts.batch_size
+        if batch_size is None:  # a run of its own per fault where the simulator has no snapshots
+            cap = 256 if ctx.keep_traces != "none" else 2048
+            cap = cap if testbed.simulator.snapshots else 1
             batch_size = max(1, min(cap, math.ceil(n_open / (4 * workers)) if n_open else 1))
 
         def claimed():
@@ -205,7 +214,7 @@ def _run(scenario, plan, db, executor, seed, sim, keep_traces, trace_dir, batch_
             TimeRemainingColumn(),
         )
         with Progress(
-            *columns, console=Console(stderr=True), disable=not progress, transient=False
+            *columns, console=Console(stderr=True), disable=not opts.progress, transient=False
         ) as bar:
             task = bar.add_task(
                 f"campaign {scenario.name}", total=camp.total, completed=finished(), rate=0.0
@@ -221,7 +230,9 @@ def _run(scenario, plan, db, executor, seed, sim, keep_traces, trace_dir, batch_
                     bar.update(task, completed=finished(), rate=ran / el if el > 0 else 0.0)
                 if store.open_count(camp, since) == 0:
                     break
-                time.sleep(poll)  # the rest is claimed by other campaigns: wait, or take it over
+                time.sleep(
+                    opts.poll
+                )  # the rest is claimed by other campaigns: wait, or take it over
                 bar.update(task, completed=finished())
         wall = time.perf_counter() - t0
         stats = store.campaigns(camp.id)[0]
@@ -248,16 +259,15 @@ def _check_same_stack(store: ResultsStore, campaign_id: int, identity: str, db) 
         )
 
 
-def check_plan_points(plan: Plan, agent: str | None) -> None:
+def check_plan_points(plan: Plan, testbed: Testbed) -> None:
     """Every fault names a point of the stack under test (else exit 2, naming the row)."""
     from drivefi.faults import ANY_POINT
-    from drivefi.stacks import stack_points
 
-    known = [p.name for p in stack_points(agent)]
+    known = [p.name for p in testbed.points()]
     for i, f in enumerate(plan.faults):
         if f.point != ANY_POINT and f.point not in known:
-            who = "the reference ADS" if agent is None else f"agent {agent}"
             raise InputError(
-                f"plan row {i + 1}: injection point '{f.point}' is not a point of {who}; "
+                f"plan row {i + 1}: injection point '{f.point}' is not a point of "
+                f"{testbed.stack.label}; "
                 f"known: {', '.join(known)}"
             )

@@ -13,6 +13,7 @@ from pathlib import Path
 from drivefi.campaign.runner import run_campaign, trace_dir_of
 from drivefi.core import Fault
 from drivefi.faults.plan import Plan
+from drivefi.run.testbed import Testbed
 
 
 def campaign_traces(
@@ -21,9 +22,7 @@ def campaign_traces(
     db: str | Path,
     label: str,
     executor=None,
-    sim: str = "embedded",
-    bridge_options: dict | None = None,
-    agent: str | None = None,
+    testbed: Testbed | None = None,
     progress: bool = True,
 ) -> list:
     """The trace of each fault's run (from step 0), or None where the run failed (the simulator
@@ -32,11 +31,9 @@ def campaign_traces(
 
     if not faults:
         return []
-    s = run_campaign(
-        scenario, Plan(scenario.name, scenario.steps, faults), db, executor, sim=sim,
-        keep_traces="all", progress=progress, bridge_options=bridge_options, agent=agent,
-        label=label,
-    )  # fmt: skip
+    plan = Plan(scenario.name, scenario.steps, faults)
+    s = run_campaign(scenario, plan, db, executor, testbed, keep_traces="all", progress=progress,
+                     label=label)  # fmt: skip
     folder = Path(trace_dir_of(db))
     out = []
     for i in range(len(faults)):

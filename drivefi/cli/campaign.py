@@ -22,7 +22,7 @@ from drivefi.cli.options import (
     SimOpt,
     console,
     emit_json,
-    executor_and_bridge,
+    executor_and_simulator,
     kv_table,
 )
 from drivefi.errors import InputError
@@ -62,25 +62,25 @@ def campaign_run(
 ) -> None:
     """Run a fault plan; outcomes are stored as they arrive, so re-running resumes. Campaigns
     started on one --db share its remaining faults."""
-    from drivefi.campaign.runner import run_campaign
+    from drivefi.campaign.runner import CampaignOptions, run_campaign
     from drivefi.faults.plan import read_plan
     from drivefi.world.scenario import load_scenario
 
     if keep_traces not in ("none", "hazards", "all"):
         raise InputError(f"--keep-traces: expected none, hazards or all, got '{keep_traces}'")
     sc = load_scenario(scenario)
-    from drivefi.stacks import stack_points
+    from drivefi.run.testbed import Testbed
+    from drivefi.stacks import StackSpec
 
-    p = read_plan(plan, stack_points(agent))
+    stack = StackSpec.of(agent)
+    p = read_plan(plan, stack.points())
     _check_run_inputs(sc, p, db, seed, keep_traces)
-    ex, opts = executor_and_bridge(executor, workers, ray_address, ray_timeout, sim, carla_servers,
-                                   carla_host, carla_port, carla_timeout, carla_restart_cmd,
-                                   carla_run_timeout)  # fmt: skip
+    ex, simu = executor_and_simulator(executor, workers, ray_address, ray_timeout, sim,
+                                      carla_servers, carla_host, carla_port, carla_timeout,
+                                      carla_restart_cmd, carla_run_timeout)  # fmt: skip
+    opts = CampaignOptions(seed, keep_traces, batch_size, True, retries, label=label)
     try:
-        summary = run_campaign(
-            sc, p, db, ex, seed, sim, keep_traces, batch_size,
-            progress=True, bridge_options=opts, retries=retries, agent=agent, label=label,
-        )  # fmt: skip
+        summary = run_campaign(sc, p, db, ex, Testbed(simu, stack), opts)
     finally:
         ex_close = getattr(ex, "close", None)
         if ex_close is not None:

@@ -34,6 +34,7 @@ def fit_command(
     as_json: bool = JsonOpt,
 ) -> None:
     """Fit the 3-TBN (linear-Gaussian, 3 time slices) and report the held-out one-step error."""
+    from drivefi.run.testbed import Testbed
     from drivefi.search.training import structure_for
     from drivefi.tbn.dataset import read_traces
     from drivefi.tbn.fit import fit_model
@@ -42,7 +43,7 @@ def fit_command(
 
     check_output(out, "--out")
     t0 = time.perf_counter()
-    st = structure_for(agent, structure)
+    st = structure_for(Testbed.of(agent), structure)
     with work_progress(not as_json) as bar:
         bar(f"reading {len(traces)} trace(s)", 0, len(traces))
         ts = read_traces(list(traces), st)
@@ -82,15 +83,17 @@ def structure_command(
 ) -> None:
     """Derive the default 3-TBN structure of a stack from its injection points (names, ranges,
     module order), to copy into models/ and edit; or list the feature library."""
-    from drivefi.search.training import stack_points
+    from drivefi.run.testbed import Testbed
+    from drivefi.search.training import point_specs
     from drivefi.tbn.structure_file import build, derive, dump, write_structure
     from drivefi.tbn.transforms import library_markdown
 
     if library:
         sys.stdout.write(library_markdown() + "\n")
         return
-    stack = agent or "reference"
-    doc = derive(stack_points(agent), stack)
+    testbed = Testbed.of(agent)
+    stack = testbed.stack.structure_name
+    doc = derive(point_specs(testbed), stack)
     build(doc, "<derived>")  # a derived structure is always valid
     if out is None:  # as is: a file to redirect into models/ (no wrapping, no markup)
         sys.stdout.write(dump(doc))

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from drivefi.bridges.base import Simulator
 from drivefi.errors import InputError
 from drivefi.util.progress import Progress, silent
 
@@ -43,19 +44,22 @@ StructureOpt = typer.Option(
 )
 
 
-def bridge_options(
+def simulator(
     sim: str, host: str, port: int, timeout: float, restart_cmd: str | None = None
-) -> dict | None:
-    """Check ``--sim``; for CARLA, the bridge options once the server has answered (else exit 2)."""
+) -> Simulator:
+    """``--sim`` as a simulator; for CARLA, once the server has answered (else exit 2)."""
+    from drivefi.bridges.embedded import EMBEDDED
+
     if sim == "embedded":
-        return None
+        return EMBEDDED
     if sim != "carla":
         raise InputError(f"--sim: expected embedded or carla, got '{sim}'")
     from drivefi.bridges.carla.connection import check_server
+    from drivefi.bridges.carla.simulator import CarlaSimulator
 
     opts = {"host": host, "port": port, "timeout": timeout, "restart_cmd": restart_cmd}
     check_server(**opts)
-    return opts
+    return CarlaSimulator(opts)
 
 
 # where faults run (campaign run, pipeline)
@@ -84,7 +88,7 @@ CarlaRunTimeoutOpt = typer.Option(
 )
 
 
-def executor_and_bridge(
+def executor_and_simulator(
     executor: str,
     workers: int,
     ray_address: str | None,
@@ -97,7 +101,7 @@ def executor_and_bridge(
     carla_restart_cmd: str | None,
     carla_run_timeout: float | None = None,
 ):
-    """The campaign's executor and bridge options from the command line (checked, nothing started)."""
+    """The campaign's executor and simulator from the command line (checked, nothing started)."""
     from drivefi.campaign.executor import make_executor
 
     if executor not in ("local", "ray"):
@@ -111,14 +115,16 @@ def executor_and_bridge(
         ex = CarlaPoolExecutor(
             servers, ray_address, ray_timeout, carla_restart_cmd, carla_run_timeout
         )
-        return ex, {"timeout": carla_timeout}
+        from drivefi.bridges.carla.simulator import CarlaSimulator
+
+        return ex, CarlaSimulator({"timeout": carla_timeout})
     if sim == "carla" and workers > 1:
         raise InputError(
             f"--workers {workers}: one CARLA server takes one ticking client (synchronous mode); "
             "to run in parallel, give a pool of servers with --carla-servers"
         )
-    opts = bridge_options(sim, carla_host, carla_port, carla_timeout, carla_restart_cmd)
-    return make_executor(executor, workers, ray_address, ray_timeout), opts
+    simu = simulator(sim, carla_host, carla_port, carla_timeout, carla_restart_cmd)
+    return make_executor(executor, workers, ray_address, ray_timeout), simu
 
 
 def emit_json(obj: dict) -> None:

@@ -27,7 +27,7 @@ from drivefi.cli.options import (
     durations_for,
     emit_json,
     err_console,
-    executor_and_bridge,
+    executor_and_simulator,
     kv_table,
     work_progress,
 )
@@ -77,7 +77,10 @@ def pipeline_cmd(
 ) -> None:
     """The main job: golden -> training runs -> fit -> search in active-refit rounds -> validate ->
     random baseline -> summary."""
-    from drivefi.pipeline import run_pipeline
+    from drivefi.bridges.embedded import EMBEDDED
+    from drivefi.errors import InputError
+    from drivefi.pipeline import PipelineOptions, run_pipeline
+    from drivefi.run.testbed import Testbed
     from drivefi.util.atomic import check_output_dir
     from drivefi.util.seeds import check_seed
     from drivefi.world.scenario import load_scenario
@@ -88,20 +91,23 @@ def pipeline_cmd(
     check_output_dir(out, "--out")
     if workers is None:
         workers = 1 if sim == "carla" and not carla_servers else 2  # one ticking client a server
-    ex, opts = executor_and_bridge(executor, workers, ray_address, ray_timeout, sim, carla_servers,
-                                   carla_host, carla_port, carla_timeout, carla_restart_cmd,
-                                   carla_run_timeout)  # fmt: skip
+    if train_sim not in (None, "embedded", sim):
+        raise InputError(f"--train-sim: expected embedded or {sim}, got '{train_sim}'")
+    ex, simu = executor_and_simulator(executor, workers, ray_address, ray_timeout, sim,
+                                      carla_servers, carla_host, carla_port, carla_timeout,
+                                      carla_restart_cmd, carla_run_timeout)  # fmt: skip
+    testbed = Testbed.of(agent, simu)
+    train_on = EMBEDDED if train_sim == "embedded" and sim != "embedded" else None
+    opts = PipelineOptions(budget, training_runs, durs, workers, seed, structure, rounds,
+                           budget_share, train_on)  # fmt: skip
     start = getattr(ex, "start", None)
     try:
         if start is not None:
             start()  # join the cluster (or fail) before any artefact is written
         with work_progress(not as_json) as bar:
-            s = run_pipeline(sc, out, budget, training_runs, durs, workers, seed,
-                             progress=not as_json,
+            s = run_pipeline(sc, out, testbed, opts, ex, progress=not as_json,
                              log=lambda m: err_console.print(m, style="dim", markup=False),
-                             sim=sim, bridge_options=opts, executor=ex, agent=agent,
-                             structure=structure, rounds=rounds, budget_share=budget_share,
-                             on_progress=bar, train_sim=train_sim)  # fmt: skip
+                             on_progress=bar)  # fmt: skip
     finally:
         close = getattr(ex, "close", None)
         if close is not None:

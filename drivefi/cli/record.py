@@ -14,10 +14,10 @@ from drivefi.cli.options import (
     JsonOpt,
     ScenarioArg,
     SimOpt,
-    bridge_options,
     console,
     emit_json,
     kv_table,
+    simulator,
 )
 
 
@@ -38,8 +38,8 @@ def record_cmd(
 ) -> None:
     """Record the golden (fault-free) run of a scenario and print its summary."""
     from drivefi.run.golden import record_golden
+    from drivefi.run.testbed import Testbed
     from drivefi.run.trace import write_trace
-    from drivefi.stacks import load_stack
     from drivefi.util.atomic import check_output
     from drivefi.util.seeds import check_seed
     from drivefi.world.scenario import load_scenario
@@ -49,15 +49,8 @@ def record_cmd(
         check_seed(seed)
     out = out or Path("out") / f"{sc.name}.golden.parquet"
     check_output(out, "--out")
-    opts = bridge_options(sim, carla_host, carla_port, carla_timeout)
-    if opts is None:
-        trace = record_golden(sc, seed, load_stack(agent, sc, seed), snapshots=False).trace
-    else:
-        from drivefi.bridges.carla.bridge import make_carla_bridge
-        from drivefi.run.carla import record_golden_carla
-
-        bridge = make_carla_bridge(sc, **opts)
-        trace = record_golden_carla(sc, bridge, load_stack(agent, sc, seed, bridge=bridge), seed)
+    testbed = Testbed.of(agent, simulator(sim, carla_host, carla_port, carla_timeout))
+    trace = record_golden(sc, seed, testbed=testbed, snapshots=False).trace
     write_trace(trace, out, "--out")
     summary = {**trace.summary(), "stack": trace.meta.get("stack"), "trace": str(out)}
     if as_json:

@@ -41,9 +41,10 @@ def replay_cmd(
     from drivefi.errors import InputError
     from drivefi.faults.plan import fault_model_for
     from drivefi.report.plots import accident_of, png, timeline
+    from drivefi.run.testbed import Testbed
     from drivefi.world.scenario import load_scenario
 
-    stored = None
+    stored, testbed = None, None
     if db is not None:
         if fault is None:
             raise InputError("--db: give the fault to replay with --fault N")
@@ -53,7 +54,8 @@ def replay_cmd(
             raise InputError(f"--db --fault replays a stored fault: drop {', '.join(given)}")
         stored = stored_fault(db, fault, campaign)
         c = stored.campaign
-        if c["sim"] != "embedded":
+        spec = c["settings"].get("replay")
+        if spec is None and c["sim"] != "embedded":
             from drivefi.campaign.replay import kept_trace
 
             kept = kept_trace(db, c["id"], fault)
@@ -62,13 +64,14 @@ def replay_cmd(
                 f"--db: campaign {c['id']} ran on {c['sim']}; drivefi replay runs the embedded "
                 f"simulator and does not stand in for it ({where})"
             )
-        stack = c["settings"].get("stack", "reference")
-        if stack != "reference":
+        if spec is None:
+            stack = c["settings"].get("stack", "reference")
             raise InputError(
                 f"--db: campaign {c['id']} tested the stack {stack}; drivefi replay re-runs the "
                 "reference stack only and does not stand in for it (keep the campaign's traces "
                 "with --keep-traces instead)"
             )
+        testbed = Testbed.from_replay_spec(spec)
         sc = load_scenario(scenario or c["scenario"])
         if sc.name != c["scenario"]:
             raise InputError(
@@ -98,7 +101,7 @@ def replay_cmd(
     plot = plot or out.with_suffix(".png")
     check_output(out, "--out")  # before the run: a path that cannot be written costs nothing
     check_output(plot, "--plot")
-    r = replay(sc, f, seed)
+    r = replay(sc, f, seed, testbed)
     from drivefi.run.trace import write_trace
 
     write_trace(r.trace, out)

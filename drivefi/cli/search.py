@@ -48,9 +48,10 @@ def search_cmd(
     """Score every candidate fault with the 3-TBN and write the predicted-critical ones as a plan."""
     from drivefi.faults.plan import write_plan
     from drivefi.run.golden import record_golden
+    from drivefi.run.testbed import Testbed
     from drivefi.run.trace import check_golden, read_trace
     from drivefi.search import search
-    from drivefi.search.training import stack_points
+    from drivefi.search.training import point_specs
     from drivefi.tbn import check_scenario, check_stack, load_model
     from drivefi.util.atomic import check_output
     from drivefi.world.scenario import load_scenario
@@ -60,15 +61,16 @@ def search_cmd(
     sc = load_scenario(scenario)
     durs = durations_for(durations, sc)
     check_output(out, "--out")
-    names = [p.name for p in stack_points(agent)]
+    testbed = Testbed.of(agent)
+    names = [p.name for p in point_specs(testbed)]
     g = None
     if golden:  # every file is checked before the model is loaded or anything is simulated
         g = read_trace(golden)
         check_golden(g, sc, golden, names)
     m = load_model(model)
-    check_stack(m, agent or "reference", names, str(model))
+    check_stack(m, testbed.stack.structure_name, names, str(model))
     check_scenario(m, sc.name, str(model))
-    g = g or record_golden(sc, stack=agent).trace
+    g = g or record_golden(sc, testbed=testbed).trace
     if min_prob is None and top is None:
         min_prob = 0.5
     pts = [p.strip() for p in points.split(",")] if points else None

@@ -220,12 +220,11 @@ class Report:
             c = self.by_id[cid]
             if c.scenario is None:
                 continue
-            who = "" if c.stack == "reference" else f" with the stack {c.stack}"
-            # only the reference stack is replayed: a user's stack is shown from its kept traces
+            who = f" with the stack {c.stack}"
+            # only a stack DriveFI can re-run exactly is replayed; others from their kept traces
             if c.replayable:
-                reps = replay_many(
-                    c.scenario, [fault_from_row(k["rep"]) for k in ks], c.info["seed"]
-                )
+                faults = [fault_from_row(k["rep"]) for k in ks]
+                reps = replay_many(c.scenario, faults, c.info["seed"], c.testbed)
                 for k, rp in zip(ks, reps, strict=True):
                     self._timeline(k, c, rp.trace.frame, rp.golden, rp.outcome)
                 continue

@@ -14,6 +14,7 @@ import pandas as pd
 from drivefi.campaign.store import ResultsStore
 from drivefi.errors import InputError
 from drivefi.faults.plan import Plan, read_plan
+from drivefi.run.testbed import Testbed
 from drivefi.world.scenario import Scenario, load_scenario
 
 PREDICTED = ("p_hazard", "predicted_delta")  # the search plan's extra columns
@@ -65,14 +66,21 @@ class CampaignData:
         return str((self.settings or {}).get("stack", "reference"))
 
     @property
+    def testbed(self) -> Testbed | None:
+        """The testbed that re-runs its faults exactly (``drivefi replay``), or None: a stack
+        DriveFI cannot re-run as it ran is shown from its kept traces, never stood in for (see
+        :attr:`drivefi.run.testbed.Testbed.replay_spec`)."""
+        spec = (self.settings or {}).get("replay")
+        return Testbed.from_replay_spec(spec) if spec and self.scenario is not None else None
+
+    @property
     def replayable(self) -> bool:
-        """Whether ``drivefi replay`` re-runs its faults: embedded simulator, scenario known, and
-        the reference stack (a user's stack is shown from its kept traces, never stood in for)."""
-        return (
-            self.scenario is not None
-            and self.info["sim"] == "embedded"
-            and self.stack == "reference"
-        )
+        return self.testbed is not None
+
+    @property
+    def points(self) -> list[str]:
+        """The stack's injection points, as the campaign stored them."""
+        return list((self.settings or {}).get("points") or [])
 
     def rate(self) -> float | None:
         """Critical faults per injected fault (None before any outcome)."""

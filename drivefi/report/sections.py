@@ -12,8 +12,8 @@ from drivefi.report.data import CampaignData
 
 def heatmap_section(camps: list[CampaignData]) -> str:
     """Critical faults over injection point x start time, per scenario, seed, simulator and stack
-    under test. The golden run's margin strip is the reference stack's own golden run on the
-    embedded simulator; a user's stack is never run (nor stood in for) by the report."""
+    under test. The golden run's margin strip is drawn where the campaign's own testbed re-runs
+    exactly (:attr:`CampaignData.testbed`); any other stack is never run (nor stood in for)."""
     out = []
     groups: dict[tuple, list[CampaignData]] = {}
     for c in camps:
@@ -24,22 +24,17 @@ def heatmap_section(camps: list[CampaignData]) -> str:
         sc = cs[0].scenario
         if sc is None:
             continue
-        reference = stack == "reference"
-        points = []
-        if reference:
-            from drivefi.stacks.reference import INJECTION_POINTS
-
-            points = [p.name for p in INJECTION_POINTS]
+        points = cs[0].points
         extra = sorted({p for c in cs for p in c.ok["point"].unique()} - set(points) - {"*"})
         golden = None
-        if sim == "embedded" and reference:
-            from drivefi.campaign.batch import golden_for
+        if cs[0].testbed is not None:
+            from drivefi.run.golden import golden_of
 
-            golden = golden_for(sc, seed).trace.frame
+            golden = golden_of(cs[0].testbed, sc, seed)[0].trace.frame
         panels = [(f"{c.title}: critical faults by injection point and start time", c.ok)
                   for c in cs]  # fmt: skip
         fig = plots.heatmap(panels, points + extra, sc.duration, golden, sc.dt)
-        who = "" if reference else f", stack {stack}"
+        who = f", stack {stack}"
         out.append(
             f"<h3>{H.esc(scen)} ({H.esc(sim)}, seed {seed}{H.esc(who)})</h3>"
             + ("" if golden is not None else "<p class='note'>No golden margin strip: the "

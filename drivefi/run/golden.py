@@ -1,4 +1,10 @@
-"""Golden and faulty runs of a stack under test recorded as traces (:mod:`drivefi.run.trace`)."""
+"""Golden runs: the fault-free run of a scenario on a testbed, its trace and its snapshots.
+
+:func:`record_golden` is the one function that records a golden run, on any simulator: on one with
+snapshots it keeps the world and stack state at every step (faulty runs start from them); on one
+without (CARLA) it is a run from step 0 on a fresh bridge, closed afterwards, its trace carrying
+what the bridge says of itself (server, town).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from drivefi.run.rejoin import rejoin_for
 from drivefi.run.simulate import Simulation, Snapshot, SnapshotRecorder, TraceRecorder
+from drivefi.run.testbed import Testbed
 from drivefi.run.trace import Trace, trace_meta
+from drivefi.stacks import identity_of, stack_errors
 from drivefi.util.seeds import check_seed
 from drivefi.world.scenario import Scenario
 
@@ -33,79 +40,80 @@ def faulty_frame(golden: pd.DataFrame, rec: TraceRecorder, run: int) -> pd.DataF
 @dataclass
 class Golden:
     trace: Trace
-    snapshots: Snapshot  # world+ADS state at every step (leading axis: step)
+    snapshots: Snapshot | None  # world+stack state at every step (leading axis: step), if any
+
+    @property
+    def copyable(self) -> bool:
+        """Faulty runs can start from these snapshots (the stack's state could be copied)."""
+        return self.snapshots is not None and getattr(self.snapshots.ads, "error", None) is None
+
+    @property
+    def why_not_copyable(self) -> str | None:
+        return None if self.snapshots is None else getattr(self.snapshots.ads, "error", None)
+
+    def safe_at(self, steps: np.ndarray) -> np.ndarray:
+        """Whether the golden run is safe (both deltas > 0) at each of ``steps``."""
+        g = self.trace.frame
+        return (g["delta_lon"].to_numpy()[steps] > 0) & (g["delta_lat"].to_numpy()[steps] > 0)
 
 
 def record_golden(
-    scenario: Scenario, seed: int | None = None, stack=None, snapshots: bool = True
+    scenario: Scenario,
+    seed: int | None = None,
+    stack=None,
+    snapshots: bool = True,
+    testbed: Testbed | None = None,
+    bridge=None,
 ) -> Golden:
-    """Run the scenario fault-free and keep its trace and (``snapshots``) a snapshot at every step.
+    """Run the scenario fault-free on ``testbed`` (default: the embedded simulator) and keep its
+    trace and (``snapshots``, where the simulator has them) a snapshot at every step.
 
     ``stack``: the stack under test, a spec (``None``/``"reference"``, ``FILE.py[:CLASS]``) or a
-    :class:`drivefi.core.Stack`. A stack that fails during the golden run raises
+    loaded :class:`drivefi.core.Stack` to use; ``bridge``: a bridge to run on instead of a fresh
+    one of the testbed's simulator. A bridge or stack made here is closed afterwards where the
+    simulator has no snapshots. A stack that fails during the golden run raises
     :class:`drivefi.stacks.agent.loader.AgentStepError` naming the step."""
-    from drivefi.stacks import identity_of, load_stack, stack_errors
-
     if seed is not None:
         check_seed(seed)
     seed = scenario.seed if seed is None else seed
-    ads = stack if stack is not None and not isinstance(stack, str) else None
-    ads = ads or load_stack(stack, scenario, seed)
-    sim = Simulation(scenario, seed, ads=ads)
-    rec = TraceRecorder(1, sim.steps, sim.points)
-    snaps = SnapshotRecorder() if snapshots else None
-    sim.run(1, recorders=[rec], snapshots=snaps)
+    loaded = stack if stack is not None and not isinstance(stack, str) else None
+    testbed = testbed or Testbed.of(None if loaded is not None else stack)
+    own_bridge = bridge is None
+    bridge = bridge if bridge is not None else testbed.bridge(scenario)
+    ads = loaded
+    try:
+        ads = ads or testbed.load(scenario, seed, bridge)
+        sim = Simulation(scenario, seed, bridge=bridge, ads=ads)
+        rec = TraceRecorder(1, sim.steps, sim.points)
+        snaps = SnapshotRecorder() if snapshots and testbed.simulator.snapshots else None
+        sim.run(1, recorders=[rec], snapshots=snaps)
+    finally:
+        if not testbed.simulator.snapshots:
+            if own_bridge or loaded is None:
+                bridge.close()
+            if loaded is None and callable(getattr(ads, "close", None)):
+                ads.close()
     errors = stack_errors(sim.ads)
     if errors:
         from drivefi.stacks.agent.loader import AgentStepError
 
         raise AgentStepError(f"golden run of {scenario.name}: {errors[0][1]}")
     meta = trace_meta(scenario, sim.seed, stack=identity_of(sim.ads))
+    describe = getattr(bridge, "run_meta", None)
+    if describe is not None:
+        meta.update(describe())
     return Golden(Trace(trace_frame(rec), meta), snaps.snapshot() if snaps else None)
 
 
-def record_runs(
-    scenario: Scenario,
-    faults: list,
-    seed: int | None = None,
-    stack=None,
-    golden: Golden | None = None,
-    lead: int = 0,
-) -> list[Trace]:
-    """Faulty runs of the stack under test as full traces (training data for the 3-TBN).
+_GOLDEN: dict[tuple, tuple] = {}
 
-    All runs go in one lock-step batch, each started from the golden run's snapshot ``lead``
-    steps before its fault (from step 0 when the stack cannot be copied); rows before that are
-    the golden run's. ``stack``: a spec or a :class:`drivefi.core.Stack`; ``golden``: its golden
-    run (recorded when not given). A run whose stack raised is left out (its trace would stop
-    being the stack's)."""
-    from drivefi.faults import FaultInjector
-    from drivefi.stacks import identity_of, load_stack, stack_errors
 
-    seed = scenario.seed if seed is None else seed
-    ads = stack if stack is not None and not isinstance(stack, str) else None
-    ads = ads or load_stack(stack, scenario, seed)
-    golden = golden or record_golden(scenario, seed, ads)
-    if not faults:
-        return []
-    sim = Simulation(scenario, seed, ads=ads)
-    n = len(faults)
-    rec = TraceRecorder(n, sim.steps, sim.points)
-    starts = np.array([max(f.start - lead, 0) for f in faults])
-    copyable = getattr(golden.snapshots.ads, "error", None) is None
-    snap = golden.snapshots.take(starts) if copyable else None
-    sim.run(
-        n,
-        snapshot=snap,
-        injector=FaultInjector(faults, ads.points),
-        recorders=[rec],
-        rejoin=rejoin_for(sim, golden, faults) if copyable else None,
-    )
-    failed = stack_errors(sim.ads)
-    out = []
-    for i, f in enumerate(faults):
-        if i in failed:
-            continue
-        meta = trace_meta(scenario, seed, f.as_row(), identity_of(ads))
-        out.append(Trace(faulty_frame(golden.trace.frame, rec, i), meta))
-    return out
+def golden_of(testbed: Testbed, scenario: Scenario, seed: int) -> tuple[Golden, object]:
+    """(the golden run, the loaded stack) of a scenario, seed and testbed, once per process
+    (deterministic): every batch of a campaign on this process starts from them."""
+    key = (scenario.model_dump_json(), seed, repr(testbed))
+    if key not in _GOLDEN:
+        _GOLDEN.clear()
+        stack = testbed.load(scenario, seed) if testbed.simulator.snapshots else None
+        _GOLDEN[key] = (record_golden(scenario, seed, stack, testbed=testbed), stack)
+    return _GOLDEN[key]

@@ -97,6 +97,12 @@ class OutcomeRecorder:
             new = live & now & (arr < 0)
             arr[new] = k[new]
 
+    def put(self, i: int, one: OutcomeRecorder) -> None:
+        """Take run 0 of ``one`` (a run of its own) as run ``i``."""
+        for name in ("min_delta_lon", "min_delta_lat", "first_hazard", "collision_step",
+                     "departure_step"):  # fmt: skip
+            getattr(self, name)[i] = getattr(one, name)[0]
+
     def rejoin(self, rows: np.ndarray, k: np.ndarray, tail: GoldenTail) -> None:
         self.min_delta_lon[rows] = np.minimum(self.min_delta_lon[rows], tail.min_delta_lon[k])
         self.min_delta_lat[rows] = np.minimum(self.min_delta_lat[rows], tail.min_delta_lat[k])
@@ -146,6 +152,12 @@ class TraceRecorder:
         put("departure", rec.departed)
         put("fault_active", rec.fault_active)
         self.filled[rows, k] = True
+
+    def put(self, i: int, one: TraceRecorder) -> None:
+        """Take run 0 of ``one`` (a run of its own) as run ``i``."""
+        for c, a in self.cols.items():
+            a[i] = one.cols[c][0]
+        self.filled[i] = one.filled[0]
 
     def rejoin(self, rows: np.ndarray, k: np.ndarray, tail: GoldenTail) -> None:
         """Nothing to add: a rejoined run's rows stay unfilled, and a kept trace takes the golden
@@ -235,3 +247,31 @@ class Simulation:
             obs = self.bridge.step(act)
             if getattr(self.ads, "all_failed", False):
                 break
+
+
+def run_once(
+    scenario: Scenario,
+    bridge,
+    ads=None,
+    seed: int | None = None,
+    injector: Injector | None = None,
+    recorders: list[Recorder] = (),
+) -> Simulation:
+    """One run of ``scenario`` on ``bridge`` (N = 1, from step 0); the bridge and the stack are
+    closed afterwards, whatever happens (a crash in the stack or a Ctrl-C still leaves a CARLA
+    server as it was found). A stack that failed raises
+    :class:`drivefi.stacks.agent.loader.AgentStepError` naming the step."""
+    sim = Simulation(scenario, seed, bridge=bridge, ads=ads)
+    try:
+        sim.run(1, injector=injector, recorders=list(recorders))
+        errors = getattr(sim.ads, "errors", None)
+        if errors:
+            from drivefi.stacks.agent.loader import AgentStepError
+
+            raise AgentStepError(f"run of {scenario.name} on {bridge.name}: {errors[0][1]}")
+    finally:
+        bridge.close()
+        close = getattr(ads, "close", None)
+        if callable(close):
+            close()
+    return sim

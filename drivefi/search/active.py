@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from drivefi.run.testbed import Testbed
 from drivefi.util.progress import Progress, finished, prefixed, silent
 
 
@@ -139,40 +140,53 @@ def _stratified(c, pool: np.ndarray, n: int, rng) -> np.ndarray:
     return sel[:n]
 
 
+@dataclass(frozen=True)
+class ActiveOptions:
+    """How much the active search may simulate, and how."""
+
+    budget: float = 0.10  # share of the candidate space simulated in all (training included)
+    training_runs: int = 300
+    rounds: int = 3
+    seed: int = 0
+    durations: tuple[int, ...] = (1, 5, 20)
+    stride: int = 1  # candidate start steps: every stride-th step
+
+
 def active_search(
     scenario,
     golden,
     structure,
-    budget: float = 0.10,
-    training_runs: int = 300,
-    rounds: int = 3,
-    seed: int = 0,
-    durations: tuple[int, ...] = (1, 5, 20),
-    stride: int = 1,
+    options: ActiveOptions | None = None,
+    testbed: Testbed | None = None,
+    simulate: Callable[[list, str], list] | None = None,
+    map_chunks=None,
     truth: set | None = None,
     log: Callable[[str], None] = lambda s: None,
-    agent: str | None = None,
-    map_chunks=None,
     progress: Progress = silent,
-    simulate: Callable[[list, str], list] | None = None,
 ) -> ActiveResult:
-    """Fit, score, inject, refit, re-score in ``rounds``; ``budget`` is the share of the candidate
-    space that may be simulated in all (training runs included). ``truth`` (a set of
-    (point, value, start, duration) critical faults) only adds precision and recall per round.
+    """Fit, score, inject, refit, re-score in ``options.rounds``; ``options.budget`` is the share
+    of the candidate space that may be simulated in all (training runs included). ``truth`` (a
+    set of (point, value, start, duration) critical faults) only adds precision and recall per
+    round.
 
-    ``simulate(faults, label)`` runs the training runs and the rounds' injections elsewhere than
-    on the embedded simulator's golden snapshots (e.g. CARLA campaigns,
-    :func:`drivefi.campaign.traces.campaign_traces`): one trace per fault, None where a run
-    failed (that fault stays uninjected). ``golden`` is then that simulator's golden trace."""
+    Runs are the stack under test's on ``testbed``, from the golden run's snapshots. Where the
+    simulator has none, ``simulate(faults, label)`` runs the training runs and the rounds'
+    injections (e.g. CARLA campaigns, :func:`drivefi.campaign.traces.campaign_traces`): one trace
+    per fault, None where a run failed (that fault stays uninjected); ``golden`` is then that
+    simulator's golden trace. ``map_chunks`` (a Ray executor's) spreads the training runs."""
     from drivefi.search import candidate_faults, score_space
     from drivefi.search.training import simulate_faults, training_set
     from drivefi.tbn import fit_model, from_traces
 
+    o = options or ActiveOptions()
+    testbed = testbed or Testbed()
+    budget, training_runs, rounds, seed = o.budget, o.training_runs, o.rounds, o.seed
+    durations, stride = o.durations, o.stride
     elsewhere = simulate
 
     def simulate(faults, label):
         if elsewhere is None:
-            return simulate_faults(scenario, faults, golden, agent)
+            return simulate_faults(scenario, faults, testbed)
         finished(progress)  # the campaign draws its own progress
         return elsewhere(faults, label)
 
@@ -181,9 +195,9 @@ def active_search(
     what = f"round 0: simulating {training_runs} training runs"
     progress(what, 0, training_runs)
     if getattr(golden, "snapshots", None) is not None:  # embedded: runs from golden snapshots
-        ts = training_set(scenario, training_runs, seed, golden, structure, agent, map_chunks)
+        ts = training_set(scenario, training_runs, seed, golden, structure, testbed, map_chunks)
     else:
-        ts = _training_elsewhere(scenario, training_runs, seed, golden, structure, agent, simulate)
+        ts = _training_elsewhere(scenario, o, golden, structure, testbed, simulate)
     progress(what, training_runs, training_runs)
     sim_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -277,13 +291,14 @@ def active_search(
     return res
 
 
-def _training_elsewhere(scenario, runs, seed, golden, structure, agent, simulate):
+def _training_elsewhere(scenario, o: ActiveOptions, golden, structure, testbed, simulate):
     """The training set from runs ``simulate`` makes (each from step 0): the golden trace plus
     the random-fault runs that did not fail."""
-    from drivefi.search.training import random_faults, stack_points
+    from drivefi.search.training import point_specs, random_faults
     from drivefi.tbn import from_traces
 
-    faults = random_faults(scenario, runs, seed, stack_points(agent))
+    runs = o.training_runs
+    faults = random_faults(scenario, runs, o.seed, point_specs(testbed))
     kept = [(i, tr) for i, tr in enumerate(simulate(faults, "training")) if tr is not None]
     if not kept:
         from drivefi.errors import SimulatorError

@@ -9,6 +9,8 @@ settings, so a model or a resumed campaign cannot mix stacks.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from drivefi.core import InjectionPoint, Stack
 from drivefi.world.scenario import Scenario
 
@@ -19,61 +21,117 @@ def is_reference(spec: str | None) -> bool:
     return spec is None or str(spec).strip() in ("", REFERENCE)
 
 
+@dataclass(frozen=True)
+class StackSpec:
+    """Which stack is under test, resolved once (CLI or API) and passed down (picklable).
+
+    ``agent``: a Leaderboard-style agent ``FILE.py[:CLASS]`` with its config file ``conf``
+    (passed to ``setup``); ``None``: the bundled reference ADS. Everything a caller needs to know
+    about the stack is asked of this value, so no caller ever tests which stack it is.
+    """
+
+    agent: str | None = None
+    conf: str | None = None
+
+    @classmethod
+    def of(cls, spec: str | StackSpec | None = None, conf: str | None = None) -> StackSpec:
+        """From ``--agent`` (``None``, ``"reference"`` or ``FILE.py[:CLASS]``)."""
+        if isinstance(spec, StackSpec):
+            return spec
+        return cls(None if is_reference(spec) else str(spec), conf or None)
+
+    def load(self, scenario: Scenario, seed: int | None = None, bridge=None) -> Stack:
+        """The stack for a scenario. Pass the CARLA ``bridge`` for runs on CARLA (the agent's real
+        sensors are spawned on its ego); an agent file that is missing, does not import or lacks
+        the class is an ``InputError``. An agent set up by :meth:`points` in this process is the
+        one the first stack takes over (an agent file is set up once per process)."""
+        if self.agent is None:
+            from drivefi.stacks.reference import ReferenceADS
+
+            return ReferenceADS(scenario, seed)
+        from drivefi.stacks.agent.adapter import AgentStack
+
+        # an agent on CARLA is set up for its server (host, port): never a prototype set up without
+        proto = None if hasattr(bridge, "request_sensors") else _PROTOTYPES.pop(self, None)
+        stack = AgentStack(self.agent, scenario, seed, self.conf, bridge, prototype=proto)
+        _POINTS.setdefault(self, list(stack.points))
+        return stack
+
+    def points(self) -> list[InjectionPoint]:
+        """The stack's injection points: the reference ADS's, or an agent's standard points plus
+        every point it declares at import or in ``setup`` (set up once per process to find out)."""
+        if self.agent is None:
+            from drivefi.stacks.reference import INJECTION_POINTS
+
+            return list(INJECTION_POINTS)
+        if self not in _POINTS:
+            from drivefi.stacks.agent.loader import (
+                AGENT_POINTS,
+                declared_points,
+                instantiate,
+                load_agent_class,
+            )
+
+            cls, names = load_agent_class(self.agent)
+            agent, more = instantiate(cls, self.conf or "")
+            _PROTOTYPES[self] = (agent, more)
+            _POINTS[self] = AGENT_POINTS + declared_points(names | more)
+        return list(_POINTS[self])
+
+    @property
+    def identity(self) -> str:
+        """``"reference"``, or ``"FILE:CLASS sha256=<hex>"`` of the agent file (absolute path):
+        what traces, models and campaigns record, so that nothing mixes two stacks."""
+        if self.agent is None:
+            return REFERENCE
+        from drivefi.stacks.agent.loader import file_hash, load_agent_class, parse_agent_spec
+
+        path, _ = parse_agent_spec(self.agent)
+        cls = load_agent_class(self.agent)[0].__name__
+        return f"{path.resolve()}:{cls} sha256={file_hash(path)}"
+
+    @property
+    def label(self) -> str:
+        """The stack as messages name it."""
+        return "the reference ADS" if self.agent is None else f"agent {self.agent}"
+
+    @property
+    def bundled(self) -> bool:
+        """DriveFI's own stack: its code is part of DriveFI's version, so a stored fault can be
+        re-run exactly later without keeping its trace, and it has a bundled structure file
+        (``models/reference.yaml``) and a white-box oracle (``--structure twin``)."""
+        return self.agent is None
+
+    @property
+    def structure_name(self) -> str:
+        """The name of the stack's own structure file in ``models/`` (if any) and of its derived
+        structure."""
+        return REFERENCE if self.agent is None else self.agent
+
+
+_POINTS: dict[StackSpec, list[InjectionPoint]] = {}
+_PROTOTYPES: dict[StackSpec, tuple] = {}
+
+
 def load_stack(
-    spec: str | None,
-    scenario: Scenario,
-    seed: int | None = None,
-    bridge=None,
-    conf: str | None = None,
+    spec: str | None, scenario: Scenario, seed: int | None = None, bridge=None, conf=None
 ) -> Stack:
-    """The stack named by ``spec`` (``None``/``"reference"`` or ``FILE.py[:CLASS]``) for a scenario.
-
-    Pass the CARLA ``bridge`` for runs on CARLA (the agent's real sensors are spawned on its ego);
-    an agent file that is missing, does not import or lacks the class is an ``InputError``."""
-    if is_reference(spec):
-        from drivefi.stacks.reference import ReferenceADS
-
-        return ReferenceADS(scenario, seed)
-    from drivefi.stacks.agent.adapter import AgentStack
-
-    return AgentStack(str(spec), scenario, seed, conf=conf, bridge=bridge)
+    """The stack named by ``spec`` for a scenario (see :meth:`StackSpec.load`)."""
+    return StackSpec.of(spec, conf).load(scenario, seed, bridge)
 
 
 def stack_points(spec: str | None, conf: str | None = None) -> list[InjectionPoint]:
-    """The injection points of a stack: the reference ADS's, or an agent's standard points plus
-    every point it declares at import or in ``setup`` (the agent is set up once to find out)."""
-    if is_reference(spec):
-        from drivefi.stacks.reference import INJECTION_POINTS
-
-        return list(INJECTION_POINTS)
-    from drivefi.stacks.agent.loader import (
-        AGENT_POINTS,
-        declared_points,
-        instantiate,
-        load_agent_class,
-    )
-
-    cls, names = load_agent_class(str(spec))
-    agent, more = instantiate(cls, conf or "")
-    destroy = getattr(agent, "destroy", None)
-    if callable(destroy):
-        destroy()
-    return AGENT_POINTS + declared_points(names | more)
+    """The injection points of the stack named by ``spec`` (see :meth:`StackSpec.points`)."""
+    return StackSpec.of(spec, conf).points()
 
 
 def stack_identity(spec: str | None) -> str:
-    """``"reference"``, or ``"FILE:CLASS sha256=<hex>"`` of the agent file (absolute path)."""
-    if is_reference(spec):
-        return REFERENCE
-    from drivefi.stacks.agent.loader import file_hash, load_agent_class, parse_agent_spec
-
-    path, _ = parse_agent_spec(str(spec))
-    cls = load_agent_class(str(spec))[0].__name__
-    return f"{path.resolve()}:{cls} sha256={file_hash(path)}"
+    """The identity of the stack named by ``spec`` (see :attr:`StackSpec.identity`)."""
+    return StackSpec.of(spec).identity
 
 
 def identity_of(stack) -> str:
-    """The identity of a loaded stack (see :func:`stack_identity`)."""
+    """The identity of a loaded stack (see :attr:`StackSpec.identity`)."""
     return stack_identity(getattr(stack, "spec", None))
 
 

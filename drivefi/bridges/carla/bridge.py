@@ -249,6 +249,19 @@ class CarlaBridge:
     def accidents(self) -> tuple[np.ndarray, np.ndarray]:
         return self._collided.copy(), self._departed.copy()
 
+    def run_meta(self) -> dict:
+        """What a trace of a run on this bridge records of it (server, version, town, step)."""
+        sess = getattr(self, "session", None)
+        return {
+            "sim": self.name,
+            "carla": {
+                "address": self.config.address,
+                "server_version": getattr(sess, "server_version", None),
+                "town": self.town,
+                "dt": self.dt,
+            },
+        }
+
     def close(self) -> None:
         """Restore the server and destroy our actors (idempotent); the connection stays cached."""
         self._teardown()

@@ -74,6 +74,7 @@ class AgentStack:
         conf: str | None = None,
         bridge=None,
         injector: Injector | None = None,
+        prototype: tuple | None = None,
     ):
         self.spec = str(spec)
         self.scenario = scenario
@@ -85,7 +86,9 @@ class AgentStack:
         self.carla = bridge is not None and hasattr(bridge, "request_sensors")
         self.bridge = bridge
         cfg = getattr(bridge, "config", None)
-        self.prototype, setup_names = instantiate(
+        # ``prototype``: (agent, points declared in setup) of an agent already set up in this
+        # process (:meth:`drivefi.stacks.StackSpec.points`), taken over instead of a second setup
+        self.prototype, setup_names = prototype or instantiate(
             self.cls, self.conf, getattr(cfg, "host", "127.0.0.1"), getattr(cfg, "port", 2000)
         )
         self.user_points = declared_points(module_names | setup_names)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import numpy as np
@@ -28,6 +28,11 @@ class ADSState(BatchState):
     speed: np.ndarray  # ego speed tracker [m/s] (NaN until the first measurement)
     scoast: np.ndarray
     ref: np.ndarray  # speed reference the controller tracks (rate-limited target) [m/s]
+
+    def summary(self, i: int) -> dict[str, float]:
+        """Run (or step) ``i``'s state as plain numbers: a training trace's ``ads_state``
+        metadata, from which the white-box oracle (:mod:`drivefi.search.twin`) replays it."""
+        return {f.name: float(getattr(self, f.name)[i]) for f in fields(self)}
 
 
 class ReferenceADS:
