@@ -220,7 +220,6 @@ class Report:
             c = self.by_id[cid]
             if c.scenario is None:
                 continue
-            who = f" with the stack {c.stack}"
             # only a stack DriveFI can re-run exactly is replayed; others from their kept traces
             if c.replayable:
                 faults = [fault_from_row(k["rep"]) for k in ks]
@@ -232,8 +231,9 @@ class Report:
                 path = kept_trace(self.db, cid, int(k["rep_idx"]))
                 if path is None:
                     self.notes.append(
-                        f"case {k['case']}: campaign {cid} ran on {c.info['sim']}{who} without kept "
-                        "traces (--keep-traces hazards), so its timeline cannot be shown"
+                        f"case {k['case']}: campaign {cid} ran on {c.info['sim']} without kept "
+                        "traces (--keep-traces hazards), so its timeline cannot be shown "
+                        f"(stack {c.stack})"
                     )
                     continue
                 from drivefi.run.trace import read_trace

@@ -40,10 +40,12 @@ class FaultyRuns:
     golden: Golden
     stack: str  # the stack's identity
 
-    def trace(self, run: int) -> Trace:
-        """Run ``run``'s whole trace (the golden run's rows where it was not simulated)."""
+    def trace(self, run: int, blank_before: int = 0) -> Trace:
+        """Run ``run``'s whole trace (the golden run's rows where it was not simulated, but
+        blank before ``blank_before``: :func:`drivefi.run.golden.faulty_frame`)."""
         meta = trace_meta(self.scenario, self.seed, self.faults[run].as_row(), self.stack)
-        return Trace(faulty_frame(self.golden.trace.frame, self.traces, run), meta)
+        frame = faulty_frame(self.golden.trace.frame, self.traces, run, blank_before)
+        return Trace(frame, meta)
 
 
 def run_faults(
@@ -112,9 +114,10 @@ def record_runs(
     seed: int | None = None,
     lead: int = 0,
 ) -> list[Trace]:
-    """Faulty runs of the stack under test as full traces (training data for the 3-TBN), each
-    started ``lead`` steps before its fault. A run whose stack failed is left out (its trace
-    would stop being the stack's). A stack whose state has a ``summary(i)`` (the reference
+    """Faulty runs of the stack under test as traces (training data for the 3-TBN), each started
+    ``lead`` steps before its fault: blank before its start, the golden run's rows after it
+    rejoined the golden run. A run whose stack failed is left out (its trace would stop being
+    the stack's). A stack whose state has a ``summary(i)`` (the reference
     ADS's) adds it at the run's first step as ``stack_state`` metadata."""
     if not faults:
         return []
@@ -126,7 +129,7 @@ def record_runs(
     for i in range(len(faults)):
         if i in runs.errors:
             continue
-        tr = runs.trace(i)
+        tr = runs.trace(i, blank_before=starts[i])
         if summary is not None:
             tr.meta["ads_state"] = summary(starts[i])
         out.append(tr)

@@ -27,11 +27,15 @@ def trace_frame(rec: TraceRecorder, run: int = 0) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def faulty_frame(golden: pd.DataFrame, rec: TraceRecorder, run: int) -> pd.DataFrame:
+def faulty_frame(
+    golden: pd.DataFrame, rec: TraceRecorder, run: int, blank_before: int = 0
+) -> pd.DataFrame:
     """Faulty run ``run``'s whole trace: its own rows where it was simulated, the golden run's
     elsewhere (before it started from the golden run's snapshot, after it rejoined the golden
-    run: :mod:`drivefi.run.rejoin`)."""
-    own = rec.filled[run]
+    run: :mod:`drivefi.run.rejoin`). Rows before step ``blank_before`` are left blank (NaN,
+    flags False) where the run did not simulate them: a training trace holds only what the run
+    itself added to the golden run's."""
+    own = rec.filled[run] | (np.arange(rec.steps) < blank_before)
     cols = {"k": np.arange(rec.steps)}
     cols.update({c: np.where(own, a[run], golden[c].to_numpy()) for c, a in rec.cols.items()})
     return pd.DataFrame(cols)

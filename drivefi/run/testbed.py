@@ -21,6 +21,8 @@ from drivefi.world.scenario import Scenario
 class Testbed:
     """Where and what to run (picklable: it travels to worker processes and Ray actors)."""
 
+    __test__ = False  # not a pytest test class, whatever its name
+
     simulator: Simulator = EMBEDDED
     stack: StackSpec = field(default_factory=StackSpec)
 

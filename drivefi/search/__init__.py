@@ -11,7 +11,7 @@ P(hazard), then by predicted delta, and the critical ones become a fault plan. E
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,21 +61,34 @@ def _predictor(model, golden_windows):
     return PosteriorPredictor(model, ctx) if getattr(model, "draws", 0) else Predictor(model, ctx)
 
 
+@dataclass(frozen=True)
+class FaultSpace:
+    """The candidate faults the search scores: points x models x durations x values x starts."""
+
+    points: list[str] | None = None  # default: every point of the model
+    models: tuple[str, ...] = ("1-fixed", "m-fixed")
+    durations: tuple[int, ...] = (1, 5, 20)
+    values: dict[str, list[float]] | None = None  # default: each point's value grid
+    bits: tuple[int, ...] = tuple(range(32))
+    horizon_after: int = 20  # steps rolled out after a fault ends
+    stride: int = 1  # start steps: every stride-th
+
+
 def score_space(
     scenario,
     model,
     golden,
-    points: list[str] | None = None,
-    models: tuple[str, ...] = ("1-fixed", "m-fixed"),
-    durations: tuple[int, ...] = (1, 5, 20),
-    values: dict[str, list[float]] | None = None,
-    bits: tuple[int, ...] = tuple(range(32)),
-    horizon_after: int = 20,
-    stride: int = 1,
+    space: FaultSpace | None = None,
     progress: Progress = silent,
+    **fields,
 ) -> Candidates:
-    """Score every candidate fault; ``golden`` is a :class:`drivefi.run.golden.Golden` or Trace."""
+    """Score every candidate fault of ``space`` (or its fields as keywords, e.g.
+    ``durations=(1, 5)``); ``golden`` is a :class:`drivefi.run.golden.Golden` or Trace."""
     from drivefi.tbn import GoldenWindows, SafetyModel, check_scenario, score_faults
+
+    sp = replace(space or FaultSpace(), **fields)
+    points, models, durations, values = sp.points, sp.models, sp.durations, sp.values
+    bits, horizon_after, stride = sp.bits, sp.horizon_after, sp.stride
 
     check_scenario(model, scenario.name, "model")
     for m in models:
