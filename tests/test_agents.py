@@ -22,7 +22,23 @@ from drivefi.run.trace import read_trace
 from drivefi.stacks import load_stack, stack_identity, stack_points
 from drivefi.world.scenario import load_scenario
 
-pytest.importorskip("carla")
+
+def _has_carla() -> bool:
+    try:
+        import carla  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+HAS_CARLA = _has_carla()
+# Most tests here run agents on the embedded simulator, but every agent they load (the fixtures,
+# examples/agents/, the docs' minimal agent) imports carla for carla.VehicleControl, and the
+# embedded stand-ins build carla.Map/Location objects: only those tests need the carla package.
+needs_carla = pytest.mark.skipif(
+    not HAS_CARLA,
+    reason="the agents under test import carla; the carla client library is not installed",
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures"
@@ -43,7 +59,13 @@ def example_specs() -> list[str]:
             continue
         spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
         mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        try:
+            spec.loader.exec_module(mod)
+        except ImportError:
+            if HAS_CARLA:
+                raise
+            specs.append(str(path))  # its tests are skipped without carla; collection goes on
+            continue
         for name, obj in vars(mod).items():
             if inspect.isclass(obj) and obj.__module__ == mod.__name__ and hasattr(obj, "run_step"):
                 specs.append(f"{path}:{name}")
@@ -69,6 +91,7 @@ def traces(spec: str, faults: list[Fault], from_snapshots: bool, sc=SC):
     return rec, out, stack
 
 
+@needs_carla
 def test_an_agent_is_not_the_reference_stack():
     ref = record_golden(SC).trace
     for spec in (GAP, CARLA_STYLE):
@@ -79,6 +102,7 @@ def test_an_agent_is_not_the_reference_stack():
     assert "sha256=" in stack_identity(GAP)
 
 
+@needs_carla
 @pytest.mark.parametrize(
     "spec", SNAPSHOT_AGENTS, ids=lambda s: Path(s.split(":")[0]).stem + s[-12:]
 )
@@ -100,6 +124,7 @@ def test_run_from_a_snapshot_equals_the_same_fault_from_step_0(spec):
         assert np.array_equal(getattr(out_a, name), getattr(out_b, name))
 
 
+@needs_carla
 def test_declared_points_are_in_plans_and_corrupt_what_the_agent_sees(tmp_path):
     names = [p.name for p in stack_points(CARLA_STYLE)]
     assert names == [
@@ -136,6 +161,7 @@ def test_declared_points_are_in_plans_and_corrupt_what_the_agent_sees(tmp_path):
     assert np.abs(rec.cols["lane_offset"][0, 100:160] - golden["lane_offset"][100:160]).max() > 0.1
 
 
+@needs_carla
 def test_an_agent_that_raises_gives_error_outcomes_and_the_campaign_goes_on(tmp_path):
     spec = f"{SPECIAL}:Fragile"
     faults = [
@@ -159,6 +185,7 @@ def test_an_agent_that_raises_gives_error_outcomes_and_the_campaign_goes_on(tmp_
     )
 
 
+@needs_carla
 def test_an_agent_that_cannot_be_copied_runs_from_step_0_and_says_so(tmp_path):
     faults = [
         Fault("planning.cruise", "m-fixed", 0.0, None, 40, 20),
@@ -184,6 +211,7 @@ def test_an_agent_that_cannot_be_copied_runs_from_step_0_and_says_so(tmp_path):
     assert rows[0].equals(rows[1])  # same agent logic: same outcomes, bit for bit
 
 
+@needs_carla
 def test_keep_traces_writes_agent_traces_and_resume_refuses_another_stack(tmp_path):
     faults = [Fault("perception.lead_gap", "m-fixed", 0.0, None, 40, 20),
               Fault("control.throttle", "1-fixed", 1.0, None, 100, 1)]  # fmt: skip
@@ -209,8 +237,6 @@ def test_bad_agent_specs_are_one_clear_line(tmp_path):
 
     with pytest.raises(AgentError, match=r"nope\.py:Nope: agent file not found"):
         load_stack(f"{tmp_path}/nope.py:Nope", SC)
-    with pytest.raises(AgentError, match=r"has no class 'Nope'; agent classes there: .*GapKeeper"):
-        load_stack(f"{FIX / 'leaderboard_agent.py'}:Nope", SC)
     bad = tmp_path / "bad.py"
     bad.write_text("raise RuntimeError('boom')\n")
     with pytest.raises(AgentError, match=r"bad\.py:A: importing .*failed: RuntimeError: boom"):
@@ -218,6 +244,15 @@ def test_bad_agent_specs_are_one_clear_line(tmp_path):
     assert AgentError("x").exit_code == 2
 
 
+@needs_carla
+def test_a_missing_agent_class_names_the_classes_there():
+    from drivefi.ads.agent_loader import AgentError
+
+    with pytest.raises(AgentError, match=r"has no class 'Nope'; agent classes there: .*GapKeeper"):
+        load_stack(f"{FIX / 'leaderboard_agent.py'}:Nope", SC)  # the file imports carla
+
+
+@needs_carla
 def test_carla_style_agent_runs_unchanged_on_embedded_and_through_the_fake_server():
     from drivefi_fakes.carla_server import FakeCarla
 
@@ -242,6 +277,7 @@ def test_carla_style_agent_runs_unchanged_on_embedded_and_through_the_fake_serve
     assert emb["v"].iloc[-1] < 8.0  # it slowed down behind the braking lead
 
 
+@needs_carla
 def test_embedded_stand_ins_follow_carla_conventions():
     from drivefi.stacks.agent.carla_api import CarlaDataProvider
 
@@ -269,6 +305,7 @@ def test_embedded_stand_ins_follow_carla_conventions():
         CarlaDataProvider.get_hero_actor()  # only while an agent steps
 
 
+@needs_carla
 def test_the_minimal_agent_of_the_docs_runs(tmp_path):
     text = (ROOT / "docs" / "agents.md").read_text()
     code = text.split("A minimal agent (it runs in DriveFI's test suite):\n\n```python\n", 1)[1]
@@ -300,6 +337,7 @@ class Recorder(AutonomousAgent):
 """
 
 
+@needs_carla
 def test_gnss_imu_and_map_pseudo_sensors_follow_the_leaderboard(tmp_path):
     import carla
 

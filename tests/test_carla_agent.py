@@ -175,6 +175,8 @@ def test_inject_passes_through_outside_a_run_and_corrupts_inside():
 def test_public_api_re_export():
     import drivefi
 
-    if not callable(getattr(drivefi, "inject", None)):
-        pytest.skip("drivefi/__init__.py does not re-export inject yet")
+    # README: agents declare points with drivefi.declare and route them through drivefi.inject
+    assert callable(getattr(drivefi, "inject", None)), "drivefi does not re-export inject"
+    assert callable(getattr(drivefi, "declare", None)), "drivefi does not re-export declare"
+    assert drivefi.inject is inject and drivefi.declare is declare
     assert drivefi.inject("my.other", 1.5) == 1.5

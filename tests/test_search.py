@@ -40,8 +40,11 @@ def test_search_then_campaign_confirms(fitted, tmp_path):
     assert set(plan.extra) == {"p_hazard", "predicted_delta"}
     s = run_campaign(SC, plan, tmp_path / "r.db", progress=False)
     precision = s.critical / s.planned
-    # stuck steering at speed is what the linear 3-TBN predicts best (see docs/tbn.md)
-    assert precision >= 0.8, precision
+    # stuck steering at speed is what the linear 3-TBN predicts best (see docs/tbn.md). This is
+    # the round-0 model alone (80 training runs, no active-refit rounds), whose precision the
+    # README puts at 0.80-0.99; measured, deterministically: 36 of the 40 top predictions are
+    # hazards. The pipeline's 1.000 (after the rounds) is pinned in tests/test_pinned_pipeline.py.
+    assert (s.planned, s.critical) == (40, 36) and precision == 0.9, (s.planned, s.critical)
 
 
 def test_search_is_reproducible(fitted):
