@@ -246,7 +246,7 @@ def test_bad_agent_specs_are_one_clear_line(tmp_path):
 
 @needs_carla
 def test_a_missing_agent_class_names_the_classes_there():
-    from drivefi.ads.agent_loader import AgentError
+    from drivefi.stacks.agent.loader import AgentError
 
     with pytest.raises(AgentError, match=r"has no class 'Nope'; agent classes there: .*GapKeeper"):
         load_stack(f"{FIX / 'leaderboard_agent.py'}:Nope", SC)  # the file imports carla

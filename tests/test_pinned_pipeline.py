@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from drivefi.cli import main
-from drivefi.scenario import load_scenario, resolve_path
+from drivefi.world.scenario import load_scenario, resolve_path
 
 SHORT = load_scenario("lead_brake").model_copy(update={"duration": 10.0})
 POINTS, VALUES = 9, 5  # the reference ADS's injection points x the default value grid
@@ -192,7 +192,7 @@ def test_same_seed_same_plan_and_figures(runs):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="pipeline --durations without 1: drivefi/active.py active_search scores the space "
+    reason="pipeline --durations without 1: drivefi/search/active.py active_search scores the space "
     "with score_space's default models ('1-fixed', 'm-fixed'), so 1-step faults are always "
     "scored (candidates_scored, simulated_share and the budget share count them), while "
     "drivefi/pipeline.py random_baseline draws only the requested durations: random FI is not "

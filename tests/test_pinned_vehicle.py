@@ -8,7 +8,7 @@ a_lat = v^2 tan(phi) / L, so the largest angle the interface may deliver is
     phi_lim(v) = min(atan(a_lat_max * L / v^2), phi_max)        (phi_max binds at low speed)
 
 The expected values below are computed here from that formula, independently of
-``drivefi.vehicle.steer_limit``.
+``drivefi.world.vehicle.steer_limit``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import math
 import numpy as np
 import pytest
 
-from drivefi.faults import Fault, FaultInjector
-from drivefi.scenario import VehicleParams, load_scenario
-from drivefi.simulate import Simulation, TraceRecorder
-from drivefi.vehicle import Actuation, ActuatorState, VehicleInterface
+from drivefi.core import Actuation, Fault
+from drivefi.faults import FaultInjector
+from drivefi.run.simulate import Simulation, TraceRecorder
+from drivefi.world.scenario import VehicleParams, load_scenario
+from drivefi.world.vehicle import ActuatorState, VehicleInterface
 
 DT = 0.05  # the bundled scenarios' step
 # below ~2.91 m/s (default vehicle) the road-wheel limit phi_max binds; above it a_lat_max does
@@ -87,7 +88,7 @@ def test_applied_steering_limit_is_the_kinematic_bicycle_closed_form(vehicle, si
 
 @pytest.mark.xfail(
     strict=True,
-    reason="drivefi/vehicle.py steer_limit floors the speed at 1 m/s (np.maximum(v, 1.0)), so "
+    reason="drivefi/world/vehicle.py steer_limit floors the speed at 1 m/s (np.maximum(v, 1.0)), so "
     "below 1 m/s a vehicle whose lateral-acceleration limit already binds at 1 m/s "
     "(a_lat_max * wheelbase < tan(phi_max)) gets atan(a_lat_max * L / 1) instead of the "
     "closed form (larger, up to phi_max)",
