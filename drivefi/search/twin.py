@@ -95,8 +95,8 @@ def _speed_tracker(cur: Cols, prev: Cols, c: Context):
 
 def _lane_tracker(cur: Cols, prev: Cols, c: Context):
     return tracking.track_lane(
-        prev["lane_est"], prev["heading_est"], prev["lane_miss"],
-        cur["perception.lane_offset"], cur["perception.heading_error"], cur["speed_est"],
+        (prev["lane_est"], prev["heading_est"]), prev["lane_miss"],
+        (cur["perception.lane_offset"], cur["perception.heading_error"]), cur["speed_est"],
         cur["phi"], cur["curvature"], c.dt, c.wheelbase, tracking.P,
     )  # fmt: skip
 

@@ -78,11 +78,9 @@ class ReferenceADS:
         v_curve = planning.curve_speed(obs.curvature, obs.curvature_ahead, PREVIEW)
         target = planning.plan(st.gap, st.ospeed, sc.ego.cruise_speed, k, inj, v_curve=v_curve)
         st.offset, st.heading, st.coast = tracking.track_lane(
-            st.offset,
-            st.heading,
+            (st.offset, st.heading),
             st.coast,
-            offset,
-            heading,
+            (offset, heading),
             v,
             obs.phi,
             obs.curvature,

@@ -36,8 +36,10 @@ def _gated(pred, z, ok, miss, p: TrackerParams):
     return est, ok | reset
 
 
-def track_lane(e_hat, psi_hat, miss, z_e, z_psi, v, phi, curvature, dt, wheelbase, p=P):
-    """Lane offset and heading error; returns (offset, heading, coasting count)."""
+def track_lane(est, miss, z, v, phi, curvature, dt, wheelbase, p=P):
+    """Lane offset and heading error from the estimate ``est`` and the measurement ``z`` (each an
+    (offset [m], heading error [rad]) pair); returns (offset, heading, coasting count)."""
+    (e_hat, psi_hat), (z_e, z_psi) = est, z
     e_p = e_hat + dt * v * np.sin(psi_hat)
     psi_p = psi_hat + dt * (v * np.tan(phi) / wheelbase - curvature * v)
     ok = (np.abs(z_e - e_p) <= p.gate_offset) & (np.abs(z_psi - psi_p) <= p.gate_heading)
