@@ -95,6 +95,44 @@ class PipelineOptions:
     # where the search learns the stack: None (the testbed's simulator) or another one, chosen
     # explicitly (e.g. the embedded simulator while validating on CARLA), never as a fallback
     train_on: Simulator | None = None
+    overwrite: bool = False  # start over in an output folder that holds another job's run
+
+
+ARTEFACTS = ("golden.parquet", "model.json", "search_plan.csv", "random_plan.csv", "results.db",
+             "results.db-wal", "results.db-shm", "results.traces", "report.html")  # fmt: skip
+
+
+def claim_out(out: Path, scenario: Scenario, testbed: Testbed, overwrite: bool) -> None:
+    """Refuse (exit 2) an output folder holding another scenario's or another stack's run, before
+    anything there changes; with ``overwrite``, remove that run's artefacts first. A folder of the
+    same scenario and stack is the same job again (its campaigns resume)."""
+    import shutil
+
+    from drivefi.errors import InputError
+    from drivefi.run.trace import read_trace
+
+    golden = out / "golden.parquet"
+    if not golden.is_file():
+        return
+    try:
+        meta = read_trace(golden).meta
+        held = (meta["scenario"], meta.get("stack", "reference"))
+    except InputError:
+        held = ("?", "?")
+    mine = (scenario.name, testbed.stack.identity)
+    if held == mine:
+        return
+    if not overwrite:
+        raise InputError(
+            f"{out}: holds the run of scenario '{held[0]}' with stack '{held[1]}'; this job is "
+            f"'{mine[0]}' with '{mine[1]}': give another --out, or --overwrite to start over"
+        )
+    for name in ARTEFACTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def _learning_testbed(testbed: Testbed, train_on: Simulator | None, executor) -> Testbed:
@@ -104,6 +142,16 @@ def _learning_testbed(testbed: Testbed, train_on: Simulator | None, executor) ->
     if servers and not tb.simulator.snapshots and "port" not in tb.simulator.options:
         tb = tb.on(tb.simulator.with_options(host=servers[0].host, port=servers[0].port))
     return tb
+
+
+def _ranges(steps: list[int]) -> str:
+    """Steps as ranges: 3-7, 12."""
+    out, start = [], steps[0]
+    for a, b in zip(steps, [*steps[1:], None], strict=True):
+        if b != a + 1:
+            out.append(f"{start}-{a}" if a > start else f"{a}")
+            start = b
+    return ", ".join(out)
 
 
 def run_pipeline(
@@ -135,6 +183,7 @@ def run_pipeline(
     o = replace(options or PipelineOptions(), **overrides)
     testbed = testbed or Testbed()
     out = Path(out)
+    claim_out(out, scenario, testbed, o.overwrite)
     out.mkdir(parents=True, exist_ok=True)
     s = PipelineSummary(scenario.name, str(out))
     times = s.stage_seconds
@@ -160,6 +209,14 @@ def run_pipeline(
 
     write_trace(golden_trace, out / "golden.parquet")
     s.golden = golden_trace.summary()
+    unsafe = np.flatnonzero(golden_trace.frame["hazard"].to_numpy()).tolist()
+    s.golden["hazard_step_list"] = unsafe
+    if unsafe:  # a stack that fails with no fault: no fault injected there can be critical
+        log(
+            f"warning: the golden run of {scenario.name} is unsafe at {len(unsafe)} step(s) "
+            f"(k = {_ranges(unsafe)}): the stack fails with no fault; the search looks only at "
+            "faults injected where it is safe"
+        )
     times["golden"] = time.perf_counter() - t
 
     st = structure_for(learn, o.structure)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from drivefi.cli.options import (
+    AgentConfigOpt,
     AgentOpt,
     CarlaHostOpt,
     CarlaPortOpt,
@@ -24,6 +25,7 @@ from drivefi.cli.options import (
     emit_json,
     executor_and_simulator,
     kv_table,
+    stack_spec,
 )
 from drivefi.errors import InputError
 
@@ -55,6 +57,7 @@ def campaign_run(
         2, "--retries", min=0, help="Retries of a failed run before it is marked error."
     ),
     agent: str = AgentOpt,
+    agent_config: str = AgentConfigOpt,
     label: str = typer.Option(
         None, "--label", help="The campaign's role in the report: search | random (or a name)."
     ),
@@ -70,9 +73,8 @@ def campaign_run(
         raise InputError(f"--keep-traces: expected none, hazards or all, got '{keep_traces}'")
     sc = load_scenario(scenario)
     from drivefi.run.testbed import Testbed
-    from drivefi.stacks import StackSpec
 
-    stack = StackSpec.of(agent)
+    stack = stack_spec(agent, agent_config)
     p = read_plan(plan, stack.points())
     _check_run_inputs(sc, p, db, seed, keep_traces)
     ex, simu = executor_and_simulator(executor, workers, ray_address, ray_timeout, sim,

@@ -9,12 +9,14 @@ from pathlib import Path
 import typer
 
 from drivefi.cli.options import (
+    AgentConfigOpt,
     AgentOpt,
     JsonOpt,
     StructureOpt,
     console,
     emit_json,
     kv_table,
+    stack_spec,
     work_progress,
 )
 
@@ -30,6 +32,7 @@ def fit_command(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the hold-out split and the sampler."),
     agent: str = AgentOpt,
+    agent_config: str = AgentConfigOpt,
     structure: str = StructureOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -43,7 +46,7 @@ def fit_command(
 
     check_output(out, "--out")
     t0 = time.perf_counter()
-    st = structure_for(Testbed.of(agent), structure)
+    st = structure_for(Testbed.of(stack_spec(agent, agent_config)), structure)
     with work_progress(not as_json) as bar:
         bar(f"reading {len(traces)} trace(s)", 0, len(traces))
         ts = read_traces(list(traces), st)
@@ -78,6 +81,7 @@ def fit_command(
 def structure_command(
     out: Path = typer.Option(None, "--out", help="Write the structure file here (else print it)."),
     agent: str = AgentOpt,
+    agent_config: str = AgentConfigOpt,
     library: bool = typer.Option(False, "--library", help="List the feature transforms instead."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -91,7 +95,7 @@ def structure_command(
     if library:
         sys.stdout.write(library_markdown() + "\n")
         return
-    testbed = Testbed.of(agent)
+    testbed = Testbed.of(stack_spec(agent, agent_config))
     stack = testbed.stack.structure_name
     doc = derive(point_specs(testbed), stack)
     build(doc, "<derived>")  # a derived structure is always valid

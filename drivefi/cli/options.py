@@ -36,12 +36,33 @@ AgentOpt = typer.Option(
     "--agent",
     help="Stack under test: 'reference' (the bundled ADS) or a Leaderboard-style agent FILE.py[:CLASS].",
 )
+AgentConfigOpt = typer.Option(
+    None,
+    "--agent-config",
+    help="File passed to the agent's setup() (the Leaderboard's --agent-config); agents only.",
+)
 StructureOpt = typer.Option(
     None,
     "--structure",
     help="3-TBN structure file (YAML, models/NAME); default: the stack's models/ file or one "
     "derived from its points. 'twin' = the white-box oracle of the reference stack.",
 )
+
+
+def stack_spec(agent: str | None, agent_config: str | None = None):
+    """``--agent`` and ``--agent-config`` as the stack under test (checked: the file exists, and
+    only an agent takes one; else exit 2)."""
+    from drivefi.stacks import StackSpec
+
+    spec = StackSpec.of(agent)
+    if agent_config is None:
+        return spec
+    if spec.bundled:
+        raise InputError("--agent-config: the reference ADS takes no configuration; give --agent")
+    conf = Path(agent_config)
+    if not conf.is_file():
+        raise InputError(f"--agent-config: {conf} not found (expected the agent's config file)")
+    return StackSpec.of(spec.agent, str(conf.resolve()))
 
 
 def simulator(

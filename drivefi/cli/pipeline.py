@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from drivefi.cli.options import (
+    AgentConfigOpt,
     AgentOpt,
     CarlaHostOpt,
     CarlaPortOpt,
@@ -29,6 +30,7 @@ from drivefi.cli.options import (
     err_console,
     executor_and_simulator,
     kv_table,
+    stack_spec,
     work_progress,
 )
 
@@ -58,6 +60,7 @@ def pipeline_cmd(
     carla_servers: str = CarlaServersOpt,
     carla_run_timeout: float = CarlaRunTimeoutOpt,
     agent: str = AgentOpt,
+    agent_config: str = AgentConfigOpt,
     structure: str = StructureOpt,
     rounds: int = typer.Option(3, "--rounds", min=0, help="Active-refit rounds of the search."),
     budget_share: float = typer.Option(
@@ -72,6 +75,11 @@ def pipeline_cmd(
         "--train-sim",
         help="Where the search learns the stack (golden, training and round runs): the --sim "
         "simulator (default) or 'embedded' (only validation and random FI then run on --sim).",
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Start over in an --out that holds another scenario's or stack's run.",
     ),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -96,10 +104,10 @@ def pipeline_cmd(
     ex, simu = executor_and_simulator(executor, workers, ray_address, ray_timeout, sim,
                                       carla_servers, carla_host, carla_port, carla_timeout,
                                       carla_restart_cmd, carla_run_timeout)  # fmt: skip
-    testbed = Testbed.of(agent, simu)
+    testbed = Testbed.of(stack_spec(agent, agent_config), simu)
     train_on = EMBEDDED if train_sim == "embedded" and sim != "embedded" else None
     opts = PipelineOptions(budget, training_runs, durs, workers, seed, structure, rounds,
-                           budget_share, train_on)  # fmt: skip
+                           budget_share, train_on, overwrite)  # fmt: skip
     start = getattr(ex, "start", None)
     try:
         if start is not None:
@@ -119,7 +127,8 @@ def pipeline_cmd(
     console.print(
         f"golden run: {g['steps']} steps, min delta_lon {g['min_delta_lon']:.2f} m at {g['min_delta_lon_t']:.2f} s, "
         f"min delta_lat {g['min_delta_lat']:.2f} m at {g['min_delta_lat_t']:.2f} s, "
-        f"collision {'yes' if g['collision'] else 'no'}",
+        f"collision {'yes' if g['collision'] else 'no'}"
+        + (f", UNSAFE at {g['hazard_steps']} step(s) with no fault" if g["hazard_steps"] else ""),
         highlight=False,
     )
     t = Table(title=f"DriveFI pipeline: {sc.name}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from drivefi.cli.options import (
+    AgentConfigOpt,
     AgentOpt,
     JsonOpt,
     ScenarioArg,
@@ -14,6 +15,7 @@ from drivefi.cli.options import (
     csv_list,
     emit_json,
     kv_table,
+    stack_spec,
 )
 
 plan_app = typer.Typer(no_args_is_help=True, help="Make fault plans (CSV).")
@@ -31,17 +33,17 @@ def plan_random(
     ),
     out: Path = typer.Option(..., "--out", help="Plan CSV to write."),
     agent: str = AgentOpt,
+    agent_config: str = AgentConfigOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Random faults: uniform start step, point and value (or bit), over the stack's points."""
     from drivefi.faults.plan import random_plan, write_plan
-    from drivefi.stacks import stack_points
     from drivefi.util.atomic import check_output
     from drivefi.world.scenario import load_scenario
 
     sc = load_scenario(scenario)
     check_output(out, "--out")
-    known = stack_points(agent)
+    known = stack_spec(agent, agent_config).points()
     plan = random_plan(sc, model, count, m, seed, csv_list(points, what="--points"), known)
     write_plan(plan, out, "--out")
     _plan_summary(plan, out, as_json)
@@ -64,17 +66,17 @@ def plan_exhaustive(
     stride: int = typer.Option(1, "--stride", min=1, help="Every K-th start step."),
     out: Path = typer.Option(..., "--out", help="Plan CSV to write."),
     agent: str = AgentOpt,
+    agent_config: str = AgentConfigOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Every start step x point x value x duration (value grids from each point's range)."""
     from drivefi.faults.plan import exhaustive, write_plan
-    from drivefi.stacks import stack_points
     from drivefi.util.atomic import check_output
     from drivefi.world.scenario import load_scenario
 
     sc = load_scenario(scenario)
     check_output(out, "--out")
-    known = stack_points(agent)
+    known = stack_spec(agent, agent_config).points()
     pts = csv_list(points, what="--points") or [p.name for p in known]
     vals = csv_list(values, float, "--values")
     plan = exhaustive(

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import typer
 
-from drivefi.cli.options import AgentOpt, JsonOpt, console, emit_json
+from drivefi.cli.options import AgentConfigOpt, AgentOpt, JsonOpt, console, emit_json, stack_spec
 
 
-def points_cmd(agent: str = AgentOpt, as_json: bool = JsonOpt) -> None:
+def points_cmd(
+    agent: str = AgentOpt, agent_config: str = AgentConfigOpt, as_json: bool = JsonOpt
+) -> None:
     """List the stack's injection points: name, range, unit, module (an agent's declared ones too)."""
     from rich.table import Table
 
-    from drivefi.stacks import describe_points, stack_identity, stack_points
+    from drivefi.stacks import describe_points
 
-    rows = describe_points(stack_points(agent))
+    stack = stack_spec(agent, agent_config)
+    rows = describe_points(stack.points())
     if as_json:
-        emit_json({"stack": stack_identity(agent), "points": rows})
+        emit_json({"stack": stack.identity, "points": rows})
         return
-    t = Table(title=f"Injection points of {stack_identity(agent)}")
+    t = Table(title=f"Injection points of {stack.identity}")
     for c in ("name", "range", "unit", "module", "description"):
         t.add_column(c)
     for r in rows:

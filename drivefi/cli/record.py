@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from drivefi.cli.options import (
+    AgentConfigOpt,
     AgentOpt,
     CarlaHostOpt,
     CarlaPortOpt,
@@ -18,6 +19,7 @@ from drivefi.cli.options import (
     emit_json,
     kv_table,
     simulator,
+    stack_spec,
 )
 
 
@@ -34,6 +36,7 @@ def record_cmd(
     carla_port: int = CarlaPortOpt,
     carla_timeout: float = CarlaTimeoutOpt,
     agent: str = AgentOpt,
+    agent_config: str = AgentConfigOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Record the golden (fault-free) run of a scenario and print its summary."""
@@ -49,7 +52,9 @@ def record_cmd(
         check_seed(seed)
     out = out or Path("out") / f"{sc.name}.golden.parquet"
     check_output(out, "--out")
-    testbed = Testbed.of(agent, simulator(sim, carla_host, carla_port, carla_timeout))
+    testbed = Testbed.of(
+        stack_spec(agent, agent_config), simulator(sim, carla_host, carla_port, carla_timeout)
+    )
     trace = record_golden(sc, seed, testbed=testbed, snapshots=False).trace
     write_trace(trace, out, "--out")
     summary = {**trace.summary(), "stack": trace.meta.get("stack"), "trace": str(out)}

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from drivefi.cli.options import JsonOpt, console, emit_json, kv_table
+from drivefi.cli.options import (
+    AgentConfigOpt,
+    AgentOpt,
+    JsonOpt,
+    console,
+    emit_json,
+    kv_table,
+    stack_spec,
+)
 from drivefi.util.atomic import atomic_path, check_output
 
 
@@ -33,10 +41,14 @@ def replay_cmd(
     ),
     out: Path = typer.Option(Path("replay.parquet"), "--out", help="Trace file to write."),
     plot: Path = typer.Option(None, "--plot", help="PNG to write (default: --out with .png)."),
+    agent: str = AgentOpt,
+    agent_config: str = AgentConfigOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Re-run one fault on the embedded simulator from the golden run's state at its first step:
-    write the faulty run's trace and a PNG of delta, speed and steering against the golden run."""
+    """Re-run one fault of the stack under test (--agent) on the embedded simulator, from the
+    golden run's state at its first step: write the faulty run's trace and a PNG of delta, speed
+    and steering against the golden run. With --db, the stored fault of a campaign DriveFI can
+    re-run as it ran (the reference stack's)."""
     from drivefi.campaign.replay import fault_of, replay, stored_fault, time_to_hazard
     from drivefi.errors import InputError
     from drivefi.faults.plan import fault_model_for
@@ -50,6 +62,8 @@ def replay_cmd(
             raise InputError("--db: give the fault to replay with --fault N")
         given = [n for n, v in (("--point", point), ("--value", value), ("--start", start),
                                 ("--bit", bit), ("--model", model)) if v is not None]  # fmt: skip
+        if agent not in (None, "reference") or agent_config is not None:
+            given.append("--agent")
         if given:
             raise InputError(f"--db --fault replays a stored fault: drop {', '.join(given)}")
         stored = stored_fault(db, fault, campaign)
@@ -98,6 +112,7 @@ def replay_cmd(
             raise InputError(f"missing {', '.join(missing)} for a {model} fault")
         sc = load_scenario(scenario)
         f = fault_of(point, model, value, bit, start, duration, fault_seed)
+        testbed = Testbed.of(stack_spec(agent, agent_config))
     plot = plot or out.with_suffix(".png")
     check_output(out, "--out")  # before the run: a path that cannot be written costs nothing
     check_output(plot, "--plot")

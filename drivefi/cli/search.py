@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from drivefi.cli.options import (
+    AgentConfigOpt,
     AgentOpt,
     JsonOpt,
     ScenarioArg,
@@ -14,6 +15,7 @@ from drivefi.cli.options import (
     durations_for,
     emit_json,
     kv_table,
+    stack_spec,
     work_progress,
 )
 
@@ -39,6 +41,7 @@ def search_cmd(
         help="Keep candidates with P(hazard) >= P (default 0.5 unless --top).",
     ),
     agent: str = AgentOpt,
+    agent_config: str = AgentConfigOpt,
     stride: int = typer.Option(1, "--stride", min=1, help="Score every n-th start step."),
     oracle: bool = typer.Option(
         False, "--oracle", help="Accept a model of the white-box oracle structure (twin)."
@@ -61,7 +64,7 @@ def search_cmd(
     sc = load_scenario(scenario)
     durs = durations_for(durations, sc)
     check_output(out, "--out")
-    testbed = Testbed.of(agent)
+    testbed = Testbed.of(stack_spec(agent, agent_config))
     names = [p.name for p in point_specs(testbed)]
     g = None
     if golden:  # every file is checked before the model is loaded or anything is simulated

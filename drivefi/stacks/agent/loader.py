@@ -117,8 +117,11 @@ def _load_module(path: Path, cls_name: str | None):
             spec.loader.exec_module(module)
     except Exception as err:
         sys.modules.pop(name, None)
+        hint = ""
+        if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] == "carla":
+            hint = " (the agent uses CARLA's Python API: pip install 'drivefi[carla]')"
         raise AgentError(
-            f"--agent {what}: importing {path} failed: {type(err).__name__}: {err}"
+            f"--agent {what}: importing {path} failed: {type(err).__name__}: {err}{hint}"
         ) from err
     _MODULES[key] = (module, names)
     return module, names
