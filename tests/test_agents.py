@@ -171,17 +171,19 @@ def test_an_agent_that_raises_gives_error_outcomes_and_the_campaign_goes_on(tmp_
     ]
     plan = Plan(SC.name, SC.steps, faults)
     s = run_campaign(SC, plan, tmp_path / "r.db", progress=False, testbed=Testbed.of(spec))
-    assert (s.done, s.error, s.masked + s.hazard + s.accident) == (2, 1, 2)  # done: ok outcomes
+    # the stack's failure under the fault is that fault's outcome (done, not an error)
+    assert (s.done, s.error, s.stack_failure, s.masked + s.hazard + s.accident) == (3, 0, 1, 2)
     assert s.stack == stack_identity(spec) and s.runs_start == "golden snapshots"
     from drivefi.campaign.store import ResultsStore
 
     store = ResultsStore(tmp_path / "r.db")
     out = store.outcomes()
     store.close()
-    row = out[out.status == "error"].iloc[0]
-    assert (
-        row.idx == 0
-        and row.error == "Fragile.run_step raised ValueError at step 50: implausible speed"
+    row = out[out.outcome == "stack_failure"].iloc[0]
+    assert row.idx == 0 and row.status == "ok" and row.critical == 0
+    line = _line_of(SPECIAL, 'raise ValueError("implausible speed")')
+    assert row.error == (
+        f"Fragile.run_step raised ValueError at step 50: implausible speed ({SPECIAL}:{line})"
     )
 
 
@@ -382,3 +384,8 @@ def test_input_records_are_the_dicts_of_their_keys():
     odd = (1, ("t", 2), "s")  # sensor ids need not be strings
     assert record(odd)(1, 2, 3) == {1: 1, ("t", 2): 2, "s": 3}
     assert record(())() == {}
+
+
+def _line_of(path: Path, text: str) -> int:
+    """The line of ``path`` that holds ``text``."""
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)

@@ -3,7 +3,7 @@
 Outcome labels: ``accident`` (collision or road departure), ``hazard`` (delta_lon <= 0 or
 delta_lat <= 0 at some step), else ``masked``. A fault is ``critical`` when the golden run was
 safe at its first step and the faulty run reached a hazard (or an accident). A run whose stack
-failed is stored with its reason; a batch the simulator failed (a tick time-out, a server error)
+failed is the outcome ``stack_failure``, with what happened; a batch the simulator failed (a tick time-out, a server error)
 is attempted again, up to ``ctx.retries`` times, then stored with status ``error`` and the
 reasons, and the campaign goes on.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from drivefi.campaign.context import BatchContext
-from drivefi.campaign.outcome import error_row, keep_trace, label, stack_error_row
+from drivefi.campaign.outcome import error_row, keep_trace, label, stack_failure
 from drivefi.core import Fault
 from drivefi.errors import SimulatorError
 from drivefi.run.faulty import FaultyRuns, run_faults
@@ -39,7 +39,7 @@ def attempt(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> tuple[list[dic
     runs = run_faults(ctx.scenario, faults, ctx.testbed, ctx.seed, ctx.keep_traces != "none")
     rows = label(runs.outcomes, runs.golden.safe_at(np.array([f.start for f in faults])))
     for j, (step, message) in runs.errors.items():
-        rows[j] = stack_error_row(step, message)
+        rows[j] = stack_failure(rows[j], step, message)
     for r, (i, _) in zip(rows, batch, strict=True):
         r["idx"] = i
     return rows, runs

@@ -1,7 +1,7 @@
 """Outcome rows: label a batch of recorded runs masked / hazard / accident, critical or not.
 
 ``accident``: collision or road departure; ``hazard``: delta_lon <= 0 or delta_lat <= 0 at some
-step; else ``masked``. A fault is ``critical`` when the golden run was safe at its first step and
+step; ``stack_failure``: the stack failed (:func:`stack_failure`); else ``masked``. A fault is ``critical`` when the golden run was safe at its first step and
 the faulty run reached a hazard (or an accident).
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from drivefi.run.simulate import OutcomeRecorder
+
+STACK_FAILURE = "stack_failure"
 
 
 def label(rec: OutcomeRecorder, golden_safe: np.ndarray) -> list[dict]:
@@ -47,14 +49,13 @@ def error_row(idx: int, attempts: int, reasons: list[str]) -> dict:
     }
 
 
-def stack_error_row(step: int, message: str) -> dict:
-    """The outcome of a run whose stack raised: status ``error`` with the step and exception."""
-    return {
-        "status": "error",
-        "outcome": None,
-        "attempts": 1,
-        "error": message if f"step {step}" in message else f"at step {step}: {message}",
-    }
+def stack_failure(row: dict, step: int, message: str) -> dict:
+    """The outcome of a run whose stack failed (raised, timed out, or commanded something that is
+    not a finite control): what the fault did to the stack, an outcome of its own, never
+    ``masked`` and never retried; ``error`` holds the step and what happened. Its min deltas are
+    those up to the failure."""
+    msg = message if f"step {step}" in message else f"at step {step}: {message}"
+    return {**row, "outcome": STACK_FAILURE, "critical": 0, "error": msg}
 
 
 def keep_trace(ctx, frame, fault, idx: int, row: dict, stack: str) -> None:

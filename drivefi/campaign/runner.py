@@ -49,6 +49,7 @@ class CampaignSummary:
     runs_per_s: float
     stack: str = "reference"  # the stack under test's identity
     runs_start: str = "golden snapshots"  # or "step 0 (...)" when the agent cannot be copied
+    stack_failure: int = 0  # runs whose stack failed (raised, timed out, non-finite command)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -239,7 +240,7 @@ def _run(ctx: BatchContext, plan: Plan, db, executor, opts: CampaignOptions) -> 
         return CampaignSummary(
             camp.id, scenario.name, camp.total, ran, stats["done"], stats["masked"], stats["hazard"],
             stats["accident"], stats["error"], stats["critical"], wall, ran / wall if wall > 0 else 0.0,
-            identity, runs_start,
+            identity, runs_start, stats["stack_failure"],
         )  # fmt: skip
     finally:
         lease.stop(store)

@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     campaign INTEGER NOT NULL REFERENCES campaigns(id),
     idx INTEGER NOT NULL,
     status TEXT NOT NULL,            -- ok | error
-    outcome TEXT,                    -- masked | hazard | accident (NULL when status = error)
+    outcome TEXT,                    -- masked | hazard | accident | stack_failure (NULL: error)
     min_delta_lon REAL,
     min_delta_lat REAL,
     first_hazard_step INTEGER,
@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     golden_safe INTEGER,             -- golden run safe (delta > 0) at the fault's first step
     critical INTEGER,                -- golden safe there and the fault produced a hazard
     attempts INTEGER NOT NULL DEFAULT 1,
-    error TEXT,
+    error TEXT,                      -- why: the infrastructure's reasons, or the stack's failure
     finished REAL NOT NULL,
     PRIMARY KEY (campaign, idx)
 );
@@ -105,6 +105,7 @@ SUMMARY_COLUMNS = [
     "hazard",
     "accident",
     "critical",
+    "stack_failure",
     "error",
     "pending",
 ]
@@ -467,21 +468,21 @@ class ResultsStore:
 
     # -- reading -----------------------------------------------------------------------------
     def campaigns(self, campaign_id: int | None = None) -> list[dict]:
-        """One dict per campaign (or only ``campaign_id``'s): planned, done (ok outcomes), error,
-        pending, outcome counts."""
+        """One dict per campaign (or only ``campaign_id``'s): planned, done (outcomes, stack
+        failures included), error (the infrastructure failed), pending, outcome counts."""
         where, args = ("WHERE c.id=?", (campaign_id,)) if campaign_id is not None else ("", ())
         rows = self._q(
             f"""SELECT c.id, c.scenario, c.plan_hash, c.seed, c.sim, c.version, c.created,
                (SELECT COUNT(*) FROM faults f WHERE f.campaign=c.id),
                SUM(o.status='ok'),
                SUM(o.outcome='masked'), SUM(o.outcome='hazard'), SUM(o.outcome='accident'),
-               SUM(o.status='error'), SUM(o.critical)
+               SUM(o.status='error'), SUM(o.critical), SUM(o.outcome='stack_failure')
                FROM campaigns c LEFT JOIN outcomes o ON o.campaign=c.id {where}
                GROUP BY c.id ORDER BY c.id""",
             args,
         )
         keys = ["id", "scenario", "plan_hash", "seed", "sim", "version", "created", "planned", "done",
-                "masked", "hazard", "accident", "error", "critical"]  # fmt: skip
+                "masked", "hazard", "accident", "error", "critical", "stack_failure"]  # fmt: skip
         out = []
         for r in rows:
             d = {k: (v if v is not None else 0) for k, v in zip(keys, r, strict=True)}
@@ -508,11 +509,15 @@ class ResultsStore:
             raise self._error(err) from None
 
     def errors(self, campaign_id: int | None = None):
-        """The faults whose runs failed (status error): fault fields, attempts and the reason."""
+        """The faults whose runs failed: the infrastructure (status error) or the stack under the
+        fault (outcome stack_failure); fault fields, attempts, what failed and the reason."""
         df = self.outcomes(campaign_id)
         cols = ["campaign", "idx", "point", "model", "value", "bit", "start", "duration",
                 "attempts", "error"]  # fmt: skip
-        return df.loc[df["status"] == "error", cols].reset_index(drop=True)
+        failed = (df["status"] == "error") | (df["outcome"] == "stack_failure")
+        out = df.loc[failed, cols].reset_index(drop=True)
+        out.insert(len(cols) - 1, "failed", failed_what(df.loc[failed]).to_numpy())
+        return out
 
     def close(self) -> None:
         """Close; the last campaign to close a store switches it back to a rollback journal, so a
@@ -524,3 +529,9 @@ class ResultsStore:
             except sqlite3.DatabaseError:
                 pass  # another connection is open: it stays in WAL mode
         self.db.close()
+
+
+def failed_what(df):
+    """Per failed outcome row: ``stack`` (the stack failed under the fault: a finding) or
+    ``simulator`` (the infrastructure gave up after its retries)."""
+    return df["outcome"].map(lambda o: "stack" if o == "stack_failure" else "simulator")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drivefi.campaign.outcome import STACK_FAILURE
 from drivefi.campaign.runner import run_campaign, trace_dir_of
 from drivefi.core import Fault
 from drivefi.faults.plan import Plan
@@ -39,6 +40,7 @@ def campaign_traces(
     for i in range(len(faults)):
         path = folder / f"c{s.campaign_id}_{i:07d}.parquet"
         tr = read_trace(path) if path.is_file() else None
-        failed = tr is None or (tr.meta.get("fault") or {}).get("outcome") is None
+        outcome = (tr.meta.get("fault") or {}).get("outcome") if tr is not None else None
+        failed = outcome in (None, STACK_FAILURE)
         out.append(None if failed else tr)
     return out

@@ -9,6 +9,7 @@ import typer
 from drivefi.cli.options import (
     AgentConfigOpt,
     AgentOpt,
+    AgentTimeoutOpt,
     CarlaHostOpt,
     CarlaPortOpt,
     CarlaRestartOpt,
@@ -58,6 +59,7 @@ def campaign_run(
     ),
     agent: str = AgentOpt,
     agent_config: str = AgentConfigOpt,
+    agent_timeout: float = AgentTimeoutOpt,
     label: str = typer.Option(
         None, "--label", help="The campaign's role in the report: search | random (or a name)."
     ),
@@ -74,7 +76,7 @@ def campaign_run(
     sc = load_scenario(scenario)
     from drivefi.run.testbed import Testbed
 
-    stack = stack_spec(agent, agent_config)
+    stack = stack_spec(agent, agent_config, agent_timeout)
     p = read_plan(plan, stack.points())
     _check_run_inputs(sc, p, db, seed, keep_traces)
     ex, simu = executor_and_simulator(executor, workers, ray_address, ray_timeout, sim,
@@ -129,10 +131,11 @@ def campaign_status(db: Path = typer.Option(..., "--db"), as_json: bool = JsonOp
     for r in rows:
         t.add_row(*(str(r[c]) for c in cols))
     console.print(t)
-    failed = sum(r["error"] for r in rows)
+    failed = sum(r["error"] + r["stack_failure"] for r in rows)
     if failed:
         console.print(
-            f"{failed} fault(s) failed to run: `drivefi campaign errors --db {db}` shows why"
+            f"{failed} run(s) failed (the stack under its fault, or the simulator): "
+            f"`drivefi campaign errors --db {db}` shows why"
         )
 
 

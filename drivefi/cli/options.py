@@ -41,6 +41,13 @@ AgentConfigOpt = typer.Option(
     "--agent-config",
     help="File passed to the agent's setup() (the Leaderboard's --agent-config); agents only.",
 )
+AgentTimeoutOpt = typer.Option(
+    10.0,
+    "--agent-timeout",
+    min=0.0,
+    help="Seconds one run_step of the agent may take; past it the run ends as a stack failure "
+    "and the campaign goes on (0: no limit).",
+)
 StructureOpt = typer.Option(
     None,
     "--structure",
@@ -49,12 +56,12 @@ StructureOpt = typer.Option(
 )
 
 
-def stack_spec(agent: str | None, agent_config: str | None = None):
-    """``--agent`` and ``--agent-config`` as the stack under test (checked: the file exists, and
-    only an agent takes one; else exit 2)."""
+def stack_spec(agent: str | None, agent_config: str | None = None, timeout: float = 10.0):
+    """``--agent``, ``--agent-config`` and ``--agent-timeout`` as the stack under test (checked:
+    the config file exists, and only an agent takes one; else exit 2)."""
     from drivefi.stacks import StackSpec
 
-    spec = StackSpec.of(agent)
+    spec = StackSpec.of(agent, timeout=timeout or None)
     if agent_config is None:
         return spec
     if spec.bundled:
@@ -62,7 +69,7 @@ def stack_spec(agent: str | None, agent_config: str | None = None):
     conf = Path(agent_config)
     if not conf.is_file():
         raise InputError(f"--agent-config: {conf} not found (expected the agent's config file)")
-    return StackSpec.of(spec.agent, str(conf.resolve()))
+    return StackSpec.of(spec.agent, str(conf.resolve()), spec.timeout)
 
 
 def simulator(

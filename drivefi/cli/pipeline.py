@@ -11,6 +11,7 @@ from rich.table import Table
 from drivefi.cli.options import (
     AgentConfigOpt,
     AgentOpt,
+    AgentTimeoutOpt,
     CarlaHostOpt,
     CarlaPortOpt,
     CarlaRestartOpt,
@@ -61,6 +62,7 @@ def pipeline_cmd(
     carla_run_timeout: float = CarlaRunTimeoutOpt,
     agent: str = AgentOpt,
     agent_config: str = AgentConfigOpt,
+    agent_timeout: float = AgentTimeoutOpt,
     structure: str = StructureOpt,
     rounds: int = typer.Option(3, "--rounds", min=0, help="Active-refit rounds of the search."),
     budget_share: float = typer.Option(
@@ -104,7 +106,7 @@ def pipeline_cmd(
     ex, simu = executor_and_simulator(executor, workers, ray_address, ray_timeout, sim,
                                       carla_servers, carla_host, carla_port, carla_timeout,
                                       carla_restart_cmd, carla_run_timeout)  # fmt: skip
-    testbed = Testbed.of(stack_spec(agent, agent_config), simu)
+    testbed = Testbed.of(stack_spec(agent, agent_config, agent_timeout), simu)
     train_on = EMBEDDED if train_sim == "embedded" and sim != "embedded" else None
     opts = PipelineOptions(budget, training_runs, durs, workers, seed, structure, rounds,
                            budget_share, train_on, overwrite)  # fmt: skip

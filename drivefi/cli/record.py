@@ -9,6 +9,7 @@ import typer
 from drivefi.cli.options import (
     AgentConfigOpt,
     AgentOpt,
+    AgentTimeoutOpt,
     CarlaHostOpt,
     CarlaPortOpt,
     CarlaTimeoutOpt,
@@ -37,6 +38,7 @@ def record_cmd(
     carla_timeout: float = CarlaTimeoutOpt,
     agent: str = AgentOpt,
     agent_config: str = AgentConfigOpt,
+    agent_timeout: float = AgentTimeoutOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Record the golden (fault-free) run of a scenario and print its summary."""
@@ -53,7 +55,8 @@ def record_cmd(
     out = out or Path("out") / f"{sc.name}.golden.parquet"
     check_output(out, "--out")
     testbed = Testbed.of(
-        stack_spec(agent, agent_config), simulator(sim, carla_host, carla_port, carla_timeout)
+        stack_spec(agent, agent_config, agent_timeout),
+        simulator(sim, carla_host, carla_port, carla_timeout),
     )
     trace = record_golden(sc, seed, testbed=testbed, snapshots=False).trace
     write_trace(trace, out, "--out")

@@ -9,6 +9,7 @@ import typer
 from drivefi.cli.options import (
     AgentConfigOpt,
     AgentOpt,
+    AgentTimeoutOpt,
     JsonOpt,
     console,
     emit_json,
@@ -43,6 +44,7 @@ def replay_cmd(
     plot: Path = typer.Option(None, "--plot", help="PNG to write (default: --out with .png)."),
     agent: str = AgentOpt,
     agent_config: str = AgentConfigOpt,
+    agent_timeout: float = AgentTimeoutOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Re-run one fault of the stack under test (--agent) on the embedded simulator, from the
@@ -112,7 +114,7 @@ def replay_cmd(
             raise InputError(f"missing {', '.join(missing)} for a {model} fault")
         sc = load_scenario(scenario)
         f = fault_of(point, model, value, bit, start, duration, fault_seed)
-        testbed = Testbed.of(stack_spec(agent, agent_config))
+        testbed = Testbed.of(stack_spec(agent, agent_config, agent_timeout))
     plot = plot or out.with_suffix(".png")
     check_output(out, "--out")  # before the run: a path that cannot be written costs nothing
     check_output(plot, "--plot")

@@ -9,6 +9,7 @@ import typer
 from drivefi.cli.options import (
     AgentConfigOpt,
     AgentOpt,
+    AgentTimeoutOpt,
     JsonOpt,
     ScenarioArg,
     console,
@@ -42,6 +43,7 @@ def search_cmd(
     ),
     agent: str = AgentOpt,
     agent_config: str = AgentConfigOpt,
+    agent_timeout: float = AgentTimeoutOpt,
     stride: int = typer.Option(1, "--stride", min=1, help="Score every n-th start step."),
     oracle: bool = typer.Option(
         False, "--oracle", help="Accept a model of the white-box oracle structure (twin)."
@@ -64,7 +66,7 @@ def search_cmd(
     sc = load_scenario(scenario)
     durs = durations_for(durations, sc)
     check_output(out, "--out")
-    testbed = Testbed.of(stack_spec(agent, agent_config))
+    testbed = Testbed.of(stack_spec(agent, agent_config, agent_timeout))
     names = [p.name for p in point_specs(testbed)]
     g = None
     if golden:  # every file is checked before the model is loaded or anything is simulated

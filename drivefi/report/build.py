@@ -107,7 +107,7 @@ class Report:
                 "rate": f"{c.rate():.3f}" if c.rate() is not None else "–",
                 "cases": ncases,
                 "tth": f"{tth.median():.2f} s" if len(tth) else "–",
-                "errors": int((c.outcomes["status"] == "error").sum()),
+                "errors": len(c.failed),
             })  # fmt: skip
             figs[c.label] = c
         speed = None
@@ -177,7 +177,7 @@ class Report:
     def no_critical(self) -> str:
         """What to say when no critical fault was found: masked, or runs that failed."""
         ran = sum(len(c.ok) for c in self.camps)
-        failed = sum(int((c.outcomes["status"] == "error").sum()) for c in self.camps)
+        failed = sum(len(c.failed) for c in self.camps)
         if not failed:
             return "<p>No critical fault found: every injected fault was masked.</p>"
         link = "<a href='#failed'>failed runs</a>"

@@ -58,8 +58,16 @@ class CampaignData:
 
     @cached_property
     def ok(self) -> pd.DataFrame:
-        """The outcomes with status ok (a campaign's outcomes are final once loaded)."""
-        return self.outcomes[self.outcomes["status"] == "ok"]
+        """The runs that ran to the end (masked, hazard, accident; a campaign's outcomes are
+        final once loaded)."""
+        o = self.outcomes
+        return o[(o["status"] == "ok") & (o["outcome"] != "stack_failure")]
+
+    @cached_property
+    def failed(self) -> pd.DataFrame:
+        """The runs that did not: the stack failed under the fault, or the simulator gave up."""
+        o = self.outcomes
+        return o[(o["status"] == "error") | (o["outcome"] == "stack_failure")]
 
     @property
     def stack(self) -> str:

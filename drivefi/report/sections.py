@@ -152,23 +152,29 @@ def details_section(camps: list[CampaignData], db) -> str:
 
 
 def failed_section(camps: list[CampaignData], db) -> str:
-    """Runs that failed (status error), grouped by reason with their count and first faults;
-    nothing when every run completed."""
+    """Runs that failed (the stack under the fault, or the simulator), grouped by reason with
+    their count and first faults; nothing when every run completed."""
+    from drivefi.campaign.store import failed_what
+
     rows = []
     for c in camps:
-        err = c.outcomes[c.outcomes["status"] == "error"]
-        for reason, g in err.groupby(err["error"].fillna("(no reason stored)"), sort=False):
+        err = c.failed.assign(what=failed_what(c.failed))
+        for (what, reason), g in err.groupby(
+            [err["what"], err["error"].fillna("(no reason stored)")], sort=False
+        ):
             first = ", ".join(f"#{int(i)}" for i in g["idx"].head(5))
             more = f" and {len(g) - 5} more" if len(g) > 5 else ""
-            rows.append({"campaign": c.title, "runs": len(g), "faults": first + more,
-                         "reason": str(reason)})  # fmt: skip
+            rows.append({"campaign": c.title, "what": what, "runs": len(g),
+                         "faults": first + more, "reason": str(reason)})  # fmt: skip
     if not rows:
         return ""
-    cols = [("campaign", "campaign"), ("runs", "failed runs"), ("faults", "faults"),
-            ("reason", "reason (last attempt)")]  # fmt: skip
+    cols = [("campaign", "campaign"), ("what", "failed"), ("runs", "failed runs"),
+            ("faults", "faults"), ("reason", "reason (last attempt)")]  # fmt: skip
     return (
         "<h2 id='failed'>Failed runs</h2><p>These runs did not reach the end of the scenario, so "
-        "their faults are neither masked nor critical. Every attempt of each: "
+        "their faults are neither masked nor critical. <b>stack</b>: the stack under test failed "
+        "under the fault (it raised, timed out or commanded a non-finite control): a finding in "
+        "its own right. <b>simulator</b>: the simulator failed on every attempt. Every one: "
         + H.code(f"drivefi campaign errors --db {db}")
         + "</p>"
         + H.table(sorted(rows, key=lambda r: -r["runs"]), cols)

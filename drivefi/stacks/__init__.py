@@ -15,6 +15,9 @@ from drivefi.core import InjectionPoint, Stack
 from drivefi.world.scenario import Scenario
 
 REFERENCE = "reference"
+# seconds one step of an agent may take before its run ends as a stack failure (--agent-timeout):
+# far above any real-time stack's step, far below a hung campaign
+AGENT_TIMEOUT = 10.0
 
 
 def is_reference(spec: str | None) -> bool:
@@ -32,13 +35,16 @@ class StackSpec:
 
     agent: str | None = None
     conf: str | None = None
+    timeout: float | None = AGENT_TIMEOUT  # seconds one run_step may take (None: no watchdog)
 
     @classmethod
-    def of(cls, spec: str | StackSpec | None = None, conf: str | None = None) -> StackSpec:
+    def of(
+        cls, spec: str | StackSpec | None = None, conf: str | None = None, timeout=AGENT_TIMEOUT
+    ) -> StackSpec:
         """From ``--agent`` (``None``, ``"reference"`` or ``FILE.py[:CLASS]``)."""
         if isinstance(spec, StackSpec):
             return spec
-        return cls(None if is_reference(spec) else str(spec), conf or None)
+        return cls(None if is_reference(spec) else str(spec), conf or None, timeout)
 
     def load(self, scenario: Scenario, seed: int | None = None, bridge=None) -> Stack:
         """The stack for a scenario. Pass the CARLA ``bridge`` for runs on CARLA (the agent's real
@@ -53,7 +59,9 @@ class StackSpec:
 
         # an agent on CARLA is set up for its server (host, port): never a prototype set up without
         proto = None if hasattr(bridge, "request_sensors") else _PROTOTYPES.pop(self, None)
-        stack = AgentStack(self.agent, scenario, seed, self.conf, bridge, prototype=proto)
+        stack = AgentStack(
+            self.agent, scenario, seed, self.conf, bridge, prototype=proto, timeout=self.timeout
+        )
         _POINTS.setdefault(self, list(stack.points))
         return stack
 

@@ -12,16 +12,24 @@ Injection points: ``control.throttle``, ``control.brake``, ``control.steer`` (le
 = ``-VehicleControl.steer``), ``localization.speed`` (the speed the agent receives) and every
 point the agent declares with :func:`drivefi.declare` at import or in ``setup``.
 
-An agent that raises in ``run_step`` fails only its run: ``errors[i]`` holds the step and the
-exception, the run's commands from then on are NaN (the vehicle interface holds the last valid
-command) and the batch goes on.
+An agent that fails in ``run_step`` fails only its run (a stack failure, the run's outcome): it
+raised, it took longer than ``timeout`` seconds (a watchdog interrupts it), or it returned
+something that is not a control or a control with a non-finite value. ``errors[i]`` holds the
+step and what happened, naming the agent's file and line; the run's commands from then on are NaN
+(the vehicle interface holds the last valid command) and the batch goes on. An agent's prints go
+to stderr, never to DriveFI's stdout (where ``--json`` writes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
+import signal
+import sys
+import threading
+import traceback
 from collections.abc import Iterator
 from functools import cached_property
 from itertools import chain, repeat
@@ -75,8 +83,10 @@ class AgentStack:
         bridge=None,
         injector: Injector | None = None,
         prototype: tuple | None = None,
+        timeout: float | None = None,
     ):
         self.spec = str(spec)
+        self.timeout = timeout  # seconds a run_step may take (None: no watchdog)
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         self.conf = conf or ""
@@ -322,22 +332,26 @@ class AgentStack:
         agents, vals = self.agents, []  # (throttle, brake, steer, hand brake) of each run stepped
         tok = _ACTIVE.set(_context(route, k))
         tok2 = carla_api._CURRENT.set(self._current)
+        watch = _Watchdog(self.timeout)
         try:
-            for i, data, t in zip(rows.tolist(), inputs, obs.t[rows].tolist(), strict=True):
-                route.run = i
-                try:
-                    c = agents[i].run_step(data, t)
-                    vals.append(
-                        (
-                            float(c.throttle),
-                            float(c.brake),
-                            -float(c.steer),
-                            1.0 if getattr(c, "hand_brake", False) else 0.0,
-                        )
-                    )
-                except Exception as err:
-                    self._fail(i, int(k[i]), err)
-                    vals.append(_FAILED)
+            with watch, contextlib.redirect_stdout(sys.stderr):
+                for i, data, t in zip(rows.tolist(), inputs, obs.t[rows].tolist(), strict=True):
+                    route.run, c = i, _UNSET
+                    try:
+                        watch.arm()
+                        c = agents[i].run_step(data, t)
+                        watch.disarm()
+                        v = (float(c.throttle), float(c.brake), -float(c.steer),
+                             1.0 if getattr(c, "hand_brake", False) else 0.0)  # fmt: skip
+                    except (Exception, AgentTimeout) as err:
+                        watch.disarm()
+                        self._fail(i, int(k[i]), err, c)
+                        v = _FAILED
+                    else:
+                        if not math.isfinite(v[0] + v[1] + v[2]):
+                            self._fail(i, int(k[i]), None, c)
+                            v = _FAILED
+                    vals.append(v)
         finally:
             _ACTIVE.reset(tok)
             carla_api._CURRENT.reset(tok2)
@@ -362,8 +376,25 @@ class AgentStack:
             return (getattr(b, "hero", None), b.world, b.map)
         return self._prov[self._route.run]
 
-    def _fail(self, i: int, k: int, err: Exception) -> None:
-        msg = f"{self.name}.run_step raised {type(err).__name__} at step {k}: {err}"
+    def _fail(self, i: int, k: int, err: BaseException | None, command=None) -> None:
+        """Run ``i`` failed at step ``k``: ``err`` raised (or the ``command`` it returned is not
+        a finite control); the message names what happened and the agent's file and line."""
+        where = (_agent_line(err, self.path) if err is not None else None) or _defined_at(
+            self.cls.run_step
+        )
+        if isinstance(err, AgentTimeout):
+            msg = f"{self.name}.run_step timed out at step {k}: {err}"
+        elif command is not _UNSET and not _is_control(command):
+            msg = (
+                f"{self.name}.run_step returned {type(command).__name__} at step {k}; expected "
+                "a carla.VehicleControl (throttle, brake, steer)"
+            )
+        elif err is None:
+            msg = f"{self.name}.run_step returned a non-finite command at step {k}: {command}"
+        else:
+            msg = f"{self.name}.run_step raised {type(err).__name__} at step {k}: {err}"
+        if where:
+            msg += f" ({where})"
         self.errors[i] = (k, msg)
         self.failed[i] = self.idle[i] = True
         if len(self.errors) == 1:
@@ -443,6 +474,60 @@ def real_sensor_data(bridge, specs: list[dict]) -> dict:
     }
 
 
+class AgentTimeout(BaseException):
+    """A run_step past its time-out (a BaseException: an agent's ``except Exception`` does not
+    swallow it)."""
+
+
+class _Watchdog:
+    """Interrupts a run_step that takes longer than ``timeout`` seconds (a SIGALRM timer; in the
+    main thread only, where signals are delivered: elsewhere it watches nothing)."""
+
+    def __init__(self, timeout: float | None):
+        self.timeout = timeout
+        self.on = bool(timeout) and threading.current_thread() is threading.main_thread()
+        self._old = None
+
+    def __enter__(self) -> _Watchdog:
+        if self.on:
+            self._old = signal.signal(signal.SIGALRM, self._expired)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.on:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._old)
+
+    def _expired(self, signum, frame):
+        raise AgentTimeout(f"no command after {self.timeout:g} s (--agent-timeout)")
+
+    def arm(self) -> None:
+        if self.on:
+            signal.setitimer(signal.ITIMER_REAL, self.timeout)
+
+    def disarm(self) -> None:
+        if self.on:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _is_control(c) -> bool:
+    return all(hasattr(c, f) for f in ("throttle", "brake", "steer"))
+
+
+def _defined_at(fn) -> str | None:
+    """``file:line`` where ``fn`` is defined (what returned a bad command)."""
+    code = getattr(fn, "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else None
+
+
+def _agent_line(err: BaseException, path) -> str | None:
+    """``file:line`` of the deepest frame of the agent's own file in ``err``'s traceback."""
+    mine = str(path.resolve())
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == mine]
+    return f"{path}:{frames[-1].lineno}" if frames else None
+
+
+_UNSET = object()  # run_step has not returned
 _FAILED = (math.nan, math.nan, math.nan, 0.0)  # a failed run's commands: the interface holds
 _SPEED, _OPENDRIVE = record(("speed",)), record(("opendrive",))  # pseudo-sensors' data
 

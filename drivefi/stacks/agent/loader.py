@@ -37,7 +37,10 @@ class AgentError(InputError):
 
 
 class AgentStepError(DriveFIError):
-    """The user's agent raised in ``run_step``; the message names the agent and the step."""
+    """The stack under test failed with no fault (its golden run): the message names the agent,
+    the step and what happened. Exit 2: a search needs a stack that drives without faults."""
+
+    exit_code = 2
 
 
 class RoadOption(enum.IntEnum):

@@ -1,0 +1,78 @@
+"""An untrusted agent never hangs, crashes or misleads a campaign: a stack that raises, hangs,
+returns a non-finite or malformed command under a fault is that fault's outcome
+(``stack_failure``, naming what happened and where), never ``masked``; innocent faults are never
+blamed; the agent's prints never reach DriveFI's stdout; a stack that fails with no fault stops
+the command with exit 2 naming the step."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("carla")
+
+FIX = Path(__file__).parent / "fixtures" / "misbehaving_agents.py"
+
+
+def drivefi(*args, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "drivefi", *map(str, args)], capture_output=True,
+                          text=True, env=dict(os.environ), timeout=timeout)  # fmt: skip
+
+
+PLAN = """# drivefi plan scenario=lead_brake steps=400
+point,model,value,bit,start,duration,seed
+probe.trigger,m-fixed,1.0,,60,5,0
+control.throttle,m-fixed,1.0,,60,5,0
+probe.trigger,1-fixed,1.0,,120,1,0
+control.steer,m-fixed,0.0,,120,5,0
+"""
+
+
+@pytest.mark.parametrize(
+    ("cls", "says"),
+    [
+        ("Raises", "raised RuntimeError at step 60: the planner lost its map"),
+        ("Hangs", "timed out at step 60"),
+        ("ReturnsNaN", "returned a non-finite command at step 60"),
+        ("ReturnsTuple", "returned tuple at step 60; expected a carla.VehicleControl"),
+        ("Prints", None),
+    ],
+)
+def test_a_stack_failure_under_a_fault_is_its_outcome_and_innocent_faults_are_not_blamed(
+    tmp_path, cls, says
+):
+    plan = tmp_path / "plan.csv"
+    plan.write_text(PLAN)
+    db = tmp_path / "r.db"
+    r = drivefi("campaign", "run", "lead_brake", plan, "--db", db, "--agent", f"{FIX}:{cls}",
+                "--agent-timeout", "1", "--workers", "2", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)  # one JSON object: the agent's prints went elsewhere
+    with sqlite3.connect(db) as con:
+        rows = con.execute(
+            "SELECT idx, status, outcome, error FROM outcomes ORDER BY idx"
+        ).fetchall()
+    assert [r[0] for r in rows] == [0, 1, 2, 3]  # one outcome per fault
+    assert all(status == "ok" for _, status, _, _ in rows)
+    innocent = [rows[1], rows[3]]
+    assert all(o in ("masked", "hazard", "accident") for _, _, o, _ in innocent), rows
+    guilty = [rows[0], rows[2]]
+    if says is None:  # printing is no failure
+        assert summary["stack_failure"] == 0 and "xxxx" in r.stderr
+        return
+    assert all(o == "stack_failure" for _, _, o, _ in guilty), rows
+    assert says in guilty[0][3] and f"{FIX}:" in guilty[0][3]  # the agent's file and line
+    assert summary["stack_failure"] == 2 and summary["error"] == 0 and summary["masked"] <= 2
+
+
+def test_a_stack_that_fails_with_no_fault_stops_the_command_naming_the_step(tmp_path):
+    r = drivefi("record", "lead_brake", "--agent", f"{FIX}:GoldenRaises",
+                "--out", tmp_path / "g.parquet")  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert "step 50" in r.stderr and "lost its map" in r.stderr and "Traceback" not in r.stderr
