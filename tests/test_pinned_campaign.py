@@ -26,15 +26,17 @@ import pandas as pd
 import pytest
 from procs import alive, descendants, outcomes, rows
 
+from drivefi.bridges.carla.simulator import CarlaSimulator
 from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.campaign.store import LEASE_S, ResultsStore
-from drivefi.faults import Fault
-from drivefi.plan import Plan, exhaustive, write_plan
-from drivefi.scenario import load_scenario
+from drivefi.core import Fault
+from drivefi.faults.plan import Plan, exhaustive, write_plan
+from drivefi.run.testbed import Testbed
+from drivefi.world.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
 SC = load_scenario("lead_brake")  # 400 steps: the CLI runs bundled scenarios by name
 SHORT = SC.model_copy(update={"duration": 5.0})  # 100 steps, for the API-level campaigns
 POINTS = ["control.steer", "planning.target_speed"]
@@ -102,8 +104,8 @@ def same_outcomes(db: Path, ref: Path) -> None:
 DRIVER = """
 import json, sys
 from drivefi.campaign.runner import run_campaign
-from drivefi.plan import read_plan
-from drivefi.scenario import Scenario
+from drivefi.faults.plan import read_plan
+from drivefi.world.scenario import Scenario
 sc_path, plan_path, db, kind, opts = sys.argv[1:6]
 opts = json.loads(opts)
 sc = Scenario.model_validate_json(open(sc_path).read())
@@ -116,10 +118,12 @@ elif kind == "ray":
     ex = RayExecutor(2)
 else:
     from drivefi.campaign.carla_pool import CarlaPoolExecutor, Server
-    from drivefi.campaign.fake_servers import FakeServers
+    from drivefi_fakes.server_pool import FakeServers
     pool = FakeServers(sc.model_dump_json(), opts["state"], tick_s=opts["tick_s"])
     ex = CarlaPoolExecutor([Server("127.0.0.1", p) for p in opts["ports"]], run_timeout=30.0)
-    extra = {"sim": "carla", "bridge_options": {"timeout": 5.0, "client_factory": pool}}
+    from drivefi.bridges.carla.simulator import CarlaSimulator
+    from drivefi.run.testbed import Testbed
+    extra = {"testbed": Testbed(CarlaSimulator({"timeout": 5.0, "client_factory": pool}))}
 run_campaign(sc, read_plan(plan_path), db, ex, progress=False, batch_size=opts.get("batch_size"),
              **extra)
 """
@@ -319,7 +323,7 @@ import os
 
 import carla
 
-from drivefi.ads.agent_loader import AutonomousAgent
+from drivefi.stacks.agent.loader import AutonomousAgent
 from drivefi.inject import declare, inject
 
 declare("planning.cruise", lo=0.0, hi=40.0, unit="m/s", doc="speed the agent holds")
@@ -366,11 +370,11 @@ def worker_killing_campaign(tmp_path_factory):
     plan = Plan(SHORT.name, SHORT.steps, faults)
     me = os.getpid()
     before = pool_workers(me)
-    s = run_campaign(SHORT, plan, d / "k.db", LocalExecutor(2), progress=False, batch_size=4,
-                     agent=agent)  # fmt: skip
+    s = run_campaign(SHORT, plan, d / "k.db", LocalExecutor(2), Testbed.of(agent), progress=False,
+                     batch_size=4)  # fmt: skip
     left = all_gone(pool_workers(me) - before, 5)
     run_campaign(SHORT, Plan(SHORT.name, SHORT.steps, innocent), d / "ref.db", LocalExecutor(1),
-                 progress=False, agent=agent)  # fmt: skip
+                 Testbed.of(agent), progress=False)  # fmt: skip
     return s, plan, d / "k.db", d / "ref.db", left
 
 
@@ -405,13 +409,6 @@ def test_a_fault_that_kills_its_worker_is_stored_as_an_error_and_the_campaign_co
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug, drivefi/campaign/executor.py:129-146 and _requeue (:150-160): when a worker "
-    "dies, every batch in flight on the pool is charged with the break, so innocent faults that "
-    "ran beside the killing one are split and stored as errors ('the worker process died 3 times "
-    "running it') instead of getting their outcome",
-)
 def test_only_the_fault_that_kills_its_worker_is_stored_as_an_error(worker_killing_campaign):
     s, plan, db, _, _ = worker_killing_campaign
     got = outcomes(db)
@@ -568,7 +565,7 @@ PORTS = (2000, 2002)
 def pool_scenario(tmp_path_factory):
     """lead_brake cut to 2 s (40 steps), as a scenario file the CLI can load, and 16 faults."""
     pytest.importorskip("carla")
-    from drivefi.plan import random_plan
+    from drivefi.faults.plan import random_plan
 
     path = tmp_path_factory.mktemp("pool") / "lead_brake.yaml"
     text = (ROOT / "scenarios" / "lead_brake.yaml").read_text()
@@ -588,7 +585,7 @@ def pool_executor(servers=PORTS, **kw):
 def test_a_killed_pool_driver_resumes_and_its_actors_die_with_it(
     tmp_path, pool_scenario, ray_session
 ):
-    from drivefi.campaign.fake_servers import FakeServers
+    from drivefi_fakes.server_pool import FakeServers
 
     sc, _, plan = pool_scenario
     n = len(plan.faults)
@@ -616,8 +613,8 @@ def test_a_killed_pool_driver_resumes_and_its_actors_die_with_it(
     pool = FakeServers(sc.model_dump_json(), str(state))  # unpaced: the same outcomes, sooner
     ex = pool_executor(run_timeout=30.0)
     try:
-        s = run_campaign(sc, plan, db, ex, sim="carla", progress=False,
-                         bridge_options={"timeout": 5.0, "client_factory": pool})  # fmt: skip
+        tb = Testbed(CarlaSimulator({"timeout": 5.0, "client_factory": pool}))
+        s = run_campaign(sc, plan, db, ex, tb, progress=False)
     finally:
         ex.close()
     assert (s.ran_now, s.done, s.error) == (n - len(before), n, 0)
@@ -632,8 +629,9 @@ def test_every_pool_server_out_is_exit_1_and_the_stored_outcomes_stay(
 ):
     """Through the command line (the fake servers' client factory put into its bridge options):
     each server runs one fault, crashes on its next and, with no restart command, stays down."""
+    from drivefi_fakes.server_pool import FakeServers
+
     import drivefi.cli.campaign as cli_campaign
-    from drivefi.campaign.fake_servers import FakeServers
     from drivefi.cli import main
 
     sc, sc_path, plan = pool_scenario
@@ -641,13 +639,13 @@ def test_every_pool_server_out_is_exit_1_and_the_stored_outcomes_stay(
     state = tmp_path / "state"
     script = tuple((p, "crash", 3, 5) for p in PORTS)  # run 1 is the golden run
     pool = FakeServers(sc.model_dump_json(), str(state), script)
-    real = cli_campaign.executor_and_bridge
+    real = cli_campaign.executor_and_simulator
 
     def with_fakes(*args):
-        ex, opts = real(*args)
-        return ex, {**opts, "client_factory": pool}
+        ex, simulator = real(*args)
+        return ex, simulator.with_options(client_factory=pool)
 
-    monkeypatch.setattr(cli_campaign, "executor_and_bridge", with_fakes)
+    monkeypatch.setattr(cli_campaign, "executor_and_simulator", with_fakes)
     plan_path = write_plan(plan, tmp_path / "p.csv")
     db = tmp_path / "r.db"
     argv = ["campaign", "run", str(sc_path), str(plan_path), "--db", str(db), "--sim", "carla",

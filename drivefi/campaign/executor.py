@@ -100,18 +100,24 @@ class LocalExecutor:
                 yield run_batch(ctx, b)
             return
         it = iter(batches)
-        retry: deque = deque()  # (batch, breaks) to run again on a fresh pool
-        pending: dict = {}  # future -> (batch, breaks)
+        retry: deque = deque()  # (batch, breaks, suspect) to run again on a fresh pool
+        pending: dict = {}  # future -> (batch, breaks, suspect)
         pool = self._pool(ctx)
         try:
             while True:
+                # a suspect (in flight when a pool broke beside others) runs alone, so that a
+                # break is charged to the batch that caused it, never to its neighbours
                 while len(pending) < 2 * self.workers:
+                    if any(item[2] for item in pending.values()):
+                        break
+                    if retry and retry[0][2] and pending:
+                        break
                     item = retry.popleft() if retry else None
                     if item is None:
                         b = next(it, None)
                         if b is None:
                             break
-                        item = (b, 0)
+                        item = (b, 0, False)
                     pending[pool.submit(_run_in_worker, item[0])] = item
                 if not pending:
                     return
@@ -148,18 +154,23 @@ class LocalExecutor:
 
 
 def _requeue(lost: list, retry: deque) -> Iterator[list[dict]]:
-    """Queue the batches of a broken pool again; split repeat offenders; give up on a lone fault."""
-    for batch, breaks in lost:
+    """Queue the batches of a broken pool again. Several lost together: none is known to have
+    broken it, so each runs again alone (a suspect), uncharged; one lost alone broke it: split a
+    repeat offender, give up on a lone fault."""
+    if len(lost) > 1:
+        retry.extendleft((batch, breaks, True) for batch, breaks, _ in reversed(lost))
+        return
+    for batch, breaks, _ in lost:
         breaks += 1
         if breaks >= MAX_BREAKS and len(batch) == 1:
             idx = batch[0][0]
             yield [error_row(idx, breaks, [f"the worker process died {breaks} times running it"])]
         elif breaks >= MAX_BREAKS - 1 and len(batch) > 1:
             half = len(batch) // 2
-            retry.append((batch[:half], breaks))
-            retry.append((batch[half:], breaks))
+            retry.appendleft((batch[half:], breaks, True))
+            retry.appendleft((batch[:half], breaks, True))
         else:
-            retry.append((batch, breaks))
+            retry.appendleft((batch, breaks, True))
 
 
 def _discard(pool: ProcessPoolExecutor) -> None:
