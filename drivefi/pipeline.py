@@ -45,6 +45,8 @@ class PipelineSummary:
     random_injected: int = 0
     random_hazards: int = 0
     random_accidents: int = 0
+    stack_failures: int = 0  # validation runs whose stack failed under its fault
+    random_stack_failures: int = 0
     hazards_per_injection_search: float = 0.0
     hazards_per_injection_random: float = 0.0
     critical_per_run: float = 0.0  # found_critical / simulated_runs
@@ -259,6 +261,7 @@ def run_pipeline(
                          label="search")  # fmt: skip
         times["validate"] = time.perf_counter() - t
         s.confirmed_hazards, s.confirmed_accidents = v.hazard + v.accident, v.accident
+        s.stack_failures = v.stack_failure
         s.precision = v.critical / s.injected
         s.hazards_per_injection_search = v.critical / s.injected
     n_random = max(s.injected, 1) if o.budget else 0
@@ -269,6 +272,7 @@ def run_pipeline(
                      label="random")  # fmt: skip
     times["random"] = time.perf_counter() - t
     s.random_injected, s.random_hazards, s.random_accidents = n_random, r.critical, r.accident
+    s.random_stack_failures = r.stack_failure
     s.hazards_per_injection_random = r.critical / n_random
     # the search's cost is every run it simulated: training, rounds and validation
     s.simulated_runs = res.training_runs + int(res.injected.sum()) + s.injected

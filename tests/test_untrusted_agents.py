@@ -27,9 +27,9 @@ def drivefi(*args, timeout=300) -> subprocess.CompletedProcess:
 
 PLAN = """# drivefi plan scenario=lead_brake steps=400
 point,model,value,bit,start,duration,seed
-probe.trigger,m-fixed,1.0,,60,5,0
+planning.trigger,m-fixed,1.0,,60,5,0
 control.throttle,m-fixed,1.0,,60,5,0
-probe.trigger,1-fixed,1.0,,120,1,0
+planning.trigger,1-fixed,1.0,,120,1,0
 control.steer,m-fixed,0.0,,120,5,0
 """
 
@@ -76,3 +76,12 @@ def test_a_stack_that_fails_with_no_fault_stops_the_command_naming_the_step(tmp_
                 "--out", tmp_path / "g.parquet")  # fmt: skip
     assert r.returncode == 2, r.stderr
     assert "step 50" in r.stderr and "lost its map" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_pipeline_finishes_on_an_agent_that_raises_under_faults(tmp_path):
+    r = drivefi("pipeline", "lead_brake", "--agent", f"{FIX}:Raises", "--out", tmp_path / "o",
+                "--budget", "5", "--training-runs", "30", "--durations", "5,20", "--rounds", "1",
+                "--workers", "2", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads(r.stdout)
+    assert s["injected"] == 5 and "Traceback" not in r.stderr

@@ -16,8 +16,8 @@ import numpy as np
 from drivefi.core import PREVIEW, Actuation, Observation
 from drivefi.util.state import BatchState
 from drivefi.world.actors import ActorSet, ActorStates
-from drivefi.world.road import RoadGeometry
-from drivefi.world.safety import SafetyPotential, StopParams, combine, d_safe, d_stop
+from drivefi.world.road import OffsetLane, RoadGeometry, lateral_extent, offset_curvature
+from drivefi.world.safety import EgoState, LaneAt, Objects, SafetyPotential, StopParams, safety
 from drivefi.world.scenario import Scenario
 from drivefi.world.vehicle import VehicleInterface, acceleration, step_vehicle
 
@@ -81,6 +81,9 @@ class EmbeddedBridge:
         self.lane_lo = lane * self.road.lane_width
         self.lane_hi = (lane + 1) * self.road.lane_width
         self.lane_c = 0.5 * (self.lane_lo + self.lane_hi)
+        # the ego lane's frame: d from its centre (the world state keeps the road's d, from the
+        # reference line on the road's right edge)
+        self.lane = OffsetLane(self.road, self.lane_c)
         self.state: WorldState | None = None
         # actors are functions of time only: tabulate them (and their poses) once per step index
         steps = scenario.steps + 2
@@ -106,7 +109,7 @@ class EmbeddedBridge:
             d=np.full(n, self.lane_c),
             psi=z.copy(),
             v=v0,
-            phi=np.full(n, self.lane_phi(np.full(n, float(e.s)), np.full(n, self.lane_c))),
+            phi=np.full(n, self.lane.steer_angle(np.full(n, float(e.s)), self.vp.wheelbase)),
             a=z.copy(),
             thr=z.copy(),
             brk=z.copy(),
@@ -151,11 +154,6 @@ class EmbeddedBridge:
         self.state = None
 
     # -- world --------------------------------------------------------------------------------
-    def lane_phi(self, s, d_lane):
-        """Steering angle that follows the lane at offset d_lane."""
-        kap = self.road.curvature(s)
-        return np.arctan(self.vp.wheelbase * kap / (1.0 - kap * d_lane))
-
     def actors_at(self, k: np.ndarray) -> ActorStates:
         i = np.minimum(k, self._kmax)
         a = self._act
@@ -170,10 +168,13 @@ class EmbeddedBridge:
         a = self._act
         return x, y, th + a.psi[i], np.hypot(a.v_lon[i], a.v_lat[i])
 
+    def gaps(self, obj: ActorStates, s, d) -> np.ndarray:
+        """Distances along the ego's parallel (road d) from ego s to the objects, (N, A)."""
+        return (obj.s - s[:, None]) * self.road.scale(s, d)[:, None]
+
     def observe(self) -> Observation:
         st = self.state
         obj = self.actors_at(st.k)
-        kap = self.road.curvature(st.s)
         x, y, th_road = self.road.pose(st.s, st.d)
         n = st.n
         shape = (n, self.actors.count)
@@ -187,12 +188,12 @@ class EmbeddedBridge:
             v=st.v.copy(),
             phi=st.phi.copy(),
             a=st.a.copy(),
-            lane_offset=st.d - self.lane_c,
+            lane_offset=self.lane.from_ref(st.d),
             heading_error=st.psi.copy(),
-            curvature=kap / (1.0 - kap * self.lane_c),
+            curvature=self.lane.lane_curvature(st.s),
             lane_width=np.full(n, self.road.lane_width),
-            obj_ds=(obj.s - st.s[:, None]) * (1.0 - kap[:, None] * st.d[:, None]),
-            obj_dd=obj.d - self.lane_c,
+            obj_ds=self.gaps(obj, st.s, st.d),
+            obj_dd=self.lane.from_ref(obj.d),
             obj_vlon=obj.v_lon,
             obj_vlat=obj.v_lat,
             obj_psi=obj.psi,
@@ -207,29 +208,31 @@ class EmbeddedBridge:
         r = self.road
         out = np.zeros((len(s), len(PREVIEW)))
         for j in np.flatnonzero(r.kappa):  # straight segments add nothing
-            k = abs(r.kappa[j] / (1.0 - r.kappa[j] * self.lane_c))  # the lane centre's
+            k = abs(offset_curvature(r.kappa[j], self.lane_c))  # the lane centre's
             end = r.s0[j + 1] if j + 1 < len(r.s0) else np.inf
             on = (end > s)[:, None] & ((r.s0[j] - s)[:, None] <= PREVIEW)
             np.maximum(out, k * on, out=out)
         return out
 
+    def lane_at(self, s) -> LaneAt:
+        """The road's frame (d from the reference line) where the ego is, for :func:`safety`."""
+        kap = self.road.curvature(s)
+        return LaneAt(kap, self.lane.steer_angle(s, self.vp.wheelbase), self.lane_lo, self.lane_hi)
+
+    def potential(self, k, ego: EgoState) -> SafetyPotential:
+        """Safety potential of ego states (the road's d, from its reference line) at steps k."""
+        obj = Objects.of(self.actors_at(k))
+        return safety(ego, self.lane_at(ego.s), obj, self.vp, self.stop_params)
+
     def safety(self, st: WorldState | None = None) -> SafetyPotential:
         """Safety potential of every run at its current step."""
         st = st or self.state
-        obj = self.actors_at(st.k)
-        kap = self.road.curvature(st.s)
-        phi_lane = np.arctan(self.vp.wheelbase * kap / (1.0 - kap * self.lane_c))
-        stop = d_stop(st.v, st.phi, st.psi, st.d, kap, phi_lane, self.stop_params)
-        safe = d_safe(
-            st.s, st.d, st.psi, self.vp.length, self.vp.width, self.lane_lo, self.lane_hi, kap,
-            obj.s, obj.d, obj.psi, obj.v_lon, obj.length, obj.width, obj.a_max,
-        )  # fmt: skip
-        return combine(*stop, *safe)
+        return self.potential(st.k, EgoState(st.s, st.d, st.psi, st.v, st.phi))
 
     def _flags(self) -> None:
         st = self.state
         p = self.vp
-        ext = 0.5 * p.width * np.abs(np.cos(st.psi)) + 0.5 * p.length * np.abs(np.sin(st.psi))
+        ext = lateral_extent(0.5 * p.length, 0.5 * p.width, st.psi)
         st.departed = st.departed | (st.d - ext < 0.0) | (st.d + ext > self.road.width)
         if self.actors.count:
             i = np.minimum(st.k, self._kmax)

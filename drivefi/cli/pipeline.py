@@ -144,6 +144,8 @@ def pipeline_cmd(
     t.add_row("validation: fresh predictions injected", f"{s.injected:,}", f"{s.random_injected:,}")
     t.add_row("hazards (critical)", f"{s.confirmed_hazards:,}", f"{s.random_hazards:,}")
     t.add_row("of which accidents", f"{s.confirmed_accidents:,}", f"{s.random_accidents:,}")
+    if s.stack_failures or s.random_stack_failures:
+        t.add_row("stack failures", f"{s.stack_failures:,}", f"{s.random_stack_failures:,}")
     t.add_row("precision", "-" if s.precision is None else f"{s.precision:.3f}", "")
     t.add_row(
         "hazards per injection",

@@ -113,11 +113,11 @@ def record_runs(
     testbed: Testbed | None = None,
     seed: int | None = None,
     lead: int = 0,
-) -> list[Trace]:
-    """Faulty runs of the stack under test as traces (training data for the 3-TBN), each started
-    ``lead`` steps before its fault: blank before its start, the golden run's rows after it
-    rejoined the golden run. A run whose stack failed is left out (its trace would stop being
-    the stack's). A stack whose state has a ``summary(i)`` (the reference
+) -> list[Trace | None]:
+    """Faulty runs of the stack under test as traces (training data for the 3-TBN), one per fault,
+    each started ``lead`` steps before its fault: blank before its start, the golden run's rows
+    after it rejoined the golden run. None where the stack failed (its trace would stop being the
+    stack's). A stack whose state has a ``summary(i)`` (the reference
     ADS's) adds it at the run's first step as ``stack_state`` metadata."""
     if not faults:
         return []
@@ -128,6 +128,7 @@ def record_runs(
     out = []
     for i in range(len(faults)):
         if i in runs.errors:
+            out.append(None)
             continue
         tr = runs.trace(i, blank_before=starts[i])
         if summary is not None:

@@ -48,7 +48,8 @@ def random_faults(
 
 def simulate_faults(scenario, faults: list[Fault], testbed: Testbed | None = None) -> list:
     """Traces of the given faults, batched, each started from the golden snapshot two steps before
-    its fault (:func:`drivefi.run.faulty.record_runs`)."""
+    its fault (:func:`drivefi.run.faulty.record_runs`): one per fault, None where the stack
+    failed."""
     return record_runs(scenario, faults, testbed, lead=2)
 
 
@@ -56,10 +57,10 @@ def simulate_training(
     scenario, runs: int = 200, seed: int = 0, golden=None, testbed: Testbed | None = None,
     map_chunks=None,
 ) -> list:  # fmt: skip
-    """Golden trace plus ``runs`` random-fault traces of the stack under test. ``map_chunks(fn,
-    scenario, faults, testbed)`` (e.g. a Ray executor's) may spread the runs over workers; it
-    returns ``fn``'s trace lists in the order of ``faults`` (runs are independent, so any split
-    gives the same traces)."""
+    """Golden trace plus ``runs`` random-fault traces of the stack under test (None where the stack
+    failed under the fault). ``map_chunks(fn, scenario, faults, testbed)`` (e.g. a Ray
+    executor's) may spread the runs over workers; it returns ``fn``'s trace lists in the order of
+    ``faults`` (runs are independent, so any split gives the same traces)."""
     testbed = testbed or Testbed()
     golden = golden or golden_of(testbed, scenario, scenario.seed)[0]
     faults = random_faults(scenario, runs, seed, point_specs(testbed))
@@ -80,7 +81,12 @@ def training_set(
 
     traces = simulate_training(scenario, runs, seed, golden, testbed, map_chunks)
     src = [f"{scenario.name}:golden"] + [f"{scenario.name}:fault{i}" for i in range(runs)]
-    return from_traces(traces, src, scenario, structure)
+    kept = [(tr, s) for tr, s in zip(traces, src, strict=True) if tr is not None]
+    if len(kept) < 2:
+        from drivefi.errors import InputError
+
+        raise InputError(f"training: the stack failed in every one of the {runs} training runs")
+    return from_traces([t for t, _ in kept], [s for _, s in kept], scenario, structure)
 
 
 def fidelity(

@@ -17,7 +17,7 @@ import pandas as pd
 
 from drivefi.errors import InputError
 from drivefi.tbn.structure import NO_LEAD, STATE, Context, Structure
-from drivefi.world.safety import lateral_extent
+from drivefi.world.road import lateral_extent
 
 FAULT_PREFIX = "faulted."
 INIT_PREFIX = "init."  # the stack's state before a trace's first step (from its metadata)
@@ -37,7 +37,7 @@ class LeadTable:
         self.bridge = EmbeddedBridge(scenario)
         self.half_len = 0.5 * scenario.ego.vehicle.length
         self.half_w = 0.5 * scenario.road.lane_width
-        self.lane_c = self.bridge.lane_c
+        self.lane = self.bridge.lane  # the ego lane's frame
 
     def at(self, k: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
         """lead_s (object centre along the road), lead_off (ego half length + object half extent)
@@ -51,7 +51,7 @@ class LeadTable:
         o_lat = lateral_extent(0.5 * obj.length, 0.5 * obj.width, obj.psi)
         o_lon = lateral_extent(0.5 * obj.width, 0.5 * obj.length, obj.psi)
         gap = ds - self.half_len - o_lon
-        inl = (np.abs(obj.d - self.lane_c) < self.half_w + o_lat) & (ds > 0) & (gap < NO_LEAD)
+        inl = (np.abs(self.lane.from_ref(obj.d)) < self.half_w + o_lat) & (ds > 0) & (gap < NO_LEAD)
         gaps = np.where(inl, gap, np.inf)
         j = np.argmin(gaps, axis=1)
         rows = np.arange(len(k))

@@ -1,7 +1,8 @@
 """Safety potential of predicted states and the probability of a hazard.
 
 delta = d_safe - d_stop is evaluated at the predicted mean state with the simulator's own
-Runge-Kutta d_stop and d_safe (objects at the same step, from the scripted actors). P(hazard) is
+Runge-Kutta d_stop and d_safe, assembled by :func:`drivefi.world.safety.safety` in the embedded
+road's lane frame (objects at the same step, from the scripted actors). P(hazard) is
 by linearisation: delta's gradient g over the safety state (s, lane_offset, heading_error, v, phi)
 by forward differences, sd = sqrt(g' S g) with S the predicted covariance, and
 
@@ -21,7 +22,8 @@ import numpy as np
 from scipy.special import ndtr
 
 from drivefi.tbn.structure import SAFETY_STATE
-from drivefi.world.safety import StopParams, combine, d_safe, d_stop
+from drivefi.world.safety import EgoState, Objects, StopParams
+from drivefi.world.safety import safety as lane_safety
 
 STEPS = (0.05, 0.01, 0.002, 0.05, 0.002)  # forward-difference steps for SAFETY_STATE
 SD_FLOOR = 1e-9
@@ -60,16 +62,8 @@ class SafetyModel:
         k, s, e, psi, v, phi = (
             np.broadcast_to(x, shape).ravel() for x in (k, s, lane_offset, heading_error, v, phi)
         )
-        d = e + b.lane_c
-        kap = b.road.curvature(s)
-        phi_lane = np.arctan(self.vp.wheelbase * kap / (1.0 - kap * b.lane_c))
-        obj = b.actors_at(k)
-        stop = d_stop(v, phi, psi, d, kap, phi_lane, self.stop)
-        safe = d_safe(
-            s, d, psi, self.vp.length, self.vp.width, b.lane_lo, b.lane_hi, kap,
-            obj.s, obj.d, obj.psi, obj.v_lon, obj.length, obj.width, obj.a_max,
-        )  # fmt: skip
-        sp = combine(*stop, *safe)
+        ego = EgoState(s, b.lane.to_ref(e), psi, v, phi)  # the road's d: the bridge's own frame
+        sp = lane_safety(ego, b.lane_at(s), Objects.of(b.actors_at(k)), self.vp, self.stop)
         return sp.delta_lon.reshape(shape), sp.delta_lat.reshape(shape)
 
     def probability(self, k, state: dict[str, np.ndarray], cov: np.ndarray, gradient: bool = True):
@@ -158,6 +152,18 @@ def score_rollout(safety: SafetyModel, k0, rollout, gradient: bool = True) -> Sc
     return best
 
 
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How :func:`score_faults` rolls and scores: ``counterfactual`` (default): the golden run's
+    residuals are re-used along the rollout (abduction); otherwise ``anchor``: golden +
+    rollout(fault) - rollout(no fault); ``gradient``: P(hazard) by linearisation (else a step at
+    delta = 0)."""
+
+    counterfactual: bool = True
+    anchor: bool = True
+    gradient: bool = True
+
+
 def score_faults(
     predictor,
     golden,
@@ -167,15 +173,12 @@ def score_faults(
     values,
     duration=1,
     horizon: int | None = None,
-    anchor: bool = True,
-    gradient: bool = True,
-    counterfactual: bool = True,
+    options: ScoreOptions = ScoreOptions(),
 ) -> Scores:
     """Score candidate faults do(point = values) held for ``duration`` steps from steps ``k``
     (arrays (Q,), or scalars broadcast): roll the 3-TBN ``horizon`` steps (default: the longest
-    duration + 20) from the golden window (k-1, k) and keep each candidate's worst step.
-    ``counterfactual`` (default): the golden run's residuals are re-used along the rollout
-    (abduction); otherwise ``anchor``: golden + rollout(fault) - rollout(no fault). ``golden`` is a :class:`drivefi.tbn.evidence.GoldenWindows`."""
+    duration + 20) from the golden window (k-1, k) and keep each candidate's worst step, as
+    ``options`` say. ``golden`` is a :class:`drivefi.tbn.evidence.GoldenWindows`."""
     from drivefi.tbn.structure import SAFETY_STATE
 
     k = np.atleast_1d(np.asarray(k, np.int64))
@@ -186,11 +189,11 @@ def score_faults(
     dur = np.broadcast_to(np.asarray(duration, np.int64), (q,))
     h = int(horizon if horizon is not None else dur.max() + 20)
     prev, cur = golden.window(k)
-    if counterfactual:  # the golden run's residuals re-used under do() (abduction)
+    if options.counterfactual:  # the golden run's residuals re-used under do() (abduction)
         ro = predictor.rollout(
             prev, cur, golden.exo_seq(k, h), {point: values}, dur, golden=(golden, k)
         )
     else:
-        anc = golden.seq(k, h, SAFETY_STATE) if anchor else None
+        anc = golden.seq(k, h, SAFETY_STATE) if options.anchor else None
         ro = predictor.rollout(prev, cur, golden.exo_seq(k, h), {point: values}, dur, anchor=anc)
-    return score_rollout(safety, k, ro, gradient)
+    return score_rollout(safety, k, ro, options.gradient)

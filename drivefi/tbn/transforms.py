@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from drivefi.world.road import offset_curvature, offset_scale
 from drivefi.world.vehicle import steer_target as vehicle_steer_target
 
 INF = float("inf")
@@ -60,12 +61,13 @@ def register(name, inputs, units, doc, recursive=False, fixed=None, learned=()):
 
 # -- road and vehicle kinematics ---------------------------------------------------------------
 def _ref_kappa(kl, c):
-    """Curvature of the road's reference line from the ego lane's curvature."""
-    return kl / (1.0 + kl * c.lane_c)
+    """Curvature of the road's reference line (lane_c to the right of the ego lane's centre) from
+    the ego lane's curvature."""
+    return offset_curvature(kl, -c.lane_c)
 
 
 def _sdot(v, psi, e, kl, c):
-    return v * np.cos(psi) / (1.0 - _ref_kappa(kl, c) * (c.lane_c + e))
+    return v * np.cos(psi) / offset_scale(_ref_kappa(kl, c), c.lane_c + e)
 
 
 @register("v_cos", ("v", "theta"), "m/s", "v cos(theta): world-x velocity")
@@ -121,7 +123,7 @@ def _road_turn(xs, own, c, p):
 )
 def _gap(xs, own, c, p):
     obj_s, off, s, e, kl = xs
-    return (obj_s - s) * (1.0 - _ref_kappa(kl, c) * (c.lane_c + e)) - off
+    return (obj_s - s) * offset_scale(_ref_kappa(kl, c), c.lane_c + e) - off
 
 
 @register(

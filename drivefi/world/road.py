@@ -1,15 +1,35 @@
 """The lane frame: a reference line of straight and constant-curvature pieces, and its lanes.
 
-One geometry serves every simulator. A point is (s, d) in the lane frame: s along the reference
-line, d to its left (:class:`LaneFrame`). :class:`RoadGeometry` is a chain of arcs (a line is an
-arc of curvature 0): the embedded road builds it from the scenario's segments (the reference line
-is the road's right edge, lane i spans d in [i*w, (i+1)*w]); the CARLA route builds it from a map
-lane's waypoints (:mod:`drivefi.bridges.carla.route`). All functions take numpy arrays of any
-shape.
+One geometry serves every simulator, and the quantities derived from it are written here once.
 
-Ends of the frame: past the last piece the last piece is extended (before the first, the first),
-so ``pose`` and ``to_frame`` are defined everywhere; a point is projected onto the piece it lies
-beside that is nearest to it, or onto an extended end piece when it lies beside none.
+Coordinates. A lane frame (:class:`LaneFrame`) places a point at (s, d): s [m] along the frame's
+*reference line*, d [m] to the left of the frame's *lane centre* (the line ``pose(s, 0)``
+traces), the one origin for lateral position. :class:`RoadGeometry` is a reference line: a chain
+of arcs (a line is an arc of curvature 0). The embedded road builds it from the scenario's
+segments with the reference line on the road's right edge (lane i spans [i*w, (i+1)*w] from it);
+its own ``pose`` / ``to_frame`` / ``curvature`` are the frame of the line itself (its lane centre
+is the line, d = the distance from the road's right edge). The lane frame of a lane on it is
+:class:`OffsetLane` (``road.lane_frame(i)``): the same s, d measured from that lane's centre,
+which runs ``ref_offset`` to the left of the reference line. The CARLA route
+(:class:`drivefi.bridges.carla.route.RouteFrame`) is an :class:`OffsetLane` built from a map
+lane's waypoints, on the same reference line (the scenario road's right edge), so s, d and gaps
+mean the same on both simulators. Code that holds the reference line's d (the embedded world's
+state, the scripted actors) converts with ``frame.from_ref`` / ``frame.to_ref``, never by hand.
+
+Derived quantities, written once: :func:`offset_scale` (1 - kappa d: length along the line at
+offset d per unit s), :func:`offset_curvature` (kappa / (1 - kappa d): the curvature of the line
+at offset d), :func:`lane_steer` (the kinematic bicycle's lane-following road-wheel angle),
+:func:`lateral_extent` (the half-extent of a turned box across the lane). On a frame:
+``lane_curvature(s, d)``, ``scale(s, d)``, ``steer_angle(s, wheelbase)``. All functions take
+numpy arrays of any shape.
+
+Ends of the frame (what an out-of-domain point returns): past the last piece the last piece is
+extended (before the first, the first), so ``pose``, ``to_frame``, ``heading`` and ``curvature``
+are defined and finite for every finite (s, d) and (x, y), never NaN: a point is projected onto
+the piece it lies beside that is nearest to it, or onto an extended end piece when it lies beside
+none, so s may be below the first piece's start or beyond the end. The derived quantities are
+finite wherever the parallel exists (1 - kappa d > 0, short of the centre of curvature). A
+route's sampled quantities (lane width, road edges, ground height) hold their end values there.
 """
 
 from __future__ import annotations
@@ -22,22 +42,62 @@ import numpy as np
 from drivefi.world.scenario import Road
 
 
+# -- derived quantities of a line and its parallels --------------------------------------------------
+def offset_scale(kappa, d):
+    """Length of the parallel at offset d (left positive) of a line of curvature kappa, per unit
+    length of the line: 1 - kappa d [1]. Turns s differences into lengths along the parallel."""
+    return 1.0 - kappa * d
+
+
+def offset_curvature(kappa, d):
+    """Curvature [1/m] of the parallel at offset d (left positive) of a line of curvature kappa
+    (left turns positive): kappa / (1 - kappa d). A left-turning circle of radius R has, d to its
+    left, radius R - d. With d = -c it maps a curvature back: the line c to the right."""
+    return kappa / offset_scale(kappa, d)
+
+
+def lane_steer(wheelbase, kappa, d=0.0):
+    """Road-wheel angle [rad] that follows the parallel at offset d of a line of curvature kappa:
+    atan(L kappa_d) for the kinematic bicycle of wheelbase L (DESIGN.md, the lane-following angle)."""
+    return np.arctan(wheelbase * kappa / offset_scale(kappa, d))
+
+
+def lateral_extent(half_len, half_wid, psi):
+    """Half-extent across the lane [m] of a box turned by psi to the lane (with the halves
+    swapped: its half-extent along the lane)."""
+    return half_wid * np.abs(np.cos(psi)) + half_len * np.abs(np.sin(psi))
+
+
 class LaneFrame(Protocol):
-    """Lane-frame coordinates: s along a reference line, d to its left (arrays broadcast)."""
+    """The lane frame every part shares (module docstring): s along the reference line, d from
+    the lane centre, left positive; arrays broadcast; defined beyond the frame's ends."""
 
     def to_frame(self, x, y) -> tuple[np.ndarray, np.ndarray]:
         """(s, d) of Cartesian points (x, y)."""
 
     def pose(self, s, d=0.0) -> tuple[np.ndarray, ...]:
-        """Cartesian (x, y) of lane-frame points (s, d) and the reference line's heading there
-        (a map route adds the ground height z)."""
+        """Cartesian (x, y) of lane-frame points (s, d) and the lane's heading there (a map route
+        adds the ground height z)."""
+
+    def heading(self, s) -> np.ndarray:
+        """Heading of the lane at s [rad] (the reference line's: they are parallel)."""
 
     def curvature(self, s) -> np.ndarray:
         """Curvature of the reference line at s [1/m] (left turns positive)."""
 
+    def lane_curvature(self, s, d=0.0) -> np.ndarray:
+        """Curvature of the parallel at offset d from the lane centre [1/m] (d = 0: the lane's)."""
+
+    def scale(self, s, d=0.0) -> np.ndarray:
+        """Length along the parallel at offset d per unit s [1]."""
+
 
 @dataclass(frozen=True)
 class RoadGeometry:
+    """A reference line: a chain of arcs. As a :class:`LaneFrame` it is the frame of the line
+    itself (d from the line; on the embedded road, from the road's right edge); a lane on it is
+    :meth:`lane_frame`."""
+
     s0: np.ndarray  # segment start positions along the reference line
     x0: np.ndarray
     y0: np.ndarray
@@ -128,12 +188,72 @@ class RoadGeometry:
         """Curvature of the reference line at s."""
         return self.kappa[self.segment(s)]
 
+    def lane_curvature(self, s, d=0.0) -> np.ndarray:
+        """Curvature of the parallel d to the left of the reference line at s."""
+        return offset_curvature(self.curvature(s), d)
+
+    def scale(self, s, d=0.0) -> np.ndarray:
+        """Length along the parallel d to the left of the reference line per unit s."""
+        return offset_scale(self.curvature(s), d)
+
+    def lane_frame(self, lane: int) -> OffsetLane:
+        """The lane frame of lane ``lane`` (0 = the rightmost): d from its centre."""
+        return OffsetLane(self, float(self.lane_center(lane)))
+
     def pose(self, s: np.ndarray, d: np.ndarray | float = 0.0):
         """Cartesian (x, y) of lane-frame point (s, d) and the road heading there."""
         s = np.asarray(s, dtype=float)
         i = self.segment(s)
         x, y, th = _advance(self.x0[i], self.y0[i], self.th0[i], self.kappa[i], s - self.s0[i])
         return x - d * np.sin(th), y + d * np.cos(th), th
+
+
+@dataclass(frozen=True)
+class OffsetLane:
+    """The lane frame of a lane whose centre runs ``ref_offset`` to the left of the reference line
+    ``ref`` (module docstring): s along ``ref``, d from the lane centre."""
+
+    ref: RoadGeometry  # the reference line, along which s runs
+    ref_offset: float  # the lane centre's d from the reference line [m]
+
+    # -- between the reference line's d and the lane's ----------------------------------------
+    def to_ref(self, d):
+        """The reference line's d of lane offset d."""
+        return d + self.ref_offset
+
+    def from_ref(self, d_ref):
+        """The lane offset of the reference line's d."""
+        return d_ref - self.ref_offset
+
+    # -- the lane frame ---------------------------------------------------------------------------
+    def to_frame(self, x, y, s_range=None) -> tuple[np.ndarray, np.ndarray]:
+        """(s, d) of points (x, y), d from the lane centre (``s_range``: see
+        :meth:`RoadGeometry.to_frame`)."""
+        s, d = self.ref.to_frame(x, y, s_range)
+        return s, self.from_ref(d)
+
+    def pose(self, s, d=0.0):
+        """Cartesian (x, y) of lane-frame points (s, d) and the lane's heading there."""
+        return self.ref.pose(s, self.to_ref(d))
+
+    def heading(self, s) -> np.ndarray:
+        return self.ref.heading(s)
+
+    def curvature(self, s) -> np.ndarray:
+        """Curvature of the reference line at s (the lane centre's: :meth:`lane_curvature`)."""
+        return self.ref.curvature(s)
+
+    def lane_curvature(self, s, d=0.0) -> np.ndarray:
+        """Curvature of the parallel d to the left of the lane centre at s (d = 0: the lane's)."""
+        return offset_curvature(self.ref.curvature(s), self.to_ref(d))
+
+    def scale(self, s, d=0.0) -> np.ndarray:
+        """Length along the parallel d to the left of the lane centre per unit s."""
+        return offset_scale(self.ref.curvature(s), self.to_ref(d))
+
+    def steer_angle(self, s, wheelbase: float) -> np.ndarray:
+        """The road-wheel angle that follows the lane centre at s (:func:`lane_steer`)."""
+        return lane_steer(wheelbase, self.ref.curvature(s), self.ref_offset)
 
 
 def arc_local(x0, y0, th0, k, x, y):

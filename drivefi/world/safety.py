@@ -19,6 +19,12 @@ by more than MAX_TURN_PER_STEP (a large angle held at speed turns through many r
 1e-3 m of the exact stop everywhere, at the fixed cost for ordinary states. d_stop_lon is the arc length v^2 / (2 a_max) (exact). The lateral stop is
 measured on both sides (left: max of e - e0, right: max of e0 - e); delta_lat is the smaller of the
 two sides' margins, which is the side the car drifts toward whenever it drifts one way.
+
+:func:`safety` assembles the potential (d_stop, d_safe, delta) from the ego's state in a lane frame
+(:class:`EgoState`), the frame's quantities where the ego is (:class:`LaneAt`) and the objects
+around it (:class:`Objects`): the one assembly both bridges and the 3-TBN's hazard model use. The
+frame's derived quantities (curvature of a parallel, its scale, the lane-following angle, a box's
+lateral extent) come from :mod:`drivefi.world.road`.
 """
 
 from __future__ import annotations
@@ -26,6 +32,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from drivefi.world.road import lateral_extent, offset_scale
+
+__all__ = [
+    "LON_HORIZON",
+    "EgoState",
+    "LaneAt",
+    "Objects",
+    "SafetyPotential",
+    "StopParams",
+    "combine",
+    "d_safe",
+    "d_stop",
+    "lateral_extent",
+    "safety",
+    "step_levels",
+]
 
 LON_HORIZON = 250.0  # d_safe_lon when nothing is ahead [m]: beyond any stopping distance we use
 
@@ -44,11 +67,24 @@ class StopParams:
         return cls(vehicle.a_max, vehicle.wheelbase, vehicle.steer_rate, vehicle.response_time)
 
 
-def _rk4_piece(e, psi, lo, hi, phi_at, kappa, L, n, e0, up, down):
+@dataclass(frozen=True)
+class _Path:
+    """The stopping path in the lane frame (offset e, heading error psi) and its largest
+    excursions from the start offset e0: up (to the left), down (to the right)."""
+
+    e: np.ndarray
+    psi: np.ndarray
+    e0: np.ndarray
+    up: np.ndarray
+    down: np.ndarray
+
+
+def _rk4_piece(path: _Path, lo, hi, phi_at, kappa, L, n) -> _Path:
     """Integrate (e, psi) from sigma=lo to hi in n RK4 steps; track max excursion each side.
 
     ``phi_at`` is a function of sigma, or an array when the steering is constant on the piece.
     """
+    e, psi, e0, up, down = path.e, path.psi, path.e0, path.up, path.down
     h = (hi - lo) / n
     sig = lo
     const = not callable(phi_at)
@@ -60,7 +96,7 @@ def _rk4_piece(e, psi, lo, hi, phi_at, kappa, L, n, e0, up, down):
         sp = np.sin(p_) if sin_p is None else sin_p
         if straight:
             return sp, tanphi_
-        return sp, tanphi_ - kappa * np.cos(p_) / (1.0 - kappa * e_)
+        return sp, tanphi_ - kappa * np.cos(p_) / offset_scale(kappa, e_)
 
     sin_a = np.sin(psi)
     for _ in range(n):
@@ -89,7 +125,7 @@ def _rk4_piece(e, psi, lo, hi, phi_at, kappa, L, n, e0, up, down):
         if turn.any():
             up, down = _between_nodes(e_a, e, sin_a, sin_b, h, turn, e0, up, down)
         sin_a = sin_b
-    return e, psi, up, down
+    return _Path(e, psi, e0, up, down)
 
 
 def _between_nodes(ea, eb, sa, sb, h, turn, e0, up, down):
@@ -153,7 +189,7 @@ def step_levels(v, phi, psi, e, kappa, phi_lane, p: StopParams, rk_steps: int = 
     s_stop, _, s2 = _schedule(v, phi, phi_lane, p)
     L = p.wheelbase
     with np.errstate(divide="ignore", invalid="ignore"):
-        k = kappa / np.maximum(np.abs(1.0 - kappa * e), 1e-3)
+        k = kappa / np.maximum(np.abs(offset_scale(kappa, e)), 1e-3)
         r_phi, r_lane = np.abs(np.tan(phi) / L - k), np.abs(np.tan(phi_lane) / L - k)
         first = np.maximum(r_phi, r_lane) * s2 + r_lane * (s_stop - s2)
         psi_max = np.abs(psi) + first
@@ -220,17 +256,13 @@ def _d_stop_fixed(v, phi, psi, e, kappa, phi_lane, p: StopParams, n: int):
         back = np.maximum(np.abs(gap) - r * (t - rho), 0.0)
         return phi_lane + np.sign(gap) * back
 
-    e0 = e
-    up = np.zeros_like(v)
-    down = np.zeros_like(v)
-    zero = np.zeros_like(v)
-    e_, psi_ = e, psi
-    e_, psi_, up, down = _rk4_piece(e_, psi_, zero, s1, phi, kappa, L, n, e0, up, down)
+    path = _Path(e, psi, e, np.zeros_like(v), np.zeros_like(v))
+    path = _rk4_piece(path, np.zeros_like(v), s1, phi, kappa, L, n)
     if np.any(s2 > s1):
-        e_, psi_, up, down = _rk4_piece(e_, psi_, s1, s2, phi_ramp, kappa, L, n, e0, up, down)
+        path = _rk4_piece(path, s1, s2, phi_ramp, kappa, L, n)
     if np.any(s_stop > s2):
-        e_, psi_, up, down = _rk4_piece(e_, psi_, s2, s_stop, phi_lane, kappa, L, n, e0, up, down)
-    return s_stop, up, down
+        path = _rk4_piece(path, s2, s_stop, phi_lane, kappa, L, n)
+    return s_stop, path.up, path.down
 
 
 @dataclass(frozen=True)
@@ -247,60 +279,63 @@ class SafetyPotential:
         return (self.delta_lon <= 0) | (self.delta_lat <= 0)
 
 
-def lateral_extent(half_len, half_wid, psi):
-    """Half-extent across the lane of a box turned by psi to the lane."""
-    return half_wid * np.abs(np.cos(psi)) + half_len * np.abs(np.sin(psi))
+@dataclass(frozen=True)
+class Objects:
+    """The objects around the ego in its lane frame, arrays of shape S + (A,) (A may be 0):
+    position s along the frame [m], offset d [m], heading psi to the lane [rad], speed along the
+    lane v_lon [m/s], length and width [m], own maximum braking a_max [m/s^2]."""
+
+    s: np.ndarray
+    d: np.ndarray
+    psi: np.ndarray
+    v_lon: np.ndarray
+    length: np.ndarray
+    width: np.ndarray
+    a_max: np.ndarray
+
+    @classmethod
+    def of(cls, actors) -> Objects:
+        """From anything with these attributes (e.g. :class:`drivefi.world.actors.ActorStates`)."""
+        return cls(*(getattr(actors, f) for f in cls.__dataclass_fields__))
 
 
-def d_safe(
-    s,
-    d,
-    psi,
-    ego_len: float,
-    ego_wid: float,
-    lane_lo,
-    lane_hi,
-    kappa,
-    obj_s,
-    obj_d,
-    obj_psi,
-    obj_vlon,
-    obj_len,
-    obj_wid,
-    obj_amax,
-):
+def d_safe(s, d, psi, ego_len: float, ego_wid: float, lane_lo, lane_hi, kappa, *objects):
     """Safe distances (d_safe_lon, d_safe_left, d_safe_right).
 
-    Ego arrays have shape S; object arrays shape S + (A,) (A may be 0). lane_lo/lane_hi bound the
-    ego's lane. Longitudinal: over objects overlapping the lane corridor and ahead, the smallest
-    bumper-to-bumper gap plus the object's own stopping distance when it moves the same way.
-    Lateral: from the ego's side to its lane boundary, or to a nearer object beside it.
+    Ego arrays (s, d, psi) have shape S; ``objects`` is one :class:`Objects` (or its seven arrays
+    in field order), shape S + (A,). lane_lo/lane_hi bound the ego's lane; s differences are
+    lengths along the line of curvature ``kappa`` at d = 0, scaled to the ego's parallel
+    (:func:`drivefi.world.road.offset_scale`). Longitudinal: over objects overlapping the lane
+    corridor and ahead, the smallest bumper-to-bumper gap plus the object's own stopping distance
+    when it moves the same way. Lateral: from the ego's side to its lane boundary, or to a nearer
+    object beside it.
     """
+    obj = objects[0] if len(objects) == 1 else Objects(*objects)
     s, d, psi = (np.asarray(a, float) for a in (s, d, psi))
     hl, hw = 0.5 * ego_len, 0.5 * ego_wid
     ext = lateral_extent(hl, hw, psi)
     left = lane_hi - (d + ext)
     right = (d - ext) - lane_lo
     lon = np.full(np.broadcast(s, d).shape, LON_HORIZON)
-    if np.shape(obj_s)[-1] > 0:
-        ohl, ohw = 0.5 * obj_len, 0.5 * obj_wid
-        o_lat = lateral_extent(ohl, ohw, obj_psi)
-        o_lon = lateral_extent(ohw, ohl, obj_psi)
-        ds = (obj_s - s[..., None]) * (1.0 - np.asarray(kappa)[..., None] * d[..., None])
+    if np.shape(obj.s)[-1] > 0:
+        ohl, ohw = 0.5 * obj.length, 0.5 * obj.width
+        o_lat = lateral_extent(ohl, ohw, obj.psi)
+        o_lon = lateral_extent(ohw, ohl, obj.psi)
+        ds = (obj.s - s[..., None]) * offset_scale(np.asarray(kappa)[..., None], d[..., None])
         lo_, hi_ = np.asarray(lane_lo)[..., None], np.asarray(lane_hi)[..., None]
-        in_lane = (obj_d + o_lat > lo_) & (obj_d - o_lat < hi_)
+        in_lane = (obj.d + o_lat > lo_) & (obj.d - o_lat < hi_)
         gap = ds - hl - o_lon
         ahead = in_lane & (ds > 0)
-        vpos = np.maximum(obj_vlon, 0.0)
-        cand = np.where(ahead, gap + vpos * vpos / (2 * obj_amax), np.inf)
+        vpos = np.maximum(obj.v_lon, 0.0)
+        cand = np.where(ahead, gap + vpos * vpos / (2 * obj.a_max), np.inf)
         lon = np.minimum(lon, cand.min(axis=-1))
         beside = np.abs(ds) < hl + o_lon
         e_ext = ext[..., None]
         gl = np.where(
-            beside & (obj_d > d[..., None]), obj_d - o_lat - (d[..., None] + e_ext), np.inf
+            beside & (obj.d > d[..., None]), obj.d - o_lat - (d[..., None] + e_ext), np.inf
         )
         gr = np.where(
-            beside & (obj_d <= d[..., None]), d[..., None] - e_ext - (obj_d + o_lat), np.inf
+            beside & (obj.d <= d[..., None]), d[..., None] - e_ext - (obj.d + o_lat), np.inf
         )
         left = np.minimum(left, gl.min(axis=-1))
         right = np.minimum(right, gr.min(axis=-1))
@@ -320,3 +355,51 @@ def combine(stop_lon, stop_left, stop_right, safe_lon, safe_left, safe_right) ->
         delta_lon=safe_lon - stop_lon,
         delta_lat=np.minimum(dl, dr),
     )
+
+
+@dataclass(frozen=True)
+class EgoState:
+    """The ego in a lane frame: s [m], offset d [m] (left positive), heading error psi [rad],
+    speed v [m/s], road-wheel angle phi [rad]; arrays of one shape S."""
+
+    s: np.ndarray
+    d: np.ndarray
+    psi: np.ndarray
+    v: np.ndarray
+    phi: np.ndarray
+
+
+@dataclass(frozen=True)
+class LaneAt:
+    """The lane frame where the ego is (arrays of shape S, or scalars).
+
+    ``kappa``: curvature of the frame's d = 0 line at the ego's s [1/m] (the stop is integrated in
+    that frame); ``phi_lane``: the lane-following road-wheel angle the stop returns to [rad];
+    ``lo``, ``hi``: the ego lane's bounds in d [m]; ``gap_kappa``: curvature of the line along
+    which the objects' s are measured (None: ``kappa``; 0 when the objects' s are lengths along
+    the ego's own parallel already, as an :class:`drivefi.core.Observation`'s ``obj_ds``).
+    """
+
+    kappa: np.ndarray | float
+    phi_lane: np.ndarray | float
+    lo: np.ndarray | float
+    hi: np.ndarray | float
+    gap_kappa: np.ndarray | float | None = None
+
+
+def safety(
+    ego: EgoState, lane: LaneAt, objects: Objects, vehicle, stop: StopParams | None = None
+) -> SafetyPotential:
+    """The safety potential (d_stop, d_safe, delta) of ego states in a lane frame.
+
+    ``vehicle`` gives the ego's ``length`` and ``width`` (a
+    :class:`drivefi.world.scenario.VehicleParams`), ``stop`` its stop parameters (default
+    :meth:`StopParams.of` the vehicle). Works on arrays of any shape S (objects S + (A,)).
+    """
+    p = stop or StopParams.of(vehicle)
+    gap_kappa = lane.kappa if lane.gap_kappa is None else lane.gap_kappa
+    st = d_stop(ego.v, ego.phi, ego.psi, ego.d, lane.kappa, lane.phi_lane, p)
+    sf = d_safe(
+        ego.s, ego.d, ego.psi, vehicle.length, vehicle.width, lane.lo, lane.hi, gap_kappa, objects
+    )
+    return combine(*st, *sf)

@@ -23,7 +23,7 @@ import numpy as np
 
 from drivefi.core import Actuation
 from drivefi.util.state import BatchState
-from drivefi.world.road import RoadGeometry
+from drivefi.world.road import RoadGeometry, offset_scale
 from drivefi.world.scenario import VehicleParams
 
 
@@ -141,7 +141,7 @@ def step_vehicle(st, act: Applied, p: VehicleParams, road: RoadGeometry, dt: flo
     interface's and the acceleration follows from them.
     """
     kappa = road.curvature(st.s)
-    den = 1.0 - kappa * st.d
+    den = offset_scale(kappa, st.d)
     ds = st.v * np.cos(st.psi) / den
     s_new = st.s + dt * ds
     d_new = st.d + dt * st.v * np.sin(st.psi)

@@ -63,7 +63,13 @@ from drivefi.errors import DriveFIError, InputError, SimulatorError
 from drivefi.stacks.agent.sensors import blueprint_attributes, sensor_pose
 from drivefi.world.actors import ActorSet, ActorStates
 from drivefi.world.opendrive import OpenDrive, from_carla, scenario_opendrive, to_carla
-from drivefi.world.road import RoadGeometry
+from drivefi.world.road import (
+    RoadGeometry,
+    lane_steer,
+    lateral_extent,
+    offset_curvature,
+    offset_scale,
+)
 from drivefi.world.safety import SafetyPotential
 from drivefi.world.scenario import Scenario
 from drivefi.world.vehicle import ActuatorState, VehicleInterface, equilibrium_throttle
@@ -337,7 +343,7 @@ class CarlaBridge:
             self._match_steering(self._ego)
         x0, y0, _, _ = self.route.pose(e.s, 0.0)  # the lane's curvature where step 0 starts
         k0 = self.route.project(float(x0), float(y0)).curvature
-        steer0 = float(np.arctan(self.vp.wheelbase * k0) / self.vp.phi_max)
+        steer0 = float(lane_steer(self.vp.wheelbase, k0) / self.vp.phi_max)
         thr0 = equilibrium(self.vp, v0)
         self._iface = ActuatorState.start(thr0, steer0, v0, self.vp)
         self.applied = None
@@ -501,7 +507,7 @@ class CarlaBridge:
             x, y, _ = from_carla(wp.transform)
             p = self.route.project(x, y)
             actors[i] = actors[i].model_copy(
-                update={"s": p.s, "lane": None, "d": self.lane_c + p.offset}
+                update={"s": p.s, "lane": None, "d": self.route.to_ref(p.offset)}
             )
         return self.scenario.model_copy(update={"actors": actors})
 
@@ -513,7 +519,7 @@ class CarlaBridge:
         self._amax = self.actor_set.a_max.copy()
         self._kinds = [a.kind for a in scenario.actors]
         if n:
-            x, y, h, z = self.route.pose(tab.s, tab.d - self.lane_c)
+            x, y, h, z = self.route.pose(tab.s, self.route.from_ref(tab.d))
             self._poses = (x, y, h + tab.psi, z)
         else:
             self._poses = None
@@ -701,9 +707,10 @@ class CarlaBridge:
         tab: ActorStates = self._table
         # along the lane, as the embedded world measures it: the s gap scaled to the ego's lateral
         # position with the ego's curvature (s runs along the road's reference line, which sits
-        # ref_offset to the right of the ego lane's centre, on a generated road and on a town)
-        kref = p.curvature / (1.0 + p.curvature * self.ref_offset)
-        scale = 1.0 - kref * (self.ref_offset + p.offset)
+        # ref_offset to the right of the ego lane's centre, on a generated road and on a town);
+        # the reference line's curvature is mapped back from the lane centre's
+        kref = offset_curvature(p.curvature, -self.ref_offset)
+        scale = offset_scale(kref, self.ref_offset + p.offset)
         for i, actor in enumerate(self._actors):
             ox, oy, oth = self._measure(actor)
             q = self._project(i, ox, oy)
@@ -742,7 +749,7 @@ class CarlaBridge:
         self.lane_point = p
         # accidents: the embedded definitions, plus what the collision sensor reported so far
         hl, hw = 0.5 * self.vp.length, 0.5 * self.vp.width
-        ext = hw * abs(math.cos(psi)) + hl * abs(math.sin(psi))
+        ext = float(lateral_extent(hl, hw, psi))
         if p.offset - ext < p.right or p.offset + ext > p.left:
             self._departed[:] = True
         if boxes:

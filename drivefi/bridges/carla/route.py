@@ -12,6 +12,9 @@ samples the lane centre is the circular arc through both with their headings, so
 constant-curvature lanes are reproduced exactly (up to the map's float32 positions). Its reference
 line, along which ``s`` runs, lies ``ref_offset`` to the right of the lane centre: the scenario
 road's right edge, as on the embedded road, so ``s`` and gaps mean the same on both simulators.
+It is the :class:`drivefi.world.road.OffsetLane` of the lane, so its lane frame (d from the lane
+centre), its derived quantities and its ends are those of :mod:`drivefi.world.road`; a projection
+past the route's ends reads the end samples' width, edges and height.
 Road edges come from the lanes that really surround each sample: the adjacent driving lanes on a
 road, and, inside a junction (where a connecting road has no neighbours in the OpenDRIVE), the
 driving surface found by probing across the lane at that sample.
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivefi.errors import InputError
-from drivefi.world.road import RoadGeometry
+from drivefi.world.road import OffsetLane, RoadGeometry, offset_curvature
 
 LOOKAHEAD = 60.0  # how far a branch is followed to judge where it leads [m]
 PROBE = 0.25  # spacing of the probes across a junction [m]
@@ -49,11 +52,10 @@ class LanePoint:
 
 
 @dataclass(frozen=True)
-class RouteFrame:
-    """A sampled lane centre (M samples) as a lane frame; see the module docstring."""
+class RouteFrame(OffsetLane):
+    """A sampled lane centre (M samples) as a lane frame; see the module docstring. ``ref`` is
+    the reference line (one arc per sample interval), ``ref_offset`` the lane centre's d on it."""
 
-    ref: RoadGeometry  # the reference line: one arc per sample interval
-    ref_offset: float  # the lane centre's d in the reference frame [m]
     w: np.ndarray  # (M,) lane width
     left: np.ndarray  # (M,) road edges as offsets from the lane centre
     right: np.ndarray
@@ -119,27 +121,18 @@ class RouteFrame:
         )
         return RouteFrame(ref, self.ref_offset, self.w, self.left, self.right, self.z)
 
-    # -- the lane frame -------------------------------------------------------------------------
-    def to_frame(self, x, y):
-        """(s, offset from the lane centre) of points (x, y): the lane frame with d measured from
-        the route's lane, as :meth:`pose` takes it."""
-        s, d = self.ref.to_frame(x, y)
-        return s, d - self.ref_offset
-
-    def curvature(self, s):
-        return self.ref.curvature(s)
-
+    # -- the lane frame (to_frame, heading, curvature, lane_curvature: OffsetLane's) -------------
     def project(self, x: float, y: float, hint: float | None = None) -> LanePoint:
         """The lane-frame coordinates of point (x, y). ``hint`` is the point's last ``s``: the
         projection then looks near it first (WINDOW), so a route that passes the same place twice
         is read where the point really is; a point far off that window is projected globally."""
         s, d = None, None
         if hint is not None:
-            s, d = (float(v) for v in self.ref.to_frame(x, y, (hint - WINDOW[0], hint + WINDOW[1])))
-            if abs(d - self.ref_offset) > WINDOW[2]:
+            s, d = (float(v) for v in self.to_frame(x, y, (hint - WINDOW[0], hint + WINDOW[1])))
+            if abs(d) > WINDOW[2]:
                 s = None
         if s is None:
-            s, d = (float(v) for v in self.ref.to_frame(x, y))
+            s, d = (float(v) for v in self.to_frame(x, y))
         r = self.ref
         i = int(r.segment(s))
         span = (r.length if i == len(r.s0) - 1 else r.s0[i + 1]) - r.s0[i]
@@ -151,9 +144,9 @@ class RouteFrame:
 
         return LanePoint(
             s=s,
-            offset=d - self.ref_offset,
+            offset=d,
             heading=float(r.heading(s)),
-            curvature=kref / (1.0 - kref * self.ref_offset),
+            curvature=offset_curvature(kref, self.ref_offset),
             width=lerp(self.w),
             left=lerp(self.left),
             right=lerp(self.right),
@@ -164,7 +157,7 @@ class RouteFrame:
     def pose(self, s, offset=0.0):
         """(x, y, heading, z) at progress ``s`` and lane offset ``offset`` (arrays broadcast)."""
         s, offset = np.broadcast_arrays(np.asarray(s, float), np.asarray(offset, float))
-        x, y, h = self.ref.pose(s, offset + self.ref_offset)
+        x, y, h = super().pose(s, offset)
         i = self.ref.segment(s)
         r = self.ref
         ends = np.append(r.s0[1:], r.length)
@@ -180,7 +173,7 @@ class RouteFrame:
         if not sel.any():
             return 0.0
         k = r.kappa[sel]
-        return float(np.max(np.abs(k / (1.0 - k * self.ref_offset))))
+        return float(np.max(np.abs(offset_curvature(k, self.ref_offset))))
 
 
 # -- edges ----------------------------------------------------------------------------------------

@@ -32,6 +32,9 @@ AGENT_POINTS = [
 STANDARD = {p.name for p in AGENT_POINTS}
 
 
+CARLA_PACKAGE = "carla"  # the client package an agent may import (extra drivefi[carla])
+
+
 class AgentError(InputError):
     """The user's agent cannot be loaded or set up; the message names the file and class."""
 
@@ -121,7 +124,7 @@ def _load_module(path: Path, cls_name: str | None):
     except Exception as err:
         sys.modules.pop(name, None)
         hint = ""
-        if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] == "carla":
+        if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] == CARLA_PACKAGE:
             hint = " (the agent uses CARLA's Python API: pip install 'drivefi[carla]')"
         raise AgentError(
             f"--agent {what}: importing {path} failed: {type(err).__name__}: {err}{hint}"
