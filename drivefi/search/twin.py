@@ -29,6 +29,7 @@ from drivefi.stacks.reference.control import reference as speed_reference
 from drivefi.stacks.reference.perception import RANGE
 from drivefi.stacks.reference.planning import PlannerParams
 from drivefi.tbn.structure import APPLIED, Context, Structure, Var, _p
+from drivefi.world.road import offset_curvature, offset_scale
 from drivefi.world.vehicle import steer_target as vehicle_steer_target
 
 REF_RISE = 2.0  # the speed reference's rise [m/s^2]
@@ -66,13 +67,12 @@ def steer_target(steer, v, c: Context):
 
 def _ref_kappa(cur: Cols, c: Context):
     """Curvature of the road's reference line from the ego lane's curvature."""
-    kl = cur["curvature"]
-    return kl / (1.0 + kl * c.lane_c)
+    return offset_curvature(cur["curvature"], -c.lane_c)
 
 
 def _sdot(cur: Cols, prev: Cols, c: Context):
     kr = _ref_kappa(cur, c)
-    den = 1.0 - kr * (c.lane_c + cur["lane_offset"])
+    den = offset_scale(kr, c.lane_c + cur["lane_offset"])
     return cur["v"] * np.cos(cur["heading_error"]) / den
 
 
@@ -169,7 +169,7 @@ FEATURES: dict[str, FeatureFn] = {
     "sdot": _sdot,
     "ksdot": lambda cur, prev, c: _ref_kappa(cur, c) * _sdot(cur, prev, c),
     "gap": lambda cur, prev, c: (
-        (cur["lead_s"] - cur["s"]) * (1.0 - _ref_kappa(cur, c) * (c.lane_c + cur["lane_offset"]))
+        (cur["lead_s"] - cur["s"]) * offset_scale(_ref_kappa(cur, c), c.lane_c + cur["lane_offset"])
         - cur["lead_off"]
     ),
     "v2": lambda cur, prev, c: cur["v"] ** 2,

@@ -2,7 +2,7 @@
 
 =================  ===============================================================================
 ``route``          the ego's route through a map (junctions, explicit routes, road edges) as a
-                   lane frame (``RouteFrame``, a :class:`drivefi.world.road.RoadGeometry`)
+                   lane frame (``RouteFrame``, a :class:`drivefi.world.road.LaneFrame`)
 ``observe``        the safety potential of an observation
 ``settings``       connection options (``CarlaConfig``); town placements (``drivefi.world.placement``)
 ``connection``     cached, version-checked connections; reconnect and restart after failures
