@@ -122,26 +122,41 @@ def from_json(data: object, source: str = "<model>") -> TBNModel:
             f"{source}: version: model file version {data.get('version')}, this DriveFI reads "
             f"{FORMAT_VERSION}; refit it with `drivefi fit`"
         )
-    try:
-        st = _structure(data, source)
-        sc = data["scaling"]
-        model = TBNModel(
-            method=str(data["method"]),
-            mean={n: float(sc[n]["mean"]) for n in st.names},
-            std={n: float(sc[n]["std"]) for n in st.names},
-            transition={n: _cpd(n, data["transition"][n]) for n in st.names},
-            initial={n: _cpd(n, data["initial"][n]) for n in st.names},
-            saturation={
+
+    def field(path: str, read):
+        """``read()``, or one line naming the field ``path`` that is missing or malformed."""
+        try:
+            return read()
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+            raise InputError(
+                f"{source}: {path}: missing or malformed ({type(err).__name__}: {err})"
+            ) from None
+
+    st = field("structure", lambda: _structure(data, source))
+    sc = field("scaling", lambda: dict(data["scaling"]))
+    model = TBNModel(
+        method=field("method", lambda: str(data["method"])),
+        mean={n: field(f"scaling.{n}.mean", lambda n=n: float(sc[n]["mean"])) for n in st.names},
+        std={n: field(f"scaling.{n}.std", lambda n=n: float(sc[n]["std"])) for n in st.names},
+        transition={
+            n: field(f"transition.{n}", lambda n=n: _cpd(n, data["transition"][n]))
+            for n in st.names
+        },
+        initial={
+            n: field(f"initial.{n}", lambda n=n: _cpd(n, data["initial"][n])) for n in st.names
+        },
+        saturation=field(
+            "saturation",
+            lambda: {
                 n: (None if b[0] is None else float(b[0]), None if b[1] is None else float(b[1]))
                 for n, b in data["saturation"].items()
             },
-            contexts=dict(data["contexts"]),
-            summary=dict(data.get("training", {})),
-            holdout=dict(data.get("holdout_error", {})),
-            structure=st,
-        )
-    except (KeyError, TypeError, ValueError, IndexError) as err:
-        raise InputError(f"{source}: malformed model file ({type(err).__name__}: {err})") from None
+        ),
+        contexts=field("contexts", lambda: dict(data["contexts"])),
+        summary=field("training", lambda: dict(data.get("training", {}))),
+        holdout=field("holdout_error", lambda: dict(data.get("holdout_error", {}))),
+        structure=st,
+    )
     validate(model, source)
     return model
 
