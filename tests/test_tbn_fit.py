@@ -143,7 +143,7 @@ def test_model_file_roundtrip(model, tmp_path):
         (lambda d: "{ not json", "not a JSON model file"),
         (lambda d: json.dumps({**d, "version": FORMAT_VERSION + 1}), "refit it"),
         (lambda d: json.dumps({"format": "something else"}), "not a DriveFI 3-TBN model file"),
-        (lambda d: json.dumps({**d, "transition": {}}), r"transition\.\w+: missing or malformed"),
+        (lambda d: json.dumps({**d, "transition": {}}), r"transition\.\S+: missing or malformed"),
         (
             lambda d: json.dumps({**d, "scaling": {**d["scaling"], "v": {"mean": "fast"}}}),
             r"scaling\.v\.mean: missing or malformed",
