@@ -85,3 +85,25 @@ def test_the_pipeline_finishes_on_an_agent_that_raises_under_faults(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads(r.stdout)
     assert s["injected"] == 5 and "Traceback" not in r.stderr
+
+
+def test_a_resumed_campaign_removes_the_temporary_traces_of_a_killed_writer(tmp_path):
+    from drivefi.campaign.runner import run_campaign
+    from drivefi.core import Fault
+    from drivefi.faults.plan import Plan
+    from drivefi.world.scenario import load_scenario
+
+    sc = load_scenario("lead_brake")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    folder = tmp_path / "r.traces"
+    folder.mkdir()
+    stray = folder / f".c1_0000000.parquet.{dead}.0badc0de.tmp"
+    mine = folder / f".c1_0000001.parquet.{os.getpid()}.0badc0de.tmp"  # a live writer's
+    for f in (stray, mine):
+        f.write_bytes(b"half a parquet file")
+        os.utime(f, (0, 0))
+    plan = Plan(sc.name, sc.steps, [Fault("control.steer", "m-fixed", 1.0, None, 60, 20, 0)])
+    run_campaign(sc, plan, tmp_path / "r.db", keep_traces="all", progress=False)
+    assert not stray.exists() and mine.exists()
+    assert (folder / "c1_0000000.parquet").is_file()

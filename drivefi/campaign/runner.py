@@ -27,6 +27,7 @@ from drivefi.campaign.store import LEASE_S, ResultsStore
 from drivefi.errors import InputError
 from drivefi.faults.plan import Plan
 from drivefi.run.testbed import Testbed
+from drivefi.util.atomic import remove_stray_temps
 from drivefi.util.seeds import check_seed
 from drivefi.world.scenario import Scenario
 
@@ -179,6 +180,7 @@ def _run(ctx: BatchContext, plan: Plan, db, executor, opts: CampaignOptions) -> 
         if ctx.trace_dir is not None:
             try:
                 Path(ctx.trace_dir).mkdir(parents=True, exist_ok=True)
+                remove_stray_temps(ctx.trace_dir)  # of a campaign killed while writing a trace
             except OSError as err:
                 raise InputError(
                     f"{ctx.trace_dir}: cannot create ({err.strerror or err})"

@@ -92,6 +92,32 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
+def remove_stray_temps(folder: str | Path, older_than: float = 60.0) -> int:
+    """Remove the temporary files of writers that died (``kill -9`` while writing): those whose
+    process is gone and that nobody touched for ``older_than`` seconds. Returns how many."""
+    import time
+
+    gone = 0
+    for tmp in Path(folder).glob(".*.tmp"):
+        parts = tmp.name.rsplit(".", 3)  # .{name}.{pid}.{hex}.tmp
+        if len(parts) != 4 or not parts[1].isdigit():
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+            continue  # its writer is alive
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        try:
+            if time.time() - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
+                gone += 1
+        except OSError:
+            pass
+    return gone
+
+
 @contextmanager
 def atomic_path(path: str | Path, what: str = "output") -> Iterator[Path]:
     """Yield a unique temporary path beside ``path``; it replaces ``path`` when the block succeeds.

@@ -334,7 +334,7 @@ class AgentStack:
         tok2 = carla_api._CURRENT.set(self._current)
         watch = _Watchdog(self.timeout)
         try:
-            with watch, contextlib.redirect_stdout(sys.stderr):
+            with watch, contextlib.redirect_stdout(_AGENT_OUTPUT):
                 for i, data, t in zip(rows.tolist(), inputs, obs.t[rows].tolist(), strict=True):
                     route.run, c = i, _UNSET
                     try:
@@ -472,6 +472,28 @@ def real_sensor_data(bridge, specs: list[dict]) -> dict:
         for sid, (f, d) in bridge.sensor_data().items()
         if sid in by_id
     }
+
+
+class _CappedStderr:
+    """Where an agent's prints go: stderr (DriveFI's stdout carries ``--json``), at most
+    ``cap`` characters a process, then one line saying the rest was dropped."""
+
+    def __init__(self, cap: int = 1 << 20):
+        self.cap, self.left = cap, cap
+
+    def write(self, text: str) -> int:
+        if self.left > 0:
+            sys.stderr.write(text[: self.left])
+            if len(text) >= self.left:
+                sys.stderr.write(f"\n[the agent's output beyond {self.cap:,} characters dropped]\n")
+            self.left -= len(text)
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_AGENT_OUTPUT = _CappedStderr()
 
 
 class AgentTimeout(BaseException):
