@@ -20,7 +20,7 @@ from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder
 from drivefi.run.testbed import Testbed
 from drivefi.run.trace import read_trace
 from drivefi.stacks import load_stack, stack_identity, stack_points
-from drivefi.world.scenario import load_scenario
+from drivefi.world.scenario import bundled_names, load_scenario
 
 
 def _has_carla() -> bool:
@@ -307,18 +307,66 @@ def test_embedded_stand_ins_follow_carla_conventions():
         CarlaDataProvider.get_hero_actor()  # only while an agent steps
 
 
-@needs_carla
-def test_the_minimal_agent_of_the_docs_runs(tmp_path):
+def _docs_blocks(lang: str) -> list[str]:
+    """The ``lang`` code blocks of docs/agents.md."""
     text = (ROOT / "docs" / "agents.md").read_text()
-    code = text.split("A minimal agent (it runs in DriveFI's test suite):\n\n```python\n", 1)[1]
-    src = tmp_path / "minimal_agent.py"
-    src.write_text(code.split("```", 1)[0])
-    g = record_golden(SC, stack=str(src)).trace
-    assert g.meta["stack"].endswith(
-        f"minimal_agent.py:Minimal sha256={stack_identity(str(src)).split('=')[1]}"
-    )
-    assert not g.frame["hazard"].any() and not g.frame["collision"].any()
-    assert "planner.target_speed" in g.frame and g.frame["v"].iloc[-1] < 8.0
+    return [b.split("```", 1)[0] for b in text.split(f"```{lang}\n")[1:]]
+
+
+@needs_carla
+def test_the_minimal_agent_of_the_docs_is_safe_on_every_bundled_scenario(tmp_path):
+    src = tmp_path / "my_agent.py"
+    src.write_text(_docs_blocks("python")[0])
+    for name in bundled_names():
+        sc = load_scenario(name)
+        g = record_golden(sc, stack=str(src)).trace
+        assert g.meta["stack"].endswith(
+            f"my_agent.py:Minimal sha256={stack_identity(str(src)).split('=')[1]}"
+        )
+        assert not g.frame["hazard"].any(), name
+        assert not (g.frame["collision"].any() or g.frame["departure"].any()), name
+        assert "planner.target_speed" in g.frame
+
+
+@needs_carla
+@pytest.mark.slow
+def test_the_commands_of_the_docs_run_as_written(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "my_agent.py").write_text(_docs_blocks("python")[0])
+    lines = [ln.split("  #")[0].strip() for ln in _docs_blocks("sh")[0].splitlines()]
+    bindir = Path(sys.executable).parent
+    for cmd in [ln for ln in lines if ln.startswith("drivefi ")]:
+        if cmd.startswith("drivefi pipeline"):
+            cmd += " --budget 5 --training-runs 20 --rounds 0 --durations 20"
+        r = subprocess.run(f"{bindir}/{cmd} --json", shell=True, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert r.returncode == 0, f"{cmd}\n{r.stderr[-2000:]}"
+
+
+@needs_carla
+def test_the_carla_api_block_of_the_docs_runs_inside_an_agent(tmp_path):
+    block = _docs_blocks("python")[1]
+    src = tmp_path / "api_agent.py"
+    body = "\n".join("        " + ln for ln in block.splitlines())
+    src.write_text(f"""
+import carla
+from drivefi.stacks.agent import AutonomousAgent
+
+
+class ApiUser(AutonomousAgent):
+    def sensors(self):
+        return []
+
+    def run_step(self, input_data, timestamp):
+{body}
+        self.target = target
+        return carla.VehicleControl(throttle=0.2)
+""")
+    stack = load_stack(f"{src}:ApiUser", SC)
+    Simulation(SC, ads=stack).run(1)
+    assert not stack.errors and stack.agent.target.x != 0.0
 
 
 SENSOR_AGENT = """
