@@ -415,6 +415,9 @@ def test_gnss_imu_and_map_pseudo_sensors_follow_the_leaderboard(tmp_path):
         assert imu[2] == pytest.approx(9.81) and imu[0] == pytest.approx(o["a"])
         assert o["theta"] == pytest.approx(np.radians(o["yaw"]))
         assert o["set_speed"] == sc.ego.cruise_speed and o["ego_length"] == sc.ego.vehicle.length
+        vp = sc.ego.vehicle  # the vehicle's limits, as the docs' table lists them
+        assert o["version"] == 2 and (o["phi_max"], o["brake_max"], o["steer_rate"]) == (
+            vp.phi_max, vp.brake_max, vp.steer_rate)  # fmt: skip
     # steering left (CARLA steer < 0): yaw turns counter-clockwise, the gyroscope's z is negative
     last = seen[-1]
     assert last["imu"][1][5] < 0 and last["o"][1]["phi"] > 0

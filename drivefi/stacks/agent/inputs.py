@@ -47,13 +47,26 @@ def speed_limit(scenario: Scenario) -> float:
     return float(scenario.ego.cruise_speed)
 
 
+# The observation's version: 2 added ``version`` and the vehicle's limits (CHANGELOG.md lists
+# every change of the observation's keys or their meaning)
+OBSERVATION_VERSION = 2
+
+
 def ego_constants(scenario: Scenario) -> dict:
-    """Ego size, set speed and speed limit as the observation carries them."""
+    """What the observation carries that does not change in a run: its version, the ego's size
+    and limits, set speed, speed limit and step (docs/agents.md lists them with units)."""
     vp = scenario.ego.vehicle
     return {
+        "version": OBSERVATION_VERSION,
         "ego_length": float(vp.length),
         "ego_width": float(vp.width),
         "wheelbase": float(vp.wheelbase),
+        "phi_max": float(vp.phi_max),
+        "steer_rate": float(vp.steer_rate),
+        "a_lat_max": float(vp.a_lat_max),
+        "brake_max": float(vp.brake_max),
+        "accel_max": float(vp.accel_max),
+        "a_max": float(vp.a_max),
         "set_speed": float(scenario.ego.cruise_speed),
         "speed_limit": speed_limit(scenario),
         "dt": float(scenario.dt),
