@@ -20,26 +20,39 @@ from drivefi.util.progress import Progress, silent
 console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
 
-JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables.")
-SimOpt = typer.Option("embedded", "--sim", help="Where runs execute: embedded | carla.")
-CarlaHostOpt = typer.Option("localhost", "--carla-host", help="CARLA server host.")
-CarlaPortOpt = typer.Option(2000, "--carla-port", help="CARLA server RPC port.")
+JsonOpt = typer.Option(
+    False,
+    "--json",
+    help="Print one JSON object on stdout instead of tables.",
+    rich_help_panel="Output",
+)
+SimOpt = typer.Option(
+    "embedded", "--sim", help="Where runs execute: embedded | carla.", rich_help_panel="Simulation"
+)
+CarlaHostOpt = typer.Option(
+    "localhost", "--carla-host", help="CARLA server host.", rich_help_panel="CARLA"
+)
+CarlaPortOpt = typer.Option(
+    2000, "--carla-port", help="CARLA server RPC port.", rich_help_panel="CARLA"
+)
 CarlaTimeoutOpt = typer.Option(
-    10.0, "--carla-timeout", help="Seconds before a tick counts as failed."
+    10.0, "--carla-timeout", help="Seconds before a tick counts as failed.", rich_help_panel="CARLA"
 )
 CarlaRestartOpt = typer.Option(
-    None, "--carla-restart-cmd", help="Command that restarts the server."
+    None, "--carla-restart-cmd", help="Command that restarts the server.", rich_help_panel="CARLA"
 )
 ScenarioArg = typer.Argument(..., help="Bundled scenario name or YAML path.")
 AgentOpt = typer.Option(
     "reference",
     "--agent",
     help="Stack under test: 'reference' (the bundled ADS) or a Leaderboard-style agent FILE.py[:CLASS].",
+    rich_help_panel="Stack under test",
 )
 AgentConfigOpt = typer.Option(
     None,
     "--agent-config",
     help="File passed to the agent's setup() (the Leaderboard's --agent-config); agents only.",
+    rich_help_panel="Stack under test",
 )
 AgentTimeoutOpt = typer.Option(
     10.0,
@@ -47,12 +60,14 @@ AgentTimeoutOpt = typer.Option(
     min=0.0,
     help="Seconds one run_step of the agent may take; past it the run ends as a stack failure "
     "and the campaign goes on (0: no limit).",
+    rich_help_panel="Stack under test",
 )
 StructureOpt = typer.Option(
     None,
     "--structure",
     help="3-TBN structure file (YAML, models/NAME); default: the stack's models/ file or one "
     "derived from its points. 'twin' = the white-box oracle of the reference stack.",
+    rich_help_panel="Stack under test",
 )
 
 
@@ -91,21 +106,27 @@ def simulator(
 
 
 # where faults run (campaign run, pipeline)
-ExecutorOpt = typer.Option("local", "--executor", help="local | ray")
+ExecutorOpt = typer.Option("local", "--executor", help="local | ray", rich_help_panel="Simulation")
 RayAddressOpt = typer.Option(
     None,
     "--ray-address",
     help="Ray cluster to join (host:port of the head, ray://host:port or auto); "
     "default with --executor ray: a local Ray on 127.0.0.1 only.",
+    rich_help_panel="Ray",
 )
 RayTimeoutOpt = typer.Option(
-    20.0, "--ray-timeout", min=1.0, help="Seconds to reach and join --ray-address (else exit 2)."
+    20.0,
+    "--ray-timeout",
+    min=1.0,
+    help="Seconds to reach and join --ray-address (else exit 2).",
+    rich_help_panel="Ray",
 )
 CarlaServersOpt = typer.Option(
     None,
     "--carla-servers",
     help="A pool of CARLA servers, host:port[,host:port...] or @FILE (one a line): one Ray actor "
     "per server; --carla-restart-cmd may use {host} and {port}.",
+    rich_help_panel="CARLA",
 )
 CarlaRunTimeoutOpt = typer.Option(
     None,
@@ -113,6 +134,7 @@ CarlaRunTimeoutOpt = typer.Option(
     min=1.0,
     help="Seconds a pool server may take for one run before it counts as hung "
     "(default 60 + 0.25 x scenario steps).",
+    rich_help_panel="CARLA",
 )
 
 

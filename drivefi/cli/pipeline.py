@@ -38,18 +38,39 @@ from drivefi.cli.options import (
 
 def pipeline_cmd(
     scenario: str = ScenarioArg,
-    out: Path = typer.Option(..., "--out", help="Folder for every artefact."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for every artefact.", rich_help_panel="Output"
+    ),
     budget: int = typer.Option(
-        300, "--budget", min=1, help="Faults to inject to validate the search (and for random FI)."
+        300,
+        "--budget",
+        min=1,
+        help="Faults to inject to validate the search (and for random FI).",
+        rich_help_panel="What to search",
     ),
     training_runs: int = typer.Option(
-        300, "--training-runs", min=10, help="Random-fault runs to fit the 3-TBN on."
+        300,
+        "--training-runs",
+        min=10,
+        help="Random-fault runs to fit the 3-TBN on.",
+        rich_help_panel="What to search",
     ),
-    durations: str = typer.Option("1,5,20", "--durations", help="Fault durations in steps."),
+    durations: str = typer.Option(
+        "1,5,20", "--durations", help="Fault durations in steps.", rich_help_panel="What to search"
+    ),
     workers: int = typer.Option(
-        None, "--workers", min=1, help="Parallel workers [default: 2; 1 on one CARLA server]."
+        None,
+        "--workers",
+        min=1,
+        help="Parallel workers (default 2; 1 on one CARLA server).",
+        rich_help_panel="Simulation",
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(
+        0,
+        "--seed",
+        help="Seed of the training faults, the rounds' picks and the random baseline.",
+        rich_help_panel="What to search",
+    ),
     sim: str = SimOpt,
     executor: str = ExecutorOpt,
     ray_address: str = RayAddressOpt,
@@ -64,24 +85,33 @@ def pipeline_cmd(
     agent_config: str = AgentConfigOpt,
     agent_timeout: float = AgentTimeoutOpt,
     structure: str = StructureOpt,
-    rounds: int = typer.Option(3, "--rounds", min=0, help="Active-refit rounds of the search."),
+    rounds: int = typer.Option(
+        3,
+        "--rounds",
+        min=0,
+        help="Active-refit rounds of the search.",
+        rich_help_panel="What to search",
+    ),
     budget_share: float = typer.Option(
         0.10,
         "--budget-share",
         min=0.0,
         max=1.0,
         help="Share of the candidate space the search may simulate (training runs included).",
+        rich_help_panel="What to search",
     ),
     train_sim: str = typer.Option(
         None,
         "--train-sim",
         help="Where the search learns the stack (golden, training and round runs): the --sim "
         "simulator (default) or 'embedded' (only validation and random FI then run on --sim).",
+        rich_help_panel="Simulation",
     ),
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
         help="Start over in an --out that holds another scenario's or stack's run.",
+        rich_help_panel="Output",
     ),
     as_json: bool = JsonOpt,
 ) -> None:
