@@ -236,8 +236,10 @@ def active_search(
             st.recall = tp / len(truth) if truth else float("nan")
         res.rounds.append(st)
         log(
-            f"round {r}: injected {k}, simulated {st.simulated} ({100 * st.simulated / n:.1f} % of "
-            f"{n}), plan {len(plan)}, confirmed {st.confirmed}"
+            f"round {r}: injected {k}, simulated so far {res.training_runs + int(injected.sum())}, "
+            f"with the plan's {st.simulated - res.training_runs - int(injected.sum())} still to "
+            f"validate {st.simulated} ({100 * st.simulated / n:.1f} % of {n}), plan {len(plan)}, "
+            f"confirmed {st.confirmed}"
             + (
                 f", precision {st.precision:.3f}, recall {st.recall:.3f}"
                 if truth is not None
