@@ -86,13 +86,6 @@ def test_applied_steering_limit_is_the_kinematic_bicycle_closed_form(vehicle, si
     np.testing.assert_allclose(a_lat, p.a_lat_max, rtol=1e-9)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="drivefi/world/vehicle.py steer_limit floors the speed at 1 m/s (np.maximum(v, 1.0)), so "
-    "below 1 m/s a vehicle whose lateral-acceleration limit already binds at 1 m/s "
-    "(a_lat_max * wheelbase < tan(phi_max)) gets atan(a_lat_max * L / 1) instead of the "
-    "closed form (larger, up to phi_max)",
-)
 def test_low_speed_limit_of_a_vehicle_with_a_low_lateral_acceleration_limit():
     p = VehicleParams(a_lat_max=0.2)  # valid (> 0): a_lat_max * L = 0.58 < tan(0.6) = 0.68
     speeds = [0.3, 0.5, 0.8, 1.0, 2.0]

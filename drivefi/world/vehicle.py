@@ -45,8 +45,8 @@ def acceleration(v, thr, brk, p: VehicleParams):
 def steer_limit(v, p: VehicleParams):
     """Largest road-wheel angle the steering interface allows at speed v: the lateral-acceleration
     limit a_lat_max (as driver-assistance steering interfaces enforce), never above phi_max."""
-    v2 = np.maximum(v, 1.0) ** 2
-    return np.minimum(np.arctan(p.wheelbase * p.a_lat_max / v2), p.phi_max)
+    with np.errstate(divide="ignore"):  # at rest: atan(inf) = pi/2, then phi_max
+        return np.minimum(np.arctan(p.wheelbase * p.a_lat_max / np.square(v)), p.phi_max)
 
 
 def steer_target(steer, v, p: VehicleParams):
