@@ -190,14 +190,6 @@ def test_same_seed_same_plan_and_figures(runs):
     assert a["stage_seconds"].keys() == b["stage_seconds"].keys()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline --durations without 1: drivefi/search/active.py active_search scores the space "
-    "with score_space's default models ('1-fixed', 'm-fixed'), so 1-step faults are always "
-    "scored (candidates_scored, simulated_share and the budget share count them), while "
-    "drivefi/pipeline.py random_baseline draws only the requested durations: random FI is not "
-    "drawn from the search's space as the README and the pipeline's docstring say",
-)
 def test_random_baseline_is_drawn_from_the_space_the_search_scored(short_yaml, tmp_path):
     s = cli_json(["pipeline", str(short_yaml), "--out", str(tmp_path), "--budget", "60",
                   "--training-runs", "10", "--durations", "5", "--workers", "1",

@@ -111,8 +111,8 @@ def score_space(
     out: dict[str, list] = {c: [] for c in Candidates.__dataclass_fields__}
     jobs = []  # (model label, duration, value kind)
     for m in models:
-        if m == "1-fixed":
-            jobs.append(("1-fixed", 1))
+        if m == "1-fixed":  # one-step faults are the space's duration 1: only when asked for
+            jobs += [("1-fixed", 1)] if 1 in durations else []
         elif m == "m-fixed":
             jobs += [("m-fixed", d) for d in durations if d > 1]
         else:
