@@ -26,7 +26,7 @@ def drivefi(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
 
 def test_stack_spec_and_testbed_are_values():
     assert StackSpec.of("reference") == StackSpec.of(None) == StackSpec.of("") == StackSpec()
-    assert StackSpec.of(" reference ").bundled and not StackSpec.of(str(OLD)).bundled
+    assert StackSpec.of(" reference ").replayable and not StackSpec.of(str(OLD)).replayable
     tb = Testbed.of(str(OLD))
     assert tb.simulator is EMBEDDED and tb.stack.agent == str(OLD)
     assert pickle.loads(pickle.dumps(tb)) == tb

@@ -79,7 +79,7 @@ def stack_spec(agent: str | None, agent_config: str | None = None, timeout: floa
     spec = StackSpec.of(agent, timeout=timeout or None)
     if agent_config is None:
         return spec
-    if spec.bundled:
+    if spec.agent is None:
         raise InputError("--agent-config: the reference ADS takes no configuration; give --agent")
     conf = Path(agent_config)
     if not conf.is_file():

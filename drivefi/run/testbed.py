@@ -54,7 +54,7 @@ class Testbed:
         timelines, ``drivefi replay --db``), or None where that cannot be promised: a stack
         outside DriveFI may have changed since, and only a simulator with snapshots re-runs a
         fault as its campaign ran it."""
-        if not (self.stack.bundled and self.simulator.snapshots):
+        if not (self.stack.replayable and self.simulator.snapshots):
             return None
         return {"simulator": self.simulator.name, "agent": self.stack.agent}
 

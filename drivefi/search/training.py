@@ -147,14 +147,14 @@ def structure_for(testbed: Testbed | None = None, spec: str | None = None):
     stack's own file in ``models/`` or one derived from its points. A structure that does not
     name every point of the stack is refused."""
     from drivefi.errors import InputError
-    from drivefi.tbn.structure_file import MODELS_DIR, build, check_points, derive, load_structure
+    from drivefi.tbn.structure_file import build, check_points, derive, load_structure
 
     testbed = testbed or Testbed()
     pts = point_specs(testbed)
     name = testbed.stack.structure_name
-    own = MODELS_DIR / f"{name}.yaml"
+    own = testbed.stack.own_structure
     if spec == "twin":
-        if not testbed.stack.bundled:
+        if not testbed.stack.has_oracle:
             raise InputError(
                 "--structure twin: the white-box oracle replicates the reference stack only"
             )
@@ -163,7 +163,7 @@ def structure_for(testbed: Testbed | None = None, spec: str | None = None):
         st = load_structure("twin")
     elif spec:
         st = load_structure(spec)
-    elif testbed.stack.bundled and own.is_file():
+    elif own is not None:
         st = load_structure(own)
     else:
         st = build(derive(pts, name), f"<structure derived from {name}'s points>")

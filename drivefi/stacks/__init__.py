@@ -10,6 +10,7 @@ settings, so a model or a resumed campaign cannot mix stacks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from drivefi.core import InjectionPoint, Stack
 from drivefi.world.scenario import Scenario
@@ -104,10 +105,14 @@ class StackSpec:
         return "the reference ADS" if self.agent is None else f"agent {self.agent}"
 
     @property
-    def bundled(self) -> bool:
-        """DriveFI's own stack: its code is part of DriveFI's version, so a stored fault can be
-        re-run exactly later without keeping its trace, and it has a bundled structure file
-        (``models/reference.yaml``) and a white-box oracle (``--structure twin``)."""
+    def replayable(self) -> bool:
+        """A stored fault of this stack re-runs exactly later without its trace: its code is
+        part of DriveFI's version (an agent file may change after its campaign)."""
+        return self.agent is None
+
+    @property
+    def has_oracle(self) -> bool:
+        """A white-box replica of this stack exists (``--structure twin``), as a named oracle."""
         return self.agent is None
 
     @property
@@ -115,6 +120,17 @@ class StackSpec:
         """The name of the stack's own structure file in ``models/`` (if any) and of its derived
         structure."""
         return REFERENCE if self.agent is None else self.agent
+
+    @property
+    def own_structure(self) -> Path | None:
+        """The stack's own structure file in ``models/`` (a user's copy of a derived one lives
+        wherever ``--structure`` names it)."""
+        if self.agent is not None:
+            return None
+        from drivefi.util.resources import bundled_dir
+
+        path = bundled_dir("models") / f"{REFERENCE}.yaml"
+        return path if path.is_file() else None
 
 
 _POINTS: dict[StackSpec, list[InjectionPoint]] = {}
