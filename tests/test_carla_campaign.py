@@ -179,7 +179,7 @@ def test_pipeline_on_carla_learns_the_stack_there(server, tmp_path, agent):
     out = tmp_path / "carla"
     s = run_pipeline(SC, out, budget=1, training_runs=8, durations=(20,), workers=1,
                      progress=False, log=lambda m: None, testbed=Testbed.of(agent, CarlaSimulator(opts)),
-                      rounds=1, budget_share=0.0015)  # fmt: skip
+                      rounds=1, budget_share=0.003)  # fmt: skip
     assert read_trace(out / "golden.parquet").meta["sim"] == "carla"
     with sqlite3.connect(out / "results.db") as db:
         labels = dict(db.execute("SELECT id, settings FROM campaigns").fetchall())
