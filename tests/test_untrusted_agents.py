@@ -41,6 +41,8 @@ control.steer,m-fixed,0.0,,120,5,0
         ("Hangs", "timed out at step 60"),
         ("ReturnsNaN", "returned a non-finite command at step 60"),
         ("ReturnsTuple", "returned tuple at step 60; expected a carla.VehicleControl"),
+        ("Exits", "called os._exit(3) at step 60"),
+        ("SysExits", "called sys.exit(4) at step 60"),
         ("Prints", None),
     ],
 )
@@ -67,7 +69,8 @@ def test_a_stack_failure_under_a_fault_is_its_outcome_and_innocent_faults_are_no
         assert summary["stack_failure"] == 0 and "xxxx" in r.stderr
         return
     assert all(o == "stack_failure" for _, _, o, _ in guilty), rows
-    assert says in guilty[0][3] and f"{FIX}:" in guilty[0][3]  # the agent's file and line
+    assert says in guilty[0][3]
+    assert f"{FIX}:" in guilty[0][3] or "exit" in says  # the agent's file and line
     assert summary["stack_failure"] == 2 and summary["error"] == 0 and summary["masked"] <= 2
 
 
@@ -107,3 +110,13 @@ def test_a_resumed_campaign_removes_the_temporary_traces_of_a_killed_writer(tmp_
     run_campaign(sc, plan, tmp_path / "r.db", keep_traces="all", progress=False)
     assert not stray.exists() and mine.exists()
     assert (folder / "c1_0000000.parquet").is_file()
+
+
+@pytest.mark.parametrize("cls", ["Exits", "Raises"])
+def test_with_one_worker_a_stack_that_exits_fails_its_run_not_the_command(tmp_path, cls):
+    plan = tmp_path / "plan.csv"
+    plan.write_text(PLAN)
+    r = drivefi("campaign", "run", "lead_brake", plan, "--db", tmp_path / "r.db", "--agent",
+                f"{FIX}:{cls}", "--workers", "1", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["stack_failure"] == 2

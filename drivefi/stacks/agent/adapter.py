@@ -26,6 +26,7 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -334,7 +335,7 @@ class AgentStack:
         tok2 = carla_api._CURRENT.set(self._current)
         watch = _Watchdog(self.timeout)
         try:
-            with watch, contextlib.redirect_stdout(_AGENT_OUTPUT):
+            with watch, contextlib.redirect_stdout(_AGENT_OUTPUT), _exits_raise():
                 for i, data, t in zip(rows.tolist(), inputs, obs.t[rows].tolist(), strict=True):
                     route.run, c = i, _UNSET
                     try:
@@ -343,7 +344,7 @@ class AgentStack:
                         watch.disarm()
                         v = (float(c.throttle), float(c.brake), -float(c.steer),
                              1.0 if getattr(c, "hand_brake", False) else 0.0)  # fmt: skip
-                    except (Exception, AgentTimeout) as err:
+                    except (Exception, SystemExit, AgentTimeout) as err:
                         watch.disarm()
                         self._fail(i, int(k[i]), err, c)
                         v = _FAILED
@@ -384,6 +385,9 @@ class AgentStack:
         )
         if isinstance(err, AgentTimeout):
             msg = f"{self.name}.run_step timed out at step {k}: {err}"
+        elif isinstance(err, SystemExit):
+            how = "os._exit" if isinstance(err, _ProcessExit) else "sys.exit"
+            msg = f"{self.name}.run_step called {how}({err.code!r}) at step {k}"
         elif command is not _UNSET and not _is_control(command):
             msg = (
                 f"{self.name}.run_step returned {type(command).__name__} at step {k}; expected "
@@ -530,6 +534,26 @@ class _Watchdog:
     def disarm(self) -> None:
         if self.on:
             signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+class _ProcessExit(SystemExit):
+    """An agent's ``os._exit`` during a step: its run ends, DriveFI's process goes on."""
+
+
+def _raise_exit(code=0):
+    raise _ProcessExit(code)
+
+
+@contextlib.contextmanager
+def _exits_raise():
+    """While agents step, ``os._exit`` raises (as ``sys.exit`` does) instead of ending the
+    process: an agent that exits fails its own run, not the campaign's."""
+    real = os._exit
+    os._exit = _raise_exit
+    try:
+        yield
+    finally:
+        os._exit = real
 
 
 def _is_control(c) -> bool:
