@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,18 @@ def test_with_one_worker_a_stack_that_exits_fails_its_run_not_the_command(tmp_pa
                 f"{FIX}:{cls}", "--workers", "1", "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout)["stack_failure"] == 2
+
+
+def test_a_zombie_campaign_counts_as_dead():
+    """A killed campaign its parent has not reaped yet is a zombie: its workers must not take it
+    for a live process (they watch it and exit with it)."""
+    from drivefi.campaign.containment import pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    for _ in range(200):  # exited, not reaped: a zombie
+        if Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.01)
+    assert not pid_alive(child.pid)
+    child.wait()
+    assert not pid_alive(child.pid) and pid_alive(os.getpid())

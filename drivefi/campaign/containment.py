@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 POLL_S = 0.5
@@ -31,6 +32,7 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: a zombie (dead, not yet reaped by its parent) does not."""
     if os.name != "posix":
         return True  # os.kill(pid, 0) would terminate it on Windows; the parent check suffices
     try:
@@ -39,7 +41,16 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Linux: the process's state in /proc is Z (elsewhere: unknown, taken as alive)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].startswith("Z")
 
 
 def _watch(campaign_pid: int, parent_pid: int) -> None:
