@@ -93,10 +93,12 @@ def test_record_points_plan_and_campaign_with_an_agent(capsys, tmp_path):
     s = json.loads(out)
     assert rc == 0 and s["done"] == 20 and s["stack"] == stack_identity(AGENT)
     assert len(list((tmp_path / "r.traces").glob("*.parquet"))) == 20
-    # replay re-runs the reference stack only: it refuses to stand in for the agent
-    rc, _, err = run(capsys, "replay", "--db", str(tmp_path / "r.db"), "--fault", "0",
-                     "--out", str(tmp_path / "f.parquet"))  # fmt: skip
-    assert rc == 2 and "does not stand in" in err and not (tmp_path / "f.parquet").exists()
+    # replay --db re-runs the campaign's own stack: the agent (its file unchanged), never the
+    # reference in its place
+    rc, out, err = run(capsys, "replay", "--db", str(tmp_path / "r.db"), "--fault", "0",
+                       "--out", str(tmp_path / "f.parquet"), "--json")  # fmt: skip
+    assert rc == 0, err
+    assert read_trace(tmp_path / "f.parquet").meta["stack"] == stack_identity(AGENT)
     rc, out, _ = run(capsys, "plan", "random", "lead_brake", "--model", "1-random", "--count", "10",
                      "--points", "planning.lookahead", "--agent", AGENT, "--out", str(plan), "--json")  # fmt: skip
     assert rc == 0 and json.loads(out)["faults"] == 10

@@ -157,3 +157,38 @@ def test_the_sdist_carries_docs_and_examples(tmp_path):
         names = tar.getnames()
     for want in ("docs/agents.md", "examples/agents/fsm_agent.py", "CHANGELOG.md"):
         assert any(n.endswith(want) for n in names), want
+
+
+def test_replay_db_of_an_agents_campaign_runs_that_agent_and_refuses_an_edited_file(tmp_path):
+    agent = tmp_path / "agent.py"
+    agent.write_text(AGENT.read_text())
+    fault = Fault("control.steer", "m-fixed", 1.0, None, 60, 20, 0)
+    db = tmp_path / "r.db"
+    run_campaign(SC, Plan(SC.name, SC.steps, [fault]), db, testbed=Testbed.of(str(agent)),
+                 progress=False)  # fmt: skip
+    store = ResultsStore(db)
+    stored = store.outcomes(1).iloc[0]
+    store.close()
+    args = ("replay", "--db", db, "--fault", "0", "--out", tmp_path / "f.parquet", "--json")
+    r = drivefi(*args)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert (got["min_delta_lon"], got["min_delta_lat"]) == (
+        stored["min_delta_lon"], stored["min_delta_lat"])  # fmt: skip
+    agent.write_text(agent.read_text() + "\n# edited\n")
+    r = drivefi(*args)
+    assert r.returncode == 2 and "has changed since" in r.stderr and "campaign 1" in r.stderr
+
+
+def test_the_report_of_an_agents_campaign_names_the_stack_and_gives_replay_commands(tmp_path):
+    from drivefi.report import build_report
+
+    fault = Fault("control.steer", "m-fixed", 1.0, None, 60, 20, 0)
+    db = tmp_path / "r.db"
+    tb = Testbed.of(str(AGENT))
+    run_campaign(SC, Plan(SC.name, SC.steps, [fault]), db, testbed=tb, progress=False)
+    build_report(db, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert f"stack under test: {tb.stack.identity}" in page
+    assert f"drivefi replay lead_brake --agent {AGENT.resolve()}" in page
+    assert f"drivefi replay --db {db}" in page

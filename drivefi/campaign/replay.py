@@ -193,10 +193,11 @@ def command_for(
     fault: Fault,
     seed: int | None = None,
     out: str = "replay.parquet",
+    agent: str | None = None,
 ) -> str:
     """The ``drivefi replay`` command line that re-runs ``fault`` (``seed`` only when it is not
-    the scenario's own)."""
-    parts = ["drivefi replay", scenario]
+    the scenario's own; ``agent``: the stack, when it is not the reference ADS)."""
+    parts = ["drivefi replay", scenario] + (["--agent", agent] if agent else [])
     if fault.model != "m-random":
         parts += ["--point", fault.point]
     parts += ["--model", fault.model]

@@ -168,7 +168,10 @@ def _run(ctx: BatchContext, plan: Plan, db, executor, opts: CampaignOptions) -> 
         settings = {"keep_traces": ctx.keep_traces, "executor": executor.name, "bridge": {
             k: v for k, v in testbed.simulator.options.items()
             if isinstance(v, str | int | float | bool | None)
-        }, "stack": identity, "replay": testbed.replay_spec,
+        }, "stack": identity, "replay": testbed.replay_spec, "agent": testbed.stack.absolute,
+            "agent_config": testbed.stack.conf,
+            # a simulator with snapshots re-runs a stored fault exactly (drivefi replay)
+            "rerun_on": testbed.simulator.name if testbed.simulator.snapshots else None,
             "points": [p.name for p in testbed.points()]}  # fmt: skip
         if opts.label:
             settings["label"] = opts.label

@@ -56,6 +56,7 @@ def replay_cmd(
     from drivefi.faults.plan import fault_model_for
     from drivefi.report.plots import accident_of, png, timeline
     from drivefi.run.testbed import Testbed
+    from drivefi.stacks import stored_stack
     from drivefi.world.scenario import load_scenario
 
     stored, testbed = None, None
@@ -80,13 +81,14 @@ def replay_cmd(
                 f"--db: campaign {c['id']} ran on {c['sim']}; drivefi replay runs the embedded "
                 f"simulator and does not stand in for it ({where})"
             )
-        if spec is None:
-            stack = c["settings"].get("stack", "reference")
-            raise InputError(
-                f"--db: campaign {c['id']} tested the stack {stack}; drivefi replay re-runs the "
-                "reference stack only and does not stand in for it (keep the campaign's traces "
-                "with --keep-traces instead)"
-            )
+        if spec is None:  # an agent's campaign on the embedded simulator: that file, unchanged
+            st = c["settings"]
+            try:
+                stack = stored_stack(st.get("stack", "reference"), st.get("agent"),
+                                     st.get("agent_config"))  # fmt: skip
+            except InputError as err:
+                raise InputError(f"--db: campaign {c['id']}: {err}") from None
+            spec = {"simulator": c["sim"], "agent": stack.agent, "conf": stack.conf}
         testbed = Testbed.from_replay_spec(spec)
         sc = load_scenario(scenario or c["scenario"])
         if sc.name != c["scenario"]:

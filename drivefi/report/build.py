@@ -32,14 +32,19 @@ TOP_CASES = 6  # cases shown with timelines
 def _replay_cmd(c: CampaignData, r, out: str) -> str:
     seed = c.info["seed"]
     default = c.scenario.seed if c.scenario is not None else None
-    return command_for(
-        c.info["scenario"], fault_from_row(r), None if seed == default else seed, out
+    cmd = command_for(c.info["scenario"], fault_from_row(r), None if seed == default else seed, out)
+    return (
+        cmd
+        if c.replay_agent is None
+        else cmd.replace(" --point", f" --agent {c.replay_agent} --point", 1).replace(
+            " --model m-random", f" --agent {c.replay_agent} --model m-random", 1
+        )
     )
 
 
 def _db_cmd(db: Path, c: CampaignData, idx: int) -> str:
-    """HTML of the command that replays a stored fault (replayable campaigns only)."""
-    if not c.replayable:
+    """HTML of the command that replays a stored fault (campaigns DriveFI re-runs exactly)."""
+    if not c.has_replay_commands:
         return ""
     return H.code(db_command_for(db, c.id, idx))
 
@@ -170,7 +175,7 @@ class Report:
                 "count": f"{k['count']} ({found})",
                 "tth": k["tth_min"], "lon": k["min_delta_lon"], "lat": k["min_delta_lat"],
                 "_after": '<span class="muted">replay:</span> ' + H.code(_replay_cmd(c, k["rep"], f"{name}.parquet"))
-                if c.replayable else "",
+                if c.has_replay_commands else "",
             })  # fmt: skip
         return rows
 
@@ -386,6 +391,10 @@ class Report:
             f"<h1>DriveFI report: {H.esc(', '.join(scen) or 'no campaigns')}</h1>"
             f"<p class='meta'>{H.esc(self.db)} &middot; DriveFI {__version__} &middot; "
             f"{len(self.camps)} campaign(s) &middot; times in seconds from the scenario start</p>"
+            + "".join(
+                f"<p class='meta'>stack under test: {H.esc(st)}</p>"
+                for st in dict.fromkeys(c.stack for c in self.camps)
+            )
             + nav + notes + self.summary(comp)
             + "<h2 id='compare'>Search vs random fault injection</h2>" + comp_html
             + "<h2 id='cases'>Distinct critical cases</h2>" + self.cases_section()

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from drivefi.campaign.store import ResultsStore
-from drivefi.errors import InputError
+from drivefi.errors import DriveFIError, InputError
 from drivefi.faults.plan import Plan, read_plan
 from drivefi.run.testbed import Testbed
+from drivefi.stacks import stored_stack
 from drivefi.world.scenario import Scenario, load_scenario
 
 PREDICTED = ("p_hazard", "predicted_delta")  # the search plan's extra columns
@@ -83,7 +84,26 @@ class CampaignData:
 
     @property
     def replayable(self) -> bool:
+        """The report itself re-runs its faults (DriveFI's own stack on the embedded simulator)."""
         return self.testbed is not None
+
+    @cached_property
+    def replay_agent(self) -> str | None:
+        """The agent (``FILE:CLASS``) whose faults ``drivefi replay --agent`` re-runs exactly: an
+        agent's campaign on the embedded simulator whose file is unchanged since (the report shows
+        the commands; it never runs the agent itself)."""
+        st = self.settings or {}
+        if self.scenario is None or st.get("agent") is None or st.get("rerun_on") is None:
+            return None
+        try:
+            return stored_stack(str(st.get("stack")), st["agent"]).agent
+        except DriveFIError:
+            return None
+
+    @property
+    def has_replay_commands(self) -> bool:
+        """``drivefi replay`` re-runs its faults exactly (the reference, or an unchanged agent)."""
+        return self.replayable or self.replay_agent is not None
 
     @property
     def points(self) -> list[str]:

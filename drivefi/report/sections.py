@@ -125,7 +125,7 @@ def details_section(camps: list[CampaignData], db) -> str:
             "outcome": H.badge(r["outcome"]), "tth": r["time_to_hazard"],
             "lon": r["min_delta_lon"], "lat": r["min_delta_lat"],
             "replay": H.code(db_command_for(db, c.id, int(r["idx"])))
-            if c.replayable else "",
+            if c.has_replay_commands else "",
         } for _, r in worst.iterrows()]  # fmt: skip
         if wrows:
             out.append(

@@ -64,7 +64,7 @@ class Testbed:
         from drivefi.bridges.embedded import EMBEDDED
 
         simulators = {EMBEDDED.name: EMBEDDED}
-        return cls(simulators[spec["simulator"]], StackSpec.of(spec.get("agent")))
+        return cls(simulators[spec["simulator"]], StackSpec.of(spec.get("agent"), spec.get("conf")))
 
     @property
     def keeps_traces(self) -> str:

@@ -100,6 +100,17 @@ class StackSpec:
         return f"{path.resolve()}:{cls} sha256={file_hash(path)}"
 
     @property
+    def absolute(self) -> str | None:
+        """``agent`` with its file's absolute path (what a stored campaign keeps, to run it again
+        from anywhere)."""
+        if self.agent is None:
+            return None
+        from drivefi.stacks.agent.loader import parse_agent_spec
+
+        path, cls = parse_agent_spec(self.agent)
+        return f"{path.resolve()}:{cls}" if cls else str(path.resolve())
+
+    @property
     def label(self) -> str:
         """The stack as messages name it."""
         return "the reference ADS" if self.agent is None else f"agent {self.agent}"
@@ -131,6 +142,29 @@ class StackSpec:
 
         path = bundled_dir("models") / f"{REFERENCE}.yaml"
         return path if path.is_file() else None
+
+
+def stored_stack(identity: str, agent: str | None, conf: str | None = None) -> StackSpec:
+    """The stack a stored campaign ran (its ``identity`` and ``--agent``), to run it again: the
+    reference ADS, or that agent file if its content is still what it was (its SHA-256);
+    ``InputError`` naming both hashes otherwise. Reads the file's bytes, imports nothing."""
+    from drivefi.errors import InputError
+
+    if identity == REFERENCE:
+        return StackSpec()
+    head, _, digest = identity.rpartition(" sha256=")
+    path = Path(head.rsplit(":", 1)[0])
+    if agent is None or not path.is_file():
+        raise InputError(f"the campaign's stack {identity} is not here: its agent file is missing")
+    from drivefi.stacks.agent.loader import file_hash
+
+    now = file_hash(path)
+    if now != digest:
+        raise InputError(
+            f"the campaign tested {head} with sha256={digest}; the file has changed since "
+            f"(sha256={now}): re-running it would test another stack"
+        )
+    return StackSpec.of(agent, conf)
 
 
 _POINTS: dict[StackSpec, list[InjectionPoint]] = {}
