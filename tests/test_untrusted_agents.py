@@ -136,3 +136,17 @@ def test_a_zombie_campaign_counts_as_dead():
     assert not pid_alive(child.pid)
     child.wait()
     assert not pid_alive(child.pid) and pid_alive(os.getpid())
+
+
+def test_an_agent_past_the_worker_memory_limit_fails_its_run_and_innocents_are_not_blamed(tmp_path):
+    plan = tmp_path / "plan.csv"
+    plan.write_text(PLAN)
+    db = tmp_path / "r.db"
+    r = drivefi("campaign", "run", "lead_brake", plan, "--db", db, "--agent", f"{FIX}:Hoards",
+                "--workers", "1", "--worker-memory", "3000", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads(r.stdout)
+    assert (s["stack_failure"], s["error"], s["done"]) == (2, 0, 4)
+    with sqlite3.connect(db) as con:
+        reasons = [e for (e,) in con.execute("SELECT error FROM outcomes WHERE error IS NOT NULL")]
+    assert all("raised MemoryError at step" in e for e in reasons), reasons

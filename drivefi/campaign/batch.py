@@ -66,6 +66,9 @@ def run_batch(ctx: BatchContext, batch: list[tuple[int, Fault]]) -> list[dict]:
         except SimulatorError as err:
             reasons.append(f"attempt {n}: {err}")
             continue
+        except MemoryError:  # DriveFI's own work past --worker-memory: not the stack's doing
+            reasons.append(f"attempt {n}: the worker ran out of memory (--worker-memory)")
+            break
         for r in rows:
             if r["status"] == "ok":
                 r["attempts"] = n

@@ -50,18 +50,34 @@ def _switches() -> dict[str, str]:
     return {n: v for n, v in os.environ.items() if n.startswith(_SWITCHES)}
 
 
-def _init_worker(ctx: BatchContext, campaign_pid: int, switches: dict | None = None) -> None:
+def _init_worker(
+    ctx: BatchContext, campaign_pid: int, switches: dict | None = None, memory_mb: int | None = None
+) -> None:
     global _CTX
     from drivefi.campaign.containment import die_with
 
     die_with(campaign_pid)
     _CTX = ctx
+    if memory_mb:
+        _limit_memory(memory_mb)
     # the campaign's own DRIVEFI_* switches (e.g. DRIVEFI_REJOIN): workers fork from a server
     # that keeps the environment of the first campaign in this process
     for name in [n for n in os.environ if n.startswith(_SWITCHES)]:
         del os.environ[name]
     os.environ.update(switches or {})
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _limit_memory(mb: int) -> None:
+    """Cap this worker's address space (``--worker-memory``): an allocation past it raises
+    ``MemoryError`` in the code that asked, a stack's own failure when it is the stack's."""
+    import resource
+
+    limit = int(mb) << 20
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
 def _run_in_worker(batch: list) -> list[dict]:
@@ -79,23 +95,26 @@ def _mp_context():
 
 
 class LocalExecutor:
-    """In-process for one worker, else a pool of ``workers`` processes (at most 2x batches in flight)."""
+    """In-process for one worker, else a pool of ``workers`` processes (at most 2x batches in
+    flight). ``memory_mb`` caps each worker's memory; it needs worker processes, so one worker
+    then runs in a pool of one."""
 
     name = "local"
 
-    def __init__(self, workers: int = 1):
+    def __init__(self, workers: int = 1, memory_mb: int | None = None):
         self.workers = max(1, workers)
+        self.memory_mb = memory_mb
 
     def _pool(self, ctx: BatchContext) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             self.workers,
             mp_context=_mp_context(),
             initializer=_init_worker,
-            initargs=(ctx, os.getpid(), _switches()),
+            initargs=(ctx, os.getpid(), _switches(), self.memory_mb),
         )
 
     def run(self, ctx: BatchContext, batches: Iterable[list]) -> Iterator[list[dict]]:
-        if self.workers == 1:
+        if self.workers == 1 and not self.memory_mb:
             for b in batches:
                 yield run_batch(ctx, b)
             return
@@ -192,6 +211,7 @@ def make_executor(
     address: str | None = None,
     timeout: float | None = None,
     servers: list | None = None,
+    memory_mb: int | None = None,
 ) -> Executor:
     """``local`` or ``ray`` (``address`` joins a cluster within ``timeout`` seconds); with
     ``servers`` (CARLA host:port list) the Ray actor pool of CARLA servers."""
@@ -206,7 +226,9 @@ def make_executor(
     if kind == "local":
         if address:
             raise InputError("--ray-address: needs --executor ray")
-        return LocalExecutor(workers)
+        return LocalExecutor(workers, memory_mb)
+    if memory_mb:
+        raise InputError("--worker-memory: needs --executor local")
     if kind == "ray":
         from drivefi.campaign.ray_executor import RayExecutor
 

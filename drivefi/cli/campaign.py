@@ -22,6 +22,7 @@ from drivefi.cli.options import (
     RayTimeoutOpt,
     ScenarioArg,
     SimOpt,
+    WorkerMemoryOpt,
     console,
     emit_json,
     executor_and_simulator,
@@ -54,6 +55,7 @@ def campaign_run(
     carla_restart_cmd: str = CarlaRestartOpt,
     carla_servers: str = CarlaServersOpt,
     carla_run_timeout: float = CarlaRunTimeoutOpt,
+    worker_memory: int = WorkerMemoryOpt,
     retries: int = typer.Option(
         2, "--retries", min=0, help="Retries of a failed run before it is marked error."
     ),
@@ -81,7 +83,8 @@ def campaign_run(
     _check_run_inputs(sc, p, db, seed, keep_traces)
     ex, simu = executor_and_simulator(executor, workers, ray_address, ray_timeout, sim,
                                       carla_servers, carla_host, carla_port, carla_timeout,
-                                      carla_restart_cmd, carla_run_timeout)  # fmt: skip
+                                      carla_restart_cmd, carla_run_timeout,
+                                      worker_memory)  # fmt: skip
     opts = CampaignOptions(seed, keep_traces, batch_size, True, retries, label=label)
     try:
         summary = run_campaign(sc, p, db, ex, Testbed(simu, stack), opts)

@@ -121,6 +121,14 @@ RayTimeoutOpt = typer.Option(
     help="Seconds to reach and join --ray-address (else exit 2).",
     rich_help_panel="Ray",
 )
+WorkerMemoryOpt = typer.Option(
+    None,
+    "--worker-memory",
+    min=64,
+    help="MiB of memory each worker process may use; a stack that allocates past it fails its "
+    "run (stack_failure, MemoryError). Local executor only.",
+    rich_help_panel="Simulation",
+)
 CarlaServersOpt = typer.Option(
     None,
     "--carla-servers",
@@ -150,6 +158,7 @@ def executor_and_simulator(
     carla_timeout: float,
     carla_restart_cmd: str | None,
     carla_run_timeout: float | None = None,
+    worker_memory: int | None = None,
 ):
     """The campaign's executor and simulator from the command line (checked, nothing started)."""
     from drivefi.campaign.executor import make_executor
@@ -174,7 +183,8 @@ def executor_and_simulator(
             "to run in parallel, give a pool of servers with --carla-servers"
         )
     simu = simulator(sim, carla_host, carla_port, carla_timeout, carla_restart_cmd)
-    return make_executor(executor, workers, ray_address, ray_timeout), simu
+    ex = make_executor(executor, workers, ray_address, ray_timeout, memory_mb=worker_memory)
+    return ex, simu
 
 
 def emit_json(obj: dict) -> None:
