@@ -75,11 +75,26 @@ def test_a_stack_failure_under_a_fault_is_its_outcome_and_innocent_faults_are_no
     assert summary["stack_failure"] == 2 and summary["error"] == 0 and summary["masked"] <= 2
 
 
-def test_a_stack_that_fails_with_no_fault_stops_the_command_naming_the_step(tmp_path):
-    r = drivefi("record", "lead_brake", "--agent", f"{FIX}:GoldenRaises",
-                "--out", tmp_path / "g.parquet")  # fmt: skip
+@pytest.mark.parametrize(
+    ("cls", "says"),
+    [
+        ("GoldenRaises", "raised RuntimeError at step 50: the planner lost its map"),
+        ("GoldenHangs", "timed out at step 50"),
+        ("GoldenNaN", "returned a non-finite command at step 50"),
+        ("GoldenTuple", "returned tuple at step 50"),
+        ("GoldenExits", "called os._exit(3) at step 50"),
+    ],
+)
+@pytest.mark.parametrize("command", ["record", "pipeline"])
+def test_a_stack_that_fails_with_no_fault_stops_the_command_naming_the_step(
+    tmp_path, cls, says, command
+):
+    out = ["--out", tmp_path / ("g.parquet" if command == "record" else "o")]
+    r = drivefi(command, "lead_brake", "--agent", f"{FIX}:{cls}", "--agent-timeout", "1", *out)
     assert r.returncode == 2, r.stderr
-    assert "step 50" in r.stderr and "lost its map" in r.stderr and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert says in lines[-1] and "golden run" in lines[-1] and "Traceback" not in r.stderr
+    assert not (tmp_path / "g.parquet").exists() and not (tmp_path / "o" / "model.json").exists()
 
 
 def test_the_pipeline_finishes_on_an_agent_that_raises_under_faults(tmp_path):
