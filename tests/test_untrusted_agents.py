@@ -165,3 +165,11 @@ def test_an_agent_past_the_worker_memory_limit_fails_its_run_and_innocents_are_n
     with sqlite3.connect(db) as con:
         reasons = [e for (e,) in con.execute("SELECT error FROM outcomes WHERE error IS NOT NULL")]
     assert all("raised MemoryError at step" in e for e in reasons), reasons
+
+
+def test_debug_shows_the_agents_own_traceback(tmp_path):
+    r = drivefi("--debug", "record", "lead_brake", "--agent", f"{FIX}:GoldenRaises",
+                "--out", tmp_path / "g.parquet")  # fmt: skip
+    assert r.returncode == 2
+    first, rest = r.stderr.split("\n", 1)
+    assert "lost its map" in first and "Traceback" in rest and f'File "{FIX}"' in rest

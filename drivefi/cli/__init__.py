@@ -63,14 +63,22 @@ def build_app() -> typer.Typer:
             callback=_show_version,
             help="Print the version and exit.",
         ),
+        debug: bool = typer.Option(
+            False,
+            "--debug",
+            help="On an error, print the full traceback after the one-line message (a failing "
+            "agent's own, where it is at fault).",
+        ),
     ) -> None:
         """DriveFI: find the faults that make a driving stack unsafe."""
+        _DEBUG[0] = debug
 
     for name in GROUPS:
         importlib.import_module(f"drivefi.cli.{name}").register(app)
     return app
 
 
+_DEBUG = [False]  # --debug of this invocation
 app = build_app()
 
 
@@ -88,6 +96,7 @@ def _usage_line(e: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    _DEBUG[0] = False
     cmd = typer.main.get_command(app)
     try:
         rv = cmd.main(args=argv, prog_name="drivefi", standalone_mode=False)
@@ -114,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except DriveFIError as e:
         _error(f"error: {e}")
+        if _DEBUG[0]:
+            import traceback
+
+            details = getattr(e, "details", None)
+            sys.stderr.write(details or "".join(traceback.format_exception(e)))
         return e.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted; stored results are kept")

@@ -101,7 +101,9 @@ def record_golden(
     if errors:
         from drivefi.stacks.agent.loader import AgentStepError
 
-        raise AgentStepError(f"golden run of {scenario.name}: {errors[0][1]}")
+        err = AgentStepError(f"golden run of {scenario.name}: {errors[0][1]}")
+        err.details = getattr(sim.ads, "tracebacks", {}).get(0)
+        raise err
     meta = trace_meta(scenario, sim.seed, stack=identity_of(sim.ads))
     describe = getattr(bridge, "run_meta", None)
     if describe is not None:

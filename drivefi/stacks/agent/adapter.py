@@ -136,6 +136,7 @@ class AgentStack:
         self.worlds: list = []
         self.handles: list = []
         self.errors: dict[int, tuple[int, str]] = {}
+        self.tracebacks: dict[int, str] = {}
         self.failed = np.zeros(0, bool)
         self.idle = np.zeros(0, bool)
         self.obs: Observation | None = None
@@ -256,6 +257,7 @@ class AgentStack:
                 if hasattr(a, "set_global_plan"):
                     self._call(a, "set_global_plan", *self._plan())
         self.errors, self.failed, self.idle = {}, np.zeros(n, bool), np.zeros(n, bool)
+        self.tracebacks = {}
 
     @property
     def state(self) -> agent_copy.AgentState:
@@ -280,6 +282,7 @@ class AgentStack:
         ]
         self._destroyed = False
         self.errors, self.failed, self.idle = {}, np.zeros(n, bool), np.zeros(n, bool)
+        self.tracebacks = {}
 
     def same_as(
         self, rows: np.ndarray, steps: np.ndarray, golden: agent_copy.AgentState
@@ -400,6 +403,8 @@ class AgentStack:
         if where:
             msg += f" ({where})"
         self.errors[i] = (k, msg)
+        if err is not None:  # the agent's own traceback, for --debug
+            self.tracebacks[i] = "".join(traceback.format_exception(err))
         self.failed[i] = self.idle[i] = True
         if len(self.errors) == 1:
             log.info("agent run %d failed: %s", i, msg)
