@@ -127,12 +127,12 @@ def campaign_status(db: Path = typer.Option(..., "--db"), as_json: bool = JsonOp
     if as_json:
         emit_json({"db": str(db), "campaigns": rows})
         return
-    t = Table(title=f"Campaigns in {db}")
-    cols = SUMMARY_COLUMNS
-    for c in cols:
-        t.add_column(c)
+    t = Table(title=f"Campaigns in {db}")  # a column per campaign: readable at 80 columns
+    t.add_column("campaign", style="bold")
     for r in rows:
-        t.add_row(*(str(r[c]) for c in cols))
+        t.add_column(str(r["id"]), justify="right", overflow="fold")
+    for c in SUMMARY_COLUMNS[1:]:
+        t.add_row(c, *(str(r[c]) for r in rows))
     console.print(t)
     failed = sum(r["error"] + r["stack_failure"] for r in rows)
     if failed:

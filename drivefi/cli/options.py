@@ -221,7 +221,7 @@ def kv_table(title: str, rows: dict) -> Table:
     """A two-column key/value table (floats to 3 decimals)."""
     t = Table(title=title, show_header=False)
     t.add_column("", style="bold")
-    t.add_column("")
+    t.add_column("", overflow="fold")
     for k, v in rows.items():
         t.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
     return t

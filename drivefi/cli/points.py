@@ -22,7 +22,7 @@ def points_cmd(
         return
     t = Table(title=f"Injection points of {stack.identity}")
     for c in ("name", "range", "unit", "module", "description"):
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for r in rows:
         t.add_row(r["name"], f"{r['lo']:g} .. {r['hi']:g}", r["unit"], r["module"], r["doc"])
     console.print(t)

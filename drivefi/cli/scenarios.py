@@ -29,7 +29,7 @@ def scenarios_cmd(as_json: bool = JsonOpt) -> None:
         return
     t = Table(title="Bundled scenarios")
     for c in ("name", "duration [s]", "actors", "description"):
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for it in items:
         t.add_row(it["name"], f"{it['duration']:g}", str(it["actors"]), it["description"])
     console.print(t)
