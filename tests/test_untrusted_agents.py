@@ -97,13 +97,45 @@ def test_a_stack_that_fails_with_no_fault_stops_the_command_naming_the_step(
     assert not (tmp_path / "g.parquet").exists() and not (tmp_path / "o" / "model.json").exists()
 
 
-def test_the_pipeline_finishes_on_an_agent_that_raises_under_faults(tmp_path):
-    r = drivefi("pipeline", "lead_brake", "--agent", f"{FIX}:Raises", "--out", tmp_path / "o",
-                "--budget", "5", "--training-runs", "30", "--durations", "5,20", "--rounds", "1",
-                "--workers", "2", "--json")  # fmt: skip
+def _left_behind(tag: str) -> list[int]:
+    """Processes still running that carry ``tag`` in their environment (the command's children)."""
+    out = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if tag.encode() in (proc / "environ").read_bytes():
+                out.append(int(proc.name))
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.parametrize(
+    "cls", ["Raises", "Hangs", "ReturnsNaN", "ReturnsTuple", "Exits", "Prints"]
+)
+def test_the_pipeline_finishes_on_an_agent_that_fails_under_faults(tmp_path, cls):
+    import uuid
+
+    unique = uuid.uuid4().hex
+    tag = f"DRIVEFI_TEST_TAG={unique}"
+    r = subprocess.run(
+        [sys.executable, "-m", "drivefi", "pipeline", "lead_brake", "--agent", f"{FIX}:{cls}",
+         "--out", str(tmp_path / "o"), "--budget", "5", "--training-runs", "24", "--durations",
+         "5,20", "--rounds", "1", "--workers", "2", "--agent-timeout", "1", "--json"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "DRIVEFI_TEST_TAG": unique},
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
-    s = json.loads(r.stdout)
+    s = json.loads(r.stdout)  # one JSON object, whatever the agent printed
     assert s["injected"] == 5 and "Traceback" not in r.stderr
+    time.sleep(0.5)
+    assert not _left_behind(tag), "processes left behind"
+
+
+def test_an_agent_that_prints_in_its_golden_run_keeps_json_valid(tmp_path):
+    r = drivefi("record", "lead_brake", "--agent", f"{FIX}:GoldenPrints", "--out",
+                tmp_path / "g.parquet", "--json")  # fmt: skip
+    assert r.returncode == 0 and json.loads(r.stdout)["steps"] == 400
+    assert "x" * 100 in r.stderr
 
 
 def test_a_resumed_campaign_removes_the_temporary_traces_of_a_killed_writer(tmp_path):
