@@ -10,7 +10,10 @@ precision, recall and F1 of the final plan, the space's critical share, the simu
 by the search (training + round injections), by the pipeline in all (+ its validation of up to
 --validate fresh predictions) and with the whole rest of the plan validated, as shares of the space, hazards per injection against random FI at the same number of runs, fit,
 search and simulation seconds, candidates scored per second (round 0), and which points and
-durations the misses and false alarms are.
+durations the misses and false alarms are. In distinct cases (failure modes,
+drivefi.search.modes): the truth's cases, the cases the final plan holds a critical fault of, and
+the cases the pipeline reaches (the rounds' confirmed faults + its validation of up to --validate
+fresh predictions).
 
     python bench/bench_blackbox.py [--out out/bench] [--scenarios a,b] [--stacks reference,...]
 """
@@ -27,6 +30,7 @@ from sweeps import ensure_sweeps
 
 from drivefi.run.golden import record_golden
 from drivefi.run.testbed import Testbed
+from drivefi.search.modes import case_ids
 from drivefi.world.scenario import bundled_names, load_scenario
 
 SWEEPS = [("1-fixed", 1), ("m-fixedm5", 5), ("m-fixedm20", 20)]
@@ -35,7 +39,9 @@ TARGET = (
     "simulated in all\n(crit %: the space's critical share; srch %: training runs + round injections; "
     "run %: those + the pipeline's validation of up to --validate fresh predictions, i.e. every "
     "run the tool makes;\nsim %: srch % + validating the whole rest of the plan, which alone "
-    "needs about recall x crit %)"
+    "needs about recall x crit %)\n(cases: the truth's distinct cases, drivefi.search.modes; "
+    "plan c: those the plan holds a critical fault of; run c: those the pipeline reaches, the "
+    "rounds' confirmed faults + its validation)"
 )
 
 
@@ -74,6 +80,27 @@ def ground_truth(out: Path, name: str, stride: int = 1) -> tuple[int, set]:
             if c:
                 crit.add((p, round(v, 9), k, dur))
     return space, crit
+
+
+def truth_cases(crit: set, dt: float) -> dict:
+    """Each critical fault of the truth ((point, value, start, duration), value faults) -> its
+    case id (drivefi.search.modes: same point, value, duration class and phase of the drive)."""
+    import pandas as pd
+
+    faults = sorted(crit)
+    df = pd.DataFrame(faults, columns=["point", "value", "start", "duration"])
+    df["model"], df["bit"], df["seed"] = "m-fixed", None, 0
+    return dict(zip(faults, case_ids(df, dt=dt).tolist(), strict=True))
+
+
+def fault_key(c, i: int) -> tuple:
+    """Candidate ``i`` of ``c`` as the truth names a fault: (point, value, start, duration)."""
+    return (c.point[i], round(float(c.value[i]), 9), int(c.start[i]), int(c.duration[i]))
+
+
+def cases_reached(cases: dict, found: set) -> int:
+    """How many of the truth's cases hold at least one fault of ``found``."""
+    return len({cases[f] for f in found if f in cases})
 
 
 def breakdown(found: set, other: set) -> str:
@@ -124,7 +151,7 @@ def main() -> None:
     head = (
         f"{'stack':12s} {'scenario':20s} {'space':>6s} {'crit':>5s} {'plan':>5s} {'prec':>6s} "
         f"{'recall':>6s} {'F1':>5s} {'crit %':>6s} {'srch %':>6s} {'run %':>6s} {'sim %':>6s} {'haz/inj':>7s} {'random':>7s} {'fit s':>6s} "
-        f"{'search s':>8s} {'sim s':>6s} {'cand/s':>8s}"
+        f"{'search s':>8s} {'sim s':>6s} {'cand/s':>8s} {'cases':>5s} {'plan c':>6s} {'run c':>5s}"
     )
     print(head)
     print("-" * len(head), flush=True)
@@ -163,6 +190,13 @@ def main() -> None:
             runs = searched + min(sim - searched, args.validate)  # what the pipeline simulates
             hpi = tp / sim if sim else 0.0  # every critical fault found, per simulator run spent
             rnd = len(crit) / space if space else 0.0  # random FI's expectation at any budget
+            cases = truth_cases(crit, sc.dt)
+            n_cases = len(set(cases.values()))
+            plan_cases = cases_reached(cases, plan)  # the plan holds a critical fault of them
+            pos = [i for i in res.plan if res.outcome[i] < 0][: args.validate]  # validated
+            confirmed = {fault_key(c, i) for i in res.plan if res.outcome[i] == 1}
+            validated = {fault_key(c, i) for i in pos} & crit
+            run_cases = cases_reached(cases, confirmed | validated)
             r0 = res.rounds[0]
             rate = len(c) / r0.search_s if r0.search_s > 0 else 0.0
             row = dict(stack=label, scenario=name, space=len(c), critical=len(crit), plan=len(plan),
@@ -171,7 +205,8 @@ def main() -> None:
                        fit_s=res.fit_seconds, search_s=res.search_seconds,
                        sim_s=res.sim_seconds, wall_s=wall, training_runs=n_train,
                        scored_per_s=rate, rounds=[r.__dict__ for r in res.rounds],
-                       learned=res.model.structure.params)  # fmt: skip
+                       learned=res.model.structure.params, truth_cases=n_cases,
+                       plan_cases=plan_cases, pipeline_cases=run_cases)  # fmt: skip
             rows.append(row)
             (out / args.json).write_text(json.dumps(rows, indent=1, default=float))  # so far
             notes.append(f"{label} {name}: missed {breakdown(crit, plan)}; "
@@ -182,7 +217,7 @@ def main() -> None:
                 f"{100 * runs / len(c):6.2f} "
                 f"{100 * sim / len(c):6.2f} {hpi:7.3f} {rnd:7.4f} "
                 f"{res.fit_seconds:6.1f} {res.search_seconds:8.1f} {res.sim_seconds:6.1f} "
-                f"{rate:8.0f}",
+                f"{rate:8.0f} {n_cases:5d} {plan_cases:6d} {run_cases:5d}",
                 flush=True,
             )
     print(TARGET)

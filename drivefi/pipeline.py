@@ -51,6 +51,14 @@ class PipelineSummary:
     hazards_per_injection_random: float = 0.0
     critical_per_run: float = 0.0  # found_critical / simulated_runs
     speedup: float | None = None  # critical_per_run / random FI's hazards per injection
+    speedup_validation: float | None = None  # per injection: validation / random FI
+    # the same in distinct cases (failure modes, drivefi.search.modes)
+    search_cases: int = 0  # rounds + validation: cases of every critical fault the search simulated
+    validation_cases: int = 0  # cases of the validation campaign's critical faults
+    random_cases: int = 0
+    cases_per_run: float = 0.0  # search_cases / simulated_runs
+    random_cases_per_injection: float = 0.0  # random_cases / random_injected
+    case_speedup: float | None = None  # cases_per_run / random_cases_per_injection
     structure: str = ""
     simulated_share: float = 0.0  # simulated_runs / space
     rounds: list = field(default_factory=list)  # per active-refit round
@@ -59,6 +67,56 @@ class PipelineSummary:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+# the figures the pipeline hands the report, so both print the same numbers
+REPORT_FIGURES = ("simulated_runs", "found_critical", "injected", "random_injected",
+                  "hazards_per_injection_search", "hazards_per_injection_random",
+                  "critical_per_run", "speedup", "speedup_validation", "search_cases",
+                  "validation_cases", "random_cases", "cases_per_run",
+                  "random_cases_per_injection", "case_speedup")  # fmt: skip
+
+
+def figures(s: PipelineSummary) -> dict:
+    """The summary's comparison figures (faults and cases), as the report shows them."""
+    return {k: getattr(s, k) for k in REPORT_FIGURES}
+
+
+def count_cases(
+    s: PipelineSummary,
+    db: Path,
+    round_faults: list,
+    search_id: int | None,
+    random_id: int,
+    dt: float,
+) -> None:
+    """Fill ``s``'s case figures: the rounds' critical faults (``round_faults``) and the
+    validation campaign's (``search_id``) together, the random baseline's (``random_id``) apart,
+    grouped by :mod:`drivefi.search.modes`."""
+    import pandas as pd
+
+    from drivefi.campaign.store import ResultsStore
+    from drivefi.search.modes import count_cases as n_cases
+    from drivefi.search.modes import critical_faults
+
+    store = ResultsStore(db)
+    try:
+        val = critical_faults(store.outcomes(search_id)) if search_id is not None else None
+        rnd = critical_faults(store.outcomes(random_id))
+    finally:
+        store.close()
+    cols = ["point", "model", "value", "bit", "seed", "start", "duration"]
+    parts = [pd.DataFrame([f.as_row() for f in round_faults], columns=cols)]
+    if val is not None:
+        parts.append(val[cols])
+        s.validation_cases = n_cases(val, dt=dt)
+    parts = [p for p in parts if len(p)]
+    s.search_cases = n_cases(pd.concat(parts, ignore_index=True), dt=dt) if parts else 0
+    s.random_cases = n_cases(rnd, dt=dt)
+    s.cases_per_run = s.search_cases / max(s.simulated_runs, 1)
+    s.random_cases_per_injection = s.random_cases / max(s.random_injected, 1)
+    if s.random_cases_per_injection > 0:
+        s.case_speedup = s.cases_per_run / s.random_cases_per_injection
 
 
 def random_baseline(
@@ -281,9 +339,13 @@ def run_pipeline(
     s.critical_per_run = s.found_critical / max(s.simulated_runs, 1)
     if s.hazards_per_injection_random > 0:
         s.speedup = s.critical_per_run / s.hazards_per_injection_random
+        if s.injected:
+            s.speedup_validation = s.hazards_per_injection_search / s.hazards_per_injection_random
+    known_faults = plan.faults[len(fresh) :]  # the rounds' critical faults (not in the database)
+    count_cases(s, db, known_faults, v.campaign_id if s.injected else None, r.campaign_id,
+                scenario.dt)  # fmt: skip
     from drivefi.report import build_report
 
-    cost = {"simulated_runs": s.simulated_runs, "found_critical": s.found_critical}
-    build_report(db, out / "report.html", plans=[out / "search_plan.csv"], search_cost=cost)
+    build_report(db, out / "report.html", plans=[out / "search_plan.csv"], search_cost=figures(s))
     times["total"] = sum(times.values())
     return s

@@ -93,9 +93,10 @@ def test_stored_fault_needs_a_campaign_when_there_are_several(pipeline_db):
         stored_fault(db, 10_000, 1)
 
 
-def test_cases_group_overlapping_windows():
-    """Same point, value and outcome with overlapping or touching windows form one case; a gap,
-    another value or another outcome starts a new one."""
+def test_cases_group_by_point_value_duration_class_and_phase():
+    """Same point and value, duration class and 1-second phase of the drive form one case
+    whatever their outcome (the case takes its most severe member's); another phase, value or
+    duration class starts a new one."""
     rows = []
 
     def add(idx, point, value, start, dur, outcome, lat=-1.0):
@@ -104,22 +105,23 @@ def test_cases_group_overlapping_windows():
                      "outcome": outcome, "critical": 1, "min_delta_lon": 5.0,
                      "min_delta_lat": lat, "first_hazard_step": start + 4})  # fmt: skip
 
-    add(0, "control.steer", 1.0, 100, 20, "hazard")
-    add(1, "control.steer", 1.0, 110, 20, "hazard", -2.0)  # overlaps 0
-    add(2, "control.steer", 1.0, 130, 5, "hazard")  # touches 1 (130 = 110 + 20)
-    add(3, "control.steer", 1.0, 200, 5, "hazard")  # gap: new case
+    add(0, "control.steer", 1.0, 100, 20, "hazard")  # 5.00 s: phase 5, sustained
+    add(1, "control.steer", 1.0, 110, 20, "hazard", -2.0)  # 5.50 s: same case
+    add(2, "control.steer", 1.0, 119, 12, "hazard")  # 5.95 s, 0.6 s: same case
+    add(3, "control.steer", 1.0, 120, 20, "hazard")  # 6.00 s: next phase
     add(4, "control.steer", -1.0, 105, 20, "hazard")  # other value
-    add(5, "control.steer", 1.0, 120, 20, "accident", -3.0)  # other outcome
+    add(5, "control.steer", 1.0, 115, 20, "accident", -0.5)  # other outcome, same case
+    add(6, "control.steer", 1.0, 101, 5, "hazard")  # short: other duration class
     df = with_times(pd.DataFrame(rows), 0.05)
     camp = CampaignData({"id": 1, "scenario": "lead_brake", "sim": "embedded", "seed": 1}, {},
                         df, SC)  # fmt: skip
     cases = group_cases([camp])
     assert len(cases) == 4
-    first = cases.iloc[0]  # the accident comes first
-    assert first["outcome"] == "accident" and first["count"] == 1
-    big = cases[cases["count"] == 3].iloc[0]
-    assert (big["t_first"], big["t_last"]) == (5.0, 6.5)  # seconds, not steps
-    assert big["rep_idx"] == 1  # its most severe fault
+    big = cases.iloc[0]  # the case with an accident comes first
+    assert big["outcome"] == "accident" and big["count"] == 4
+    assert (big["t_first"], big["t_last"]) == pytest.approx((5.0, 5.95))  # seconds, not steps
+    assert big["rep_idx"] == 5  # its most severe fault: the accident
+    assert big["worst"] == -2.0
     assert big["tth_min"] == pytest.approx(0.2)  # 4 steps x 0.05 s
 
 

@@ -15,6 +15,7 @@ from drivefi.campaign.store import ResultsStore
 from drivefi.errors import DriveFIError, InputError
 from drivefi.faults.plan import Plan, read_plan
 from drivefi.run.testbed import Testbed
+from drivefi.search.modes import case_ids, critical_faults, fault_kind, severity_order
 from drivefi.stacks import stored_stack
 from drivefi.world.scenario import Scenario, load_scenario
 
@@ -204,53 +205,45 @@ def load_campaigns(
 
 
 # --- distinct cases --------------------------------------------------------------------------
+# The definition of a case lives in drivefi.search.modes (shared with the pipeline and the bench).
+
+CONTEXT = ("scenario", "cseed", "sim")  # a case never spans two scenarios, seeds or simulators
 
 
-def _fault_kind(row) -> str:
-    """What makes two faults the same corruption: the value, the flipped bit, or the m-random seed."""
-    if row["model"] == "bitflip":
-        return f"bit {int(row['bit'])}"
-    if row["model"] == "m-random":
-        return f"seed {int(row['seed'])}"
-    return f"{row['value']:g}"
+def case_rows(camps: list[CampaignData]) -> pd.DataFrame:
+    """The critical faults of ``camps``, one row each, with their campaign's label, id,
+    scenario, seed, simulator and dt."""
+    frames = []
+    for c in camps:
+        crit = critical_faults(c.outcomes)
+        if crit.empty:
+            continue
+        frames.append(crit.assign(label=c.label or f"campaign {c.id}", cid=c.id,
+                                  scenario=c.info["scenario"], sim=c.info["sim"],
+                                  cseed=c.info["seed"], dt=c.dt))  # fmt: skip
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
 
 
 def group_cases(camps: list[CampaignData]) -> pd.DataFrame:
-    """Critical faults grouped into distinct cases, most severe first.
+    """Critical faults grouped into distinct cases (:mod:`drivefi.search.modes`), most severe
+    first.
 
-    One case: same scenario, seed and simulator, same injection point and corrupted value (or bit),
-    same outcome, and fault windows [start, start + duration) that overlap or touch, chained in
-    start order. Each case keeps its count (per campaign role), its start-time range, the earliest
-    time to hazard, the worst margins, and its most severe fault (the one to replay first).
+    One case: same scenario, seed and simulator, same injection point and corrupted value (or bit,
+    or m-random seed), same duration class and same phase of the drive; its outcome is its most
+    severe member's. Each case keeps its count (per campaign role), its start-time range, the
+    earliest time to hazard, the worst margins, and its most severe fault (the one to replay
+    first).
     """
-    rows = []
-    for c in camps:
-        crit = c.ok[c.ok["critical"] == 1]
-        for _, r in crit.iterrows():
-            rows.append({**r.to_dict(), "label": c.label or f"campaign {c.id}", "cid": c.id,
-                         "scenario": c.info["scenario"], "sim": c.info["sim"],
-                         "cseed": c.info["seed"], "dt": c.dt})  # fmt: skip
-    if not rows:
+    df = case_rows(camps)
+    if df.empty:
         return pd.DataFrame()
-    df = pd.DataFrame(rows)
-    df["kind"] = df.apply(_fault_kind, axis=1)
+    df["kind"] = fault_kind(df)
     df["worst"] = df[["min_delta_lon", "min_delta_lat"]].min(axis=1)
-    keys = ["scenario", "cseed", "sim", "point", "kind", "outcome"]
-    cases = []
-    for _, g in df.sort_values([*keys, "start"]).groupby(keys, sort=False):
-        members, end = [], 0
-        for _, r in g.iterrows():
-            if members and r["start"] > end:  # a gap: the next window starts after this case
-                cases.append(_case(members))
-                members = []
-            end = (
-                r["start"] + r["duration"] if not members else max(end, r["start"] + r["duration"])
-            )
-            members.append(r)
-        cases.append(_case(members))
-    out = pd.DataFrame(cases)
-    out["rank_accident"] = (out["outcome"] != "accident").astype(int)
-    out = out.sort_values(["rank_accident", "worst", "t_first"]).drop(columns="rank_accident")
+    df["case_id"] = case_ids(df, CONTEXT)
+    df = df.iloc[severity_order(df)]  # each case's first member is its most severe
+    out = pd.DataFrame([_case(g) for _, g in df.groupby("case_id", sort=False)])
     out.insert(0, "case", np.arange(1, len(out) + 1))
     return out.reset_index(drop=True)
 
@@ -259,9 +252,8 @@ MEMBER_COLUMNS = ["cid", "idx", "label", "model", "start", "duration", "outcome"
                   "min_delta_lon", "min_delta_lat"]  # fmt: skip
 
 
-def _case(members: list[pd.Series]) -> dict:
-    g = pd.DataFrame(members)
-    rep = g.loc[g["worst"].idxmin()]
+def _case(g: pd.DataFrame) -> dict:
+    rep = g.iloc[0]
     scale = 1.0 if pd.isna(rep["dt"]) or rep["dt"] is None else rep["dt"]
     by_label = g.groupby("label").size().to_dict()
     return {
@@ -284,5 +276,5 @@ def _case(members: list[pd.Series]) -> dict:
         "rep_cid": int(rep["cid"]),
         "rep_idx": int(rep["idx"]),
         "rep": rep,
-        "members": g[MEMBER_COLUMNS].copy(),
+        "members": g.sort_values(["start", "cid", "idx"])[MEMBER_COLUMNS].copy(),
     }
