@@ -320,6 +320,7 @@ def test_claims_of_a_campaign_on_another_host_are_taken_over_after_the_lease(tmp
 # -- 3. A fault that kills its worker process --------------------------------------------------------
 KILLER_AGENT = """
 import os
+import signal
 
 import carla
 
@@ -327,11 +328,12 @@ from drivefi.stacks.agent.loader import AutonomousAgent
 from drivefi.inject import declare, inject
 
 declare("planning.cruise", lo=0.0, hi=40.0, unit="m/s", doc="speed the agent holds")
-declare("monitor.kill", lo=0.0, hi=1.0, doc="above 0.5: the agent's process exits at once")
+declare("monitor.kill", lo=0.0, hi=1.0, doc="above 0.5: the agent's process is killed at once")
 
 
 class Killer(AutonomousAgent):
-    \"\"\"special_agents.Cruiser, but its process exits while monitor.kill reads > 0.5.\"\"\"
+    \"\"\"special_agents.Cruiser, but its process is killed (as by the OOM killer: an os._exit
+    would only fail its run) while monitor.kill reads > 0.5.\"\"\"
 
     def setup(self, path_to_conf_file):
         self.integral = 0.0
@@ -342,7 +344,7 @@ class Killer(AutonomousAgent):
 
     def run_step(self, input_data, timestamp):
         if inject("monitor.kill", 0.0) > 0.5:
-            os._exit(3)
+            os.kill(os.getpid(), signal.SIGKILL)
         speed = input_data["speed"][1]["speed"]
         truth = input_data["truth"][1]
         ahead = [o["ds"] for o in truth["objects"] if o["ds"] > 0 and abs(o["dd"]) < 2.0]
