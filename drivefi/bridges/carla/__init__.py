@@ -19,6 +19,8 @@ The ``carla`` client package (0.9.16, extra ``drivefi[carla]``) is imported only
 
 from __future__ import annotations
 
+from drivefi.util.lazy import lazy_exports
+
 _EXPORTS = {
     "CarlaBridge": "bridge",
     "make_carla_bridge": "bridge",
@@ -34,9 +36,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -13,6 +13,8 @@ and comparing an agent's state).
 
 from __future__ import annotations
 
+from drivefi.util.lazy import lazy_exports
+
 _EXPORTS = {
     "AutonomousAgent": "loader",
     "RoadOption": "loader",
@@ -24,9 +26,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
