@@ -177,6 +177,7 @@ def active_search(
     from drivefi.search import candidate_faults, score_space
     from drivefi.search.training import simulate_faults, training_set
     from drivefi.tbn import fit_model, from_traces
+    from drivefi.tbn.fit import Refit
 
     o = options or ActiveOptions()
     testbed = testbed or Testbed()
@@ -201,7 +202,8 @@ def active_search(
     progress(what, training_runs, training_runs)
     sim_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model = fit_model(ts, seed=seed, progress=prefixed(progress, "round 0: "))
+    reuse = Refit()  # the rounds' refits compute only the new runs' features
+    model = fit_model(ts, seed=seed, progress=prefixed(progress, "round 0: "), reuse=reuse)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     c = score_space(scenario, model, golden, durations=durations, stride=stride,
@@ -278,7 +280,7 @@ def active_search(
         t1 = time.perf_counter()
         src = [f"{scenario.name}:round{r}-{i}" for i in range(len(traces))]
         ts = ts.extend(from_traces(traces, src, scenario, ts.structure))
-        model = fit_model(ts, seed=seed, progress=prefixed(progress, f"round {r}: "))
+        model = fit_model(ts, seed=seed, progress=prefixed(progress, f"round {r}: "), reuse=reuse)
         fs = time.perf_counter() - t1
         t1 = time.perf_counter()
         c2 = score_space(scenario, model, golden, durations=durations, stride=stride,

@@ -9,6 +9,7 @@ fault-injected runs of the stack under test) come from :mod:`drivefi.search.trai
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def add_features(runs: list[dict[str, np.ndarray]], ctx: Context, st: Structure)
 
     def plain(names):
         for cols in runs:
-            prev = {n: np.roll(a, 1) for n, a in cols.items()}
+            prev = _Rolled(cols)
             for v in feats:
                 if v.name in names:
                     cols[v.name] = st.features[v.name](cols, prev, ctx)
@@ -188,6 +189,30 @@ def add_features(runs: list[dict[str, np.ndarray]], ctx: Context, st: Structure)
             for name, m in out.items():
                 c[name] = m[i, : len(c["k"])]
     plain(dep - rec_names)
+
+
+class _Rolled(Mapping):
+    """Every column of ``cols`` (as it is now) shifted by one step, ``np.roll(a, 1)``, rolled
+    only when a feature reads it."""
+
+    def __init__(self, cols: dict[str, np.ndarray]):
+        self._cols = dict(cols)
+        self._done: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        out = self._done.get(name)
+        if out is None:
+            out = self._done[name] = np.roll(self._cols[name], 1)
+        return out
+
+    def __iter__(self):
+        return iter(self._cols)
+
+    def __len__(self) -> int:
+        return len(self._cols)
+
+    def __contains__(self, name) -> bool:
+        return name in self._cols
 
 
 def scenario_of(meta: dict, source: str = "<trace>"):
@@ -260,7 +285,12 @@ class TrainingSet:
         )
 
     def extend(self, other: TrainingSet) -> TrainingSet:
-        """This set plus another's runs (same structure)."""
+        """This set plus another's runs (same structure). The runs already here keep their
+        slices (features are computed run by run, so they do not change); only when the other
+        set was built differently (another structure or context) is everything recomputed."""
+        fast = _concat_sets(self, other)
+        if fast is not None:
+            return fast
         return _assemble(
             [(n, dict(c)) for n, c in [*self.raw, *other.raw]],
             [*self.sources, *other.sources],
@@ -283,9 +313,86 @@ def _assemble(raw, sources, st: Structure, ctxs: dict) -> TrainingSet:
     feat = [(n, dict(c)) for n, c in base]
     for name in names:  # features of each scenario's runs, batched
         add_features([c for n, c in feat if n == name], Context.of(ctxs[name]), st)
-    frames = [pd.DataFrame(c) for _, c in feat]
-    slices = pd.concat(frames, ignore_index=True)
-    return TrainingSet(slices, names, ctxs, list(sources), st, base)
+    return TrainingSet(_frame([c for _, c in feat]), names, ctxs, list(sources), st, base)
+
+
+def _frame(runs: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    """The runs' columns stacked in one frame: ``pd.concat`` of one frame per run, built at
+    once where every run has the same columns of the same dtypes (the usual case)."""
+    first = runs[0] if runs else {}
+    keys = list(first)
+    same = all(
+        list(c) == keys
+        and all(np.ndim(c[k]) == 1 and np.asarray(c[k]).dtype == np.asarray(first[k]).dtype
+                for k in keys)
+        for c in runs
+    )  # fmt: skip
+    if not runs or not same:
+        return pd.concat([pd.DataFrame(c) for c in runs], ignore_index=True)
+    return pd.DataFrame({k: np.concatenate([np.asarray(c[k]) for c in runs]) for k in keys})
+
+
+def restructure_reusing(ts: TrainingSet, st: Structure, done: TrainingSet | None) -> TrainingSet:
+    """``ts.restructure(st)``, reusing ``done`` (an earlier ``restructure`` with a structure of
+    the same content, of the first runs of ``ts``): only the runs it lacks get their features
+    computed. Falls back to recomputing every run when ``done`` is not such a set."""
+    n = len(done.raw) if done is not None and done.raw is not None else 0
+    if (
+        n == 0
+        or ts.raw is None
+        or n > len(ts.raw)
+        or done.structure.doc != st.doc
+        or done.structure.params != st.params
+        or done.structure.source != st.source
+        or any(done.contexts.get(k) != c for k, c in ts.contexts.items() if k in done.contexts)
+        or done.sources != ts.sources[:n]
+        or not all(_same_run(a, b) for a, b in zip(done.raw, ts.raw[:n], strict=True))
+    ):
+        return ts.restructure(st)
+    if n == len(ts.raw):
+        return TrainingSet(done.slices, done.scenarios, ts.contexts, ts.sources, st, done.raw)
+    new = _assemble([(name, dict(c)) for name, c in ts.raw[n:]], ts.sources[n:], st, ts.contexts)
+    fast = _concat_sets(done, new, same_structure=False)
+    if fast is None:
+        return ts.restructure(st)
+    fast.structure = st
+    return fast
+
+
+def _same_run(a: tuple[str, dict], b: tuple[str, dict]) -> bool:
+    """The same run's raw columns (the very arrays; its run number aside)."""
+    (na, ca), (nb, cb) = a, b
+    keys = [k for k in ca if k != "run"]
+    return na == nb and keys == [k for k in cb if k != "run"] and all(ca[k] is cb[k] for k in keys)
+
+
+def _concat_sets(a: TrainingSet, b: TrainingSet, same_structure: bool = True) -> TrainingSet | None:
+    """``a`` extended by ``b`` without recomputing ``a``'s features (None when that would not
+    give what :func:`_assemble` of all the runs gives)."""
+    if a.raw is None or b.raw is None:
+        return None
+    if same_structure and a.structure is not b.structure:
+        return None
+    if list(a.slices.columns) != list(b.slices.columns) or list(a.slices.dtypes) != list(
+        b.slices.dtypes
+    ):
+        return None
+    for name in b.contexts:
+        if name in a.contexts and a.contexts[name] != b.contexts[name]:
+            return None  # the merged context would change a's features
+    n = len(a.raw)
+    raw = list(a.raw)
+    for i, (name, cols) in enumerate(b.raw):
+        c = dict(cols)
+        c["run"] = np.full(len(c["k"]), n + i)
+        raw.append((name, c))
+    names = list(a.scenarios) + [s for s in b.scenarios if s not in a.scenarios]
+    bs = b.slices.copy()
+    bs["run"] = bs["run"].to_numpy() + n
+    slices = pd.concat([a.slices, bs], ignore_index=True)
+    return TrainingSet(
+        slices, names, {**a.contexts, **b.contexts}, [*a.sources, *b.sources], a.structure, raw
+    )
 
 
 def from_traces(

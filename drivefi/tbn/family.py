@@ -25,6 +25,22 @@ def fit_family(z: pd.DataFrame, target: str, parents: list[str]) -> tuple[np.nda
     return beta, float(cpd.std)
 
 
+def fit_arrays(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """The same fit as :func:`fit_family` on arrays (x (n, k) of the parents' standardised
+    columns in the CPD's order, y the target's): pgmpy's ``LinearGaussianMLE`` is scikit-learn's
+    ``LinearRegression`` on the family's columns and the residuals' standard deviation (ddof 0,
+    pandas); this calls them directly, without building a network and data frames per CPD, on
+    an array of the layout pgmpy hands over (column-major), so the numbers are the same bits."""
+    if x.shape[1] == 0:
+        return np.array([y.mean()]), float(y.std())
+    from sklearn.linear_model import LinearRegression
+
+    x = np.asfortranarray(x)
+    lm = LinearRegression().fit(x, y)
+    residuals = pd.Series(y) - lm.predict(x)
+    return np.append([lm.intercept_], lm.coef_), float(residuals.std(ddof=0))
+
+
 def lstsq_sse(X: np.ndarray, y: np.ndarray) -> float:
     """Residual sum of squares of y on [1, X] with standardised X and a tiny ridge (numpy; for
     choosing learned parameters), from the centred moment matrix of [X, y] in one product."""

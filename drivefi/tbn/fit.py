@@ -13,14 +13,15 @@ applies as a clip.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from drivefi.errors import InputError
-from drivefi.tbn.dataset import FAULT_PREFIX, TrainingSet
+from drivefi.tbn.dataset import FAULT_PREFIX, TrainingSet, restructure_reusing
 from drivefi.tbn.evaluate import one_step_error
-from drivefi.tbn.family import SIGMA_FLOOR, fit_family
+from drivefi.tbn.family import SIGMA_FLOOR, fit_arrays, fit_family
 from drivefi.tbn.learn import learn_params
 from drivefi.tbn.model import CPD, TBNModel
 from drivefi.tbn.structure import Context, Structure, node
@@ -80,6 +81,11 @@ def _rows(data: pd.DataFrame, target: str, parents: list[str], sat, faulted: str
     return ok
 
 
+def _standard(data: pd.DataFrame, col: str, mean: float, std: float, ok: np.ndarray):
+    """A column's standardised values on rows ``ok`` (as :func:`family_data` computes them)."""
+    return (data[col].to_numpy(float)[ok] - mean) / std
+
+
 def family_data(data: pd.DataFrame, model_mean, model_std, var, parents, t_var, t_par):
     """Standardised columns for one family: target column name and parent column names."""
     cols = {node(var, t_var): (data[node(var, t_var)] - model_mean[var]) / model_std[var]}
@@ -107,12 +113,24 @@ def fit_cpds(
         parents = structure.parents(v.name, first_slice)
         if v.kind == "exo":
             parents = ()
-        z, target, pcols = family_data(data, mean, std, v.name, parents, t, t)
+        target = node(v.name, t)
+        pcols = [node(p, t - lag) for p, lag in parents]
         faulted = node(FAULT_PREFIX + v.name, t) if v.name in structure.points else None
-        ok = _rows(data, node(v.name, t), pcols, sat.get(v.name), faulted)
+        ok = _rows(data, target, pcols, sat.get(v.name), faulted)
         if not first_slice and v.memory and not structure.keeps_forced(v.name):
             # the module's own past output must be natural
             ok &= ~data[node(FAULT_PREFIX + v.name, 0)].to_numpy(bool)
+        n_ok = int(ok.sum())
+        if fitter is None and n_ok >= len(pcols) + 3 and len(set(pcols)) == len(pcols):
+            # the usual case, on arrays (the same numbers as fit_family on the frame below)
+            y = _standard(data, target, mean[v.name], std[v.name], ok)
+            x = np.empty((n_ok, len(pcols)), order="F")
+            for j, ((p, _), c) in enumerate(zip(parents, pcols, strict=True)):
+                x[:, j] = _standard(data, c, mean[p], std[p], ok)
+            beta, sigma = fit_arrays(x, y)
+            out[v.name] = CPD(v.name, parents, beta, max(sigma, SIGMA_FLOOR), n_ok)
+            continue
+        z, target, pcols = family_data(data, mean, std, v.name, parents, t, t)
         zf = z[ok]
         if len(zf) < len(pcols) + 3:
             mu = float(zf[target].mean()) if len(zf) else 0.0
@@ -124,6 +142,15 @@ def fit_cpds(
         else:
             out[v.name] = fitter(v.name, parents, zf, target, pcols)
     return out
+
+
+@dataclass
+class Refit:
+    """What one fit leaves for the next fit of the same runs plus new ones: the training set
+    with the learned parameters' features (see :func:`fit_model`'s ``reuse``)."""
+
+    base: Structure | None = None
+    restructured: TrainingSet | None = None
 
 
 def split_runs(ts: TrainingSet, holdout: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -147,10 +174,13 @@ def fit_model(
     structure: Structure | None = None,
     learn: bool = True,
     progress: Progress = silent,
+    reuse: Refit | None = None,
     **bayes_opts,
 ) -> TBNModel:
     """Fit the 3-TBN on a training set (its structure unless one is given); hold out whole runs
-    for the one-step error."""
+    for the one-step error. ``reuse`` (one :class:`Refit` passed to every fit of a growing
+    training set, as the active search's rounds do) keeps the runs' features under the learned
+    parameters, so a refit whose parameters did not change computes only the new runs'."""
     if method not in ("mle", "bayes"):
         raise InputError(f"fit: --method must be 'mle' or 'bayes', got '{method}'")
     structure = structure or ts.structure
@@ -165,8 +195,12 @@ def fit_model(
         ctx = Context.of(next(iter(ts.contexts.values())))
         params = learn_params(ts, structure, ctx.dt, progress)
         if params:
+            base = structure
             structure = with_params(structure, params)
-            ts = ts.restructure(structure)
+            done = reuse.restructured if reuse is not None and reuse.base is base else None
+            ts = restructure_reusing(ts, structure, done)
+            if reuse is not None:
+                reuse.base, reuse.restructured = base, ts
     sl_train = ts.slices[train]
     mean, std = scaling(sl_train, structure)
     sat = saturations(sl_train, structure)

@@ -63,7 +63,8 @@ class SafetyModel:
             np.broadcast_to(x, shape).ravel() for x in (k, s, lane_offset, heading_error, v, phi)
         )
         ego = EgoState(s, b.lane.to_ref(e), psi, v, phi)  # the road's d: the bridge's own frame
-        sp = lane_safety(ego, b.lane_at(s), Objects.of(b.actors_at(k)), self.vp, self.stop)
+        lane, objects = b.lane_at(s), Objects.of(b.actors_at(k))
+        sp = lane_safety(ego, lane, objects, self.vp, self.stop, distinct=True)
         return sp.delta_lon.reshape(shape), sp.delta_lat.reshape(shape)
 
     def probability(self, k, state: dict[str, np.ndarray], cov: np.ndarray, gradient: bool = True):

@@ -56,6 +56,27 @@ def _recurse(tname: str, x: np.ndarray, p: dict, dt: float) -> np.ndarray:
     return out
 
 
+GRID_CELLS = 4_000_000  # matrix cells stepped at once by _recurse_grid
+
+
+def _recurse_grid(tname: str, x: np.ndarray, grid: list[dict], dt: float):
+    """``_recurse(tname, x, g, dt)`` for each ``g`` of ``grid``, in order: a recursive
+    transform is stepped for a block of grid values at once (the runs' matrix stacked once per
+    value, each row with its value's parameters), which gives the same numbers elementwise."""
+    if not REGISTRY[tname].recursive:
+        for g in grid:
+            yield _recurse(tname, x, g, dt)
+        return
+    r, t = x.shape
+    per = max(1, GRID_CELLS // max(1, r * t))
+    for b in range(0, len(grid), per):
+        block = grid[b : b + per]
+        p = {k: np.repeat([float(g[k]) for g in block], r) for k in block[0]}
+        out = _recurse(tname, np.tile(x, (len(block), 1)), p, dt)
+        for i in range(len(block)):
+            yield out[i * r : (i + 1) * r]
+
+
 def learn_params(
     ts: TrainingSet, st: Structure, dt: float, progress: Progress = silent
 ) -> dict[str, dict[str, float]]:
@@ -108,8 +129,15 @@ def learn_params(
             continue
         fams = _families(sl, st, consumers, name, i0, i1)
         best, best_sse = grid[0], np.inf
-        for g in grid:
-            col = _recurse(tname, x, g, dt)[pos]
+        seen = set()  # the node's values on the windows under the grid values scored so far
+        for g, m in zip(grid, _recurse_grid(tname, x, grid, dt), strict=True):
+            col = m[pos]
+            key = col[i0].tobytes() + col[i1].tobytes()  # all that _score reads of col
+            if key in seen and np.isfinite(best_sse):
+                # the same values as an earlier grid value: the same residual, which did not
+                # beat (or set) the best by the margin then and cannot now
+                continue
+            seen.add(key)
             sse = _score(fams, col, i0, i1)
             if not np.isfinite(best_sse) or sse < best_sse * (1 - 1e-6):
                 best, best_sse = g, sse

@@ -388,18 +388,50 @@ class LaneAt:
 
 
 def safety(
-    ego: EgoState, lane: LaneAt, objects: Objects, vehicle, stop: StopParams | None = None
+    ego: EgoState,
+    lane: LaneAt,
+    objects: Objects,
+    vehicle,
+    stop: StopParams | None = None,
+    distinct: bool = False,
 ) -> SafetyPotential:
     """The safety potential (d_stop, d_safe, delta) of ego states in a lane frame.
 
     ``vehicle`` gives the ego's ``length`` and ``width`` (a
     :class:`drivefi.world.scenario.VehicleParams`), ``stop`` its stop parameters (default
     :meth:`StopParams.of` the vehicle). Works on arrays of any shape S (objects S + (A,)).
+    ``distinct``: integrate the stop once per distinct state (the same bits: see
+    :func:`d_stop_distinct`), for batches where many states repeat (the 3-TBN's predictions).
     """
     p = stop or StopParams.of(vehicle)
     gap_kappa = lane.kappa if lane.gap_kappa is None else lane.gap_kappa
-    st = d_stop(ego.v, ego.phi, ego.psi, ego.d, lane.kappa, lane.phi_lane, p)
+    stop_of = d_stop_distinct if distinct else d_stop
+    st = stop_of(ego.v, ego.phi, ego.psi, ego.d, lane.kappa, lane.phi_lane, p)
     sf = d_safe(
         ego.s, ego.d, ego.psi, vehicle.length, vehicle.width, lane.lo, lane.hi, gap_kappa, objects
     )
     return combine(*st, *sf)
+
+
+def d_stop_distinct(v, phi, psi, e, kappa, phi_lane, stop: StopParams):
+    """:func:`d_stop`, integrated once per distinct input (told apart by their bytes, 0.0 and
+    -0.0 too): d_stop integrates each element on its own (equal step counts grouped), so the
+    distinct inputs alone give the same bits. Worth it where many inputs repeat (a candidate
+    value the stack clips or ignores, a fault whose effect has not reached the vehicle yet)."""
+    args = np.broadcast_arrays(
+        *(np.asarray(a, dtype=float) for a in (v, phi, psi, e, kappa, phi_lane))
+    )
+    shape = args[0].shape
+    n = int(np.prod(shape))
+    if n < 64:
+        return d_stop(*args, stop)
+    rows = np.empty((n, 6))
+    for j, a in enumerate(args):
+        rows[:, j] = a.ravel()
+    keys = rows.view(np.dtype((np.void, rows.itemsize * 6))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    if len(first) > 0.9 * n:
+        return d_stop(*args, stop)
+    u = rows[first]
+    res = d_stop(*(u[:, j] for j in range(6)), stop)
+    return tuple(r[inverse.ravel()].reshape(shape) for r in res)
