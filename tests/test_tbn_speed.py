@@ -19,9 +19,8 @@ from drivefi.tbn import fit_model, from_traces
 from drivefi.tbn.dataset import _assemble, restructure_reusing
 from drivefi.tbn.family import fit_arrays, fit_family
 from drivefi.tbn.fit import Refit
-from drivefi.tbn.hazard import _d_stop_distinct
 from drivefi.tbn.learn import _recurse, _recurse_grid
-from drivefi.world.safety import StopParams, d_stop
+from drivefi.world.safety import StopParams, d_stop, d_stop_distinct
 from drivefi.world.scenario import load_scenario
 
 
@@ -109,5 +108,5 @@ def test_d_stop_of_distinct_states_is_d_stop():
         0.0,
         0.0,
     )
-    for a, b in zip(_d_stop_distinct(*args, p), d_stop(*args, p), strict=True):
+    for a, b in zip(d_stop_distinct(*args, p), d_stop(*args, p), strict=True):
         assert a.shape == b.shape and np.array_equal(a, b)
