@@ -75,7 +75,7 @@ class CampaignData:
     def stack(self) -> str:
         return str((self.settings or {}).get("stack", "reference"))
 
-    @property
+    @cached_property
     def testbed(self) -> Testbed | None:
         """The testbed that re-runs its faults exactly (``drivefi replay``), or None: a stack
         DriveFI cannot re-run as it ran is shown from its kept traces, never stood in for (see

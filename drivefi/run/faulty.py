@@ -19,7 +19,7 @@ from drivefi.core import Fault
 from drivefi.faults import FaultInjector
 from drivefi.run.golden import Golden, faulty_frame, golden_of
 from drivefi.run.rejoin import rejoin_for
-from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder
+from drivefi.run.simulate import OutcomeRecorder, Simulation, TraceRecorder, close_run
 from drivefi.run.testbed import Testbed
 from drivefi.run.trace import Trace, trace_meta
 from drivefi.stacks import identity_of, stack_errors
@@ -102,9 +102,7 @@ def _run_alone(scenario: Scenario, fault: Fault, testbed: Testbed, seed: int, tr
                 recorders=[out] if rec is None else [out, rec])  # fmt: skip
         return out, rec, stack_errors(sim.ads)
     finally:
-        bridge.close()
-        if callable(getattr(ads, "close", None)):
-            ads.close()
+        close_run(bridge, ads)
 
 
 def record_runs(

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from drivefi.run.simulate import Simulation, Snapshot, SnapshotRecorder, TraceRecorder
+from drivefi.run.simulate import (
+    Simulation,
+    Snapshot,
+    SnapshotRecorder,
+    TraceRecorder,
+    close_run,
+)
 from drivefi.run.testbed import Testbed
 from drivefi.run.trace import Trace, trace_meta
 from drivefi.stacks import identity_of, stack_errors
@@ -74,15 +80,14 @@ def record_golden(
 
     ``stack``: the stack under test, a spec (``None``/``"reference"``, ``FILE.py[:CLASS]``) or a
     loaded :class:`drivefi.core.Stack` to use; ``bridge``: a bridge to run on instead of a fresh
-    one of the testbed's simulator. A bridge or stack made here is closed afterwards where the
-    simulator has no snapshots. A stack that fails during the golden run raises
+    one of the testbed's simulator. Where the simulator has no snapshots the bridge is closed
+    afterwards, and the stack too if it was made here. A stack that fails during the golden run raises
     :class:`drivefi.stacks.agent.loader.AgentStepError` naming the step."""
     if seed is not None:
         check_seed(seed)
     seed = scenario.seed if seed is None else seed
     loaded = stack if stack is not None and not isinstance(stack, str) else None
     testbed = testbed or Testbed.of(None if loaded is not None else stack)
-    own_bridge = bridge is None
     bridge = bridge if bridge is not None else testbed.bridge(scenario)
     ads = loaded
     try:
@@ -92,11 +97,8 @@ def record_golden(
         snaps = SnapshotRecorder() if snapshots and testbed.simulator.snapshots else None
         sim.run(1, recorders=[rec], snapshots=snaps)
     finally:
-        if not testbed.simulator.snapshots:
-            if own_bridge or loaded is None:
-                bridge.close()
-            if loaded is None and callable(getattr(ads, "close", None)):
-                ads.close()
+        if not testbed.simulator.snapshots:  # a run on its own bridge: done with both
+            close_run(bridge, ads if loaded is None else None)
     errors = stack_errors(sim.ads)
     if errors:
         from drivefi.stacks.agent.loader import AgentStepError

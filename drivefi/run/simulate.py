@@ -270,8 +270,14 @@ def run_once(
 
             raise AgentStepError(f"run of {scenario.name} on {bridge.name}: {errors[0][1]}")
     finally:
-        bridge.close()
-        close = getattr(ads, "close", None)
-        if callable(close):
-            close()
+        close_run(bridge, ads)
     return sim
+
+
+def close_run(bridge, ads=None) -> None:
+    """Close a run's bridge and stack (a CARLA server is left as it was found; an agent's
+    ``destroy`` is called)."""
+    bridge.close()
+    close = getattr(ads, "close", None)
+    if callable(close):
+        close()
