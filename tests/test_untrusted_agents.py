@@ -205,3 +205,11 @@ def test_debug_shows_the_agents_own_traceback(tmp_path):
     assert r.returncode == 2
     first, rest = r.stderr.split("\n", 1)
     assert "lost its map" in first and "Traceback" in rest and f'File "{FIX}"' in rest
+
+
+def test_worker_memory_with_ray_is_refused_not_ignored(tmp_path):
+    plan = tmp_path / "plan.csv"
+    plan.write_text(PLAN)
+    r = drivefi("campaign", "run", "lead_brake", plan, "--db", tmp_path / "r.db", "--agent",
+                f"{FIX}:Raises", "--executor", "ray", "--worker-memory", "3000")  # fmt: skip
+    assert r.returncode == 2 and "--worker-memory" in r.stderr and not (tmp_path / "r.db").exists()

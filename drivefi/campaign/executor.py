@@ -217,6 +217,8 @@ def make_executor(
     ``servers`` (CARLA host:port list) the Ray actor pool of CARLA servers."""
     from drivefi.errors import InputError
 
+    if memory_mb and (servers or kind != "local"):
+        raise InputError("--worker-memory: needs --executor local (no Ray, no CARLA server pool)")
     if servers:
         if kind not in ("ray", "local"):
             raise InputError(f"--executor: expected local or ray, got '{kind}'")
@@ -227,8 +229,6 @@ def make_executor(
         if address:
             raise InputError("--ray-address: needs --executor ray")
         return LocalExecutor(workers, memory_mb)
-    if memory_mb:
-        raise InputError("--worker-memory: needs --executor local")
     if kind == "ray":
         from drivefi.campaign.ray_executor import RayExecutor
 

@@ -170,6 +170,8 @@ def executor_and_simulator(
 
         if sim != "carla":
             raise InputError("--carla-servers: needs --sim carla")
+        if worker_memory:
+            raise InputError("--worker-memory: needs --executor local (no CARLA server pool)")
         servers = parse_servers(carla_servers)
         ex = CarlaPoolExecutor(
             servers, ray_address, ray_timeout, carla_restart_cmd, carla_run_timeout
