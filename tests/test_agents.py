@@ -408,20 +408,67 @@ def test_gnss_imu_and_map_pseudo_sensors_follow_the_leaderboard(tmp_path):
     cmap = carla.Map("m", xodr)
     for s in (seen[0], seen[-1]):
         o, gps, imu = s["o"][1], s["gps"][1], s["imu"][1]
-        geo = cmap.transform_to_geolocation(carla.Location(o["x"], o["y"], 0.0))
+        # the observation's y and theta are the trace's (right-handed); CARLA's are negated
+        geo = cmap.transform_to_geolocation(carla.Location(o["x"], -o["y"], 0.0))
         np.testing.assert_allclose(gps, [geo.latitude, geo.longitude, geo.altitude], atol=1e-9)
         # compass: 0 = north (-y in CARLA), clockwise; yaw 0 (east) is pi/2
         assert imu[6] == pytest.approx(np.mod(np.radians(o["yaw"]) + np.pi / 2, 2 * np.pi))
         assert imu[2] == pytest.approx(9.81) and imu[0] == pytest.approx(o["a"])
-        assert o["theta"] == pytest.approx(np.radians(o["yaw"]))
+        assert o["theta"] == pytest.approx(-np.radians(o["yaw"]))
         assert o["set_speed"] == sc.ego.cruise_speed and o["ego_length"] == sc.ego.vehicle.length
         vp = sc.ego.vehicle  # the vehicle's limits, as the docs' table lists them
-        assert o["version"] == 2 and (o["phi_max"], o["brake_max"], o["steer_rate"]) == (
+        assert o["version"] == 3 and (o["phi_max"], o["brake_max"], o["steer_rate"]) == (
             vp.phi_max, vp.brake_max, vp.steer_rate)  # fmt: skip
     # steering left (CARLA steer < 0): yaw turns counter-clockwise, the gyroscope's z is negative
     last = seen[-1]
     assert last["imu"][1][5] < 0 and last["o"][1]["phi"] > 0
     assert last["o"][1]["yaw"] < seen[0]["o"][1]["yaw"]
+
+
+OBS_AGENT = """
+import carla
+from drivefi.stacks.agent.loader import AutonomousAgent
+
+class Seen(AutonomousAgent):
+    def setup(self, conf):
+        self.seen = []
+
+    def sensors(self):
+        return [{"type": "drivefi.observation", "id": "o"}]
+
+    def run_step(self, input_data, timestamp):
+        self.seen.append(input_data["o"][1])
+        return carla.VehicleControl(throttle=0.3, steer=-0.05, brake=0.0)
+
+class SeenV2(Seen):
+    observation_version = 2
+
+class SeenV9(Seen):
+    observation_version = 9
+"""
+
+
+@needs_carla
+def test_one_frame_convention_per_name_across_observation_and_trace(tmp_path):
+    """x, y, theta mean the same in the observation as in the trace; an agent pinned to version 2
+    still gets version 2's CARLA-frame y and theta; an unknown version is refused at load."""
+    src = tmp_path / "obs_agent.py"
+    src.write_text(OBS_AGENT)
+    sc = load_scenario("curved_following").model_copy(update={"duration": 3.0})
+    seen, g = {}, None
+    for cls in ("Seen", "SeenV2"):
+        stack = load_stack(f"{src}:{cls}", sc)
+        g = record_golden(sc, stack=stack, snapshots=False).trace.frame
+        seen[cls] = stack.agent.seen
+    for k in (0, 20, sc.steps - 1):
+        o, o2, row = seen["Seen"][k], seen["SeenV2"][k], g.iloc[k]
+        assert o["version"] == 3 and o2["version"] == 2
+        assert (o["x"], o["y"], o["theta"]) == pytest.approx((row["x"], row["y"], row["theta"]))
+        assert o["yaw"] == pytest.approx(-np.degrees(row["theta"]))  # CARLA's, as carla.Rotation
+        assert (o2["y"], o2["theta"]) == pytest.approx((-o["y"], -o["theta"]))
+    assert abs(g["y"].iloc[-1] - g["y"].iloc[0]) > 0.1  # the ego moved sideways: signs are tested
+    with pytest.raises(InputError, match=r"observation_version = 9.*versions 2, 3"):
+        load_stack(f"{src}:SeenV9", sc)
 
 
 def test_input_records_are_the_dicts_of_their_keys():

@@ -50,6 +50,7 @@ from drivefi.stacks.agent.inputs import (
     gnss_rows,
     imu_rows,
     observation_rows,
+    observation_version,
     opendrive_text,
     record,
 )
@@ -94,6 +95,7 @@ class AgentStack:
         self.injector = injector or Injector()
         self.path, _ = parse_agent_spec(self.spec)
         self.cls, module_names = load_agent_class(self.spec)
+        version = observation_version(self.cls, f"--agent {self.spec}")
         self.carla = bridge is not None and hasattr(bridge, "request_sensors")
         self.bridge = bridge
         cfg = getattr(bridge, "config", None)
@@ -110,7 +112,7 @@ class AgentStack:
         self.hooks = callable(getattr(self.cls, "get_state", None)) and callable(
             getattr(self.cls, "set_state", None)
         )
-        self.constants = ego_constants(scenario)
+        self.constants = ego_constants(scenario, version)
         self.copy_error: str | None = None
         self._xodr: tuple | None = None
         self.shared: dict = {}

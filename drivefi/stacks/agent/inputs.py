@@ -1,9 +1,13 @@
 """What a Leaderboard-style agent receives each step: its sensors' data, in CARLA's conventions.
 
-World quantities follow CARLA (Unreal, left-handed): ``x`` forward/east, ``y`` to the right of
-``x`` (DriveFI's y negated), ``yaw`` in degrees, clockwise seen from above. Lane-frame quantities
-follow OpenDRIVE's (s, t) frame, which is what CARLA's map uses: ``s`` along the lane, offsets to
-the left positive, angles counter-clockwise. Every field and unit is listed in ``docs/agents.md``.
+One frame convention per name, across the observation, the trace and CARLA's API: ``x``, ``y``,
+``theta`` are DriveFI's world frame, the trace's (right-handed: ``y`` to the left of ``x``,
+``theta`` counter-clockwise, radians); ``yaw`` is CARLA's (degrees, clockwise seen from above, as
+``carla.Rotation.yaw``); what CARLA's API returns (``get_transform()``, GNSS, IMU) is in CARLA's
+left-handed frame. Lane-frame quantities follow OpenDRIVE's (s, t) frame, which is what CARLA's map
+uses: ``s`` along the lane, offsets to the left positive, angles counter-clockwise. Every field
+and unit is listed in ``docs/agents.md``; an agent may pin the version it was written for
+(:func:`observation_version`).
 
 Pseudo-sensors (computed from the simulation, no server needed; the embedded simulator provides
 all of them, the CARLA bridge spawns real GNSS/IMU sensors instead):
@@ -47,17 +51,37 @@ def speed_limit(scenario: Scenario) -> float:
     return float(scenario.ego.cruise_speed)
 
 
-# The observation's version: 2 added ``version`` and the vehicle's limits (CHANGELOG.md lists
-# every change of the observation's keys or their meaning)
-OBSERVATION_VERSION = 2
+# The observation's version (CHANGELOG.md lists every change of its keys or their meaning):
+# 2 added ``version`` and the vehicle's limits; 3 gave ``y`` and ``theta`` the trace's frame (in 2
+# they were CARLA's, the trace's negated, under the same names)
+OBSERVATION_VERSION = 3
+OBSERVATION_VERSIONS = (2, 3)  # what an agent may ask for (``observation_version`` on its class)
 
 
-def ego_constants(scenario: Scenario) -> dict:
+def observation_version(cls: type, where: str) -> int:
+    """The observation version agent class ``cls`` reads: its ``observation_version`` attribute
+    (an agent pins the version it was written for, so a later change of the observation cannot
+    silently change what it reads), else the current one. Refused, naming the agent, when DriveFI
+    cannot give it."""
+    from drivefi.stacks.agent.loader import AgentError
+
+    v = getattr(cls, "observation_version", None)
+    if v is None:
+        return OBSERVATION_VERSION
+    if isinstance(v, bool) or not isinstance(v, int) or v not in OBSERVATION_VERSIONS:
+        raise AgentError(
+            f"{where}: observation_version = {v!r}, but DriveFI gives observation versions "
+            f"{', '.join(map(str, OBSERVATION_VERSIONS))} (CHANGELOG.md lists what changed)"
+        )
+    return v
+
+
+def ego_constants(scenario: Scenario, version: int = OBSERVATION_VERSION) -> dict:
     """What the observation carries that does not change in a run: its version, the ego's size
     and limits, set speed, speed limit and step (docs/agents.md lists them with units)."""
     vp = scenario.ego.vehicle
     return {
-        "version": OBSERVATION_VERSION,
+        "version": int(version),
         "ego_length": float(vp.length),
         "ego_width": float(vp.width),
         "wheelbase": float(vp.wheelbase),
@@ -132,7 +156,10 @@ def observation_rows(
     outgrow it: 30-32 against 25-26 us a run and step in the FSM example's campaigns)."""
     if len(rows) == obs.n:
         rows = slice(None)  # every run: views, no gathers
-    x, y, yaw = carla_pose(obs, rows)
+    x, y, yaw = obs.x[rows], obs.y[rows], -np.degrees(obs.theta[rows])
+    theta = obs.theta[rows]
+    if const["version"] < 3:  # version 2: y and theta in CARLA's frame
+        y, theta = -y, np.radians(yaw)
     sp = speed[rows].tolist()
     kind = obs.obj_kind[rows]
     n, m = kind.shape
@@ -149,7 +176,7 @@ def observation_rows(
         x.tolist(),
         y.tolist(),
         yaw.tolist(),
-        np.radians(yaw).tolist(),
+        theta.tolist(),
         sp,
         sp,
         *(getattr(obs, f)[rows].tolist() for f in _LANE),
