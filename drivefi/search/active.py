@@ -9,6 +9,11 @@ re-scored, and P(hazard) is recalibrated per (point, duration) group on every in
 (a logistic regression on the model's predicted margin). The final plan is every injected fault
 that proved critical plus every uninjected candidate with calibrated P(hazard) >= 0.5; validating
 those is counted in the budget too.
+
+The plan is ordered for coverage of failure modes (:mod:`drivefi.search.modes`), not for the count
+of faults: its uninjected members come case by case (:func:`case_order`), so a validation of its
+top N confirms as many distinct predicted cases as N allows, the cases no round confirmed first,
+instead of N near-duplicates of the few most certain ones.
 """
 
 from __future__ import annotations
@@ -117,6 +122,38 @@ def calibrate(c, injected: np.ndarray, outcome: np.ndarray, min_labels: int = 8)
     return p
 
 
+def candidate_cases(c, idx: np.ndarray, dt: float) -> np.ndarray:
+    """The failure-mode case (:func:`drivefi.search.modes.case_ids`) of candidates ``idx``: ids
+    comparable within one call."""
+    import pandas as pd
+
+    from drivefi.search.modes import case_ids
+
+    if len(idx) == 0:
+        return np.zeros(0, np.int64)
+    df = pd.DataFrame({"point": c.point[idx], "model": c.model[idx], "value": c.value[idx],
+                       "bit": c.bit[idx], "seed": np.zeros(len(idx), np.int64),
+                       "start": c.start[idx], "duration": c.duration[idx]})  # fmt: skip
+    return case_ids(df, dt=dt)
+
+
+def case_order(c, fresh: np.ndarray, confirmed: np.ndarray, p: np.ndarray, dt: float) -> np.ndarray:
+    """``fresh`` (uninjected plan members) ordered for case coverage: every predicted case's most
+    likely member (calibrated P(hazard) ``p``, then the smallest predicted margin) before any
+    case's second, and within a rank the cases none of ``confirmed`` (faults already proved
+    critical) belongs to first, then by P(hazard)."""
+    if len(fresh) == 0:
+        return fresh
+    cases = candidate_cases(c, np.concatenate([fresh, confirmed]), dt)
+    cid, known = cases[: len(fresh)], np.isin(cases[: len(fresh)], cases[len(fresh) :])
+    by_p = np.lexsort((c.delta[fresh], -p[fresh], cid))  # within a case: most likely first
+    rank = np.empty(len(fresh), np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(cid[by_p])) + 1]
+    sizes = np.diff(np.r_[starts, len(fresh)])
+    rank[by_p] = np.arange(len(fresh)) - np.repeat(starts, sizes)
+    return fresh[np.lexsort((c.delta[fresh], -p[fresh], known, rank))]
+
+
 def _stratified(c, pool: np.ndarray, n: int, rng) -> np.ndarray:
     """``n`` candidates of ``pool`` spread over (point, duration) groups and predicted margin."""
     if n <= 0 or len(pool) == 0:
@@ -220,9 +257,12 @@ def active_search(
     first = c.p_hazard >= 0.5  # round 0's positives: later rounds only prune them
 
     def plan_of(p):
-        pos = np.flatnonzero(((p >= 0.5) & first & (outcome < 0)) | (outcome == 1))
-        # confirmed critical faults first, then by calibrated P(hazard) and predicted delta
-        return pos[np.lexsort((c.delta[pos], -p[pos], outcome[pos] != 1))]
+        # the faults the rounds confirmed first (by P(hazard), predicted delta), then the
+        # uninjected predictions case by case
+        known = np.flatnonzero(outcome == 1)
+        known = known[np.lexsort((c.delta[known], -p[known]))]
+        fresh = np.flatnonzero((p >= 0.5) & first & (outcome < 0))
+        return np.concatenate([known, case_order(c, fresh, known, p, scenario.dt)])
 
     def record(r, k, fs, ss):
         plan = plan_of(p_cal)
