@@ -62,6 +62,12 @@ class PipelineSummary:
     structure: str = ""
     simulated_share: float = 0.0  # simulated_runs / space
     rounds: list = field(default_factory=list)  # per active-refit round
+    # points whose faults never changed the stack's commands -> runs that showed it (training and
+    # probes); left out of the space the search scored (drivefi.search.evidence)
+    unreached_points: dict = field(default_factory=dict)
+    probe_runs: int = 0  # runs probing points no training run reached (in simulated_runs)
+    groups: list = field(default_factory=list)  # the model's evidence per point x duration x phase
+    unresolved_groups: int = 0
     golden: dict = field(default_factory=dict)  # the golden run's summary (min deltas, ...)
     stage_seconds: dict = field(default_factory=dict)
 
@@ -117,6 +123,32 @@ def count_cases(
     s.random_cases_per_injection = s.random_cases / max(s.random_injected, 1)
     if s.random_cases_per_injection > 0:
         s.case_speedup = s.cases_per_run / s.random_cases_per_injection
+
+
+def evidence_groups(scenario: Scenario, res, seen, db: Path, validation: tuple, golden) -> list:
+    """The model's evidence per group (:func:`drivefi.search.evidence.group_evidence`) from the
+    active search's result ``res``, its training runs (``seen``, a watch) and the validation
+    (its faults and campaign id in ``db``, None when nothing was validated)."""
+    import pandas as pd
+
+    from drivefi.campaign.store import ResultsStore
+    from drivefi.search import score_fault_list
+    from drivefi.search.evidence import SearchEvidence, group_evidence
+    from drivefi.search.modes import critical_faults
+
+    faults, campaign = validation
+    crit = pd.DataFrame(columns=["point", "start", "duration"])
+    if campaign is not None:
+        store = ResultsStore(db)
+        try:
+            crit = critical_faults(store.outcomes(campaign))
+        finally:
+            store.close()
+    train = [f for f, _, _ in seen.training]
+    e = SearchEvidence(seen.training, score_fault_list(scenario, res.model, golden, train),
+                       res.candidates, res.injected, res.outcome, res.p_cal, res.plan, faults,
+                       crit)  # fmt: skip
+    return group_evidence(e, scenario.dt, seen.unreached)
 
 
 def random_baseline(
@@ -237,7 +269,8 @@ def run_pipeline(
     given as its fields too (``budget=20``)."""
     from drivefi.search import to_plan
     from drivefi.search.active import ActiveOptions, active_search
-    from drivefi.search.training import structure_for
+    from drivefi.search.evidence import note_training, watch
+    from drivefi.search.training import point_specs, structure_for
     from drivefi.tbn import save_model
 
     o = replace(options or PipelineOptions(), **overrides)
@@ -265,7 +298,12 @@ def run_pipeline(
 
         def simulate(faults, label):  # campaigns on the learning simulator (a pool: all of it)
             tb = testbed if o.train_on is None else testbed.on(o.train_on)
-            return campaign_traces(scenario, faults, db, label, ex, tb, progress)
+            traces = campaign_traces(scenario, faults, db, label, ex, tb, progress)
+            if label == "training":  # what reached the stack; probes where nothing did
+                note_training(scenario, point_specs(learn), faults, traces, golden,
+                              lambda fs: campaign_traces(scenario, fs, db, "probes", ex, tb,
+                                                         progress))  # fmt: skip
+            return traces
 
     write_trace(golden_trace, out / "golden.parquet")
     s.golden = golden_trace.summary()
@@ -286,10 +324,18 @@ def run_pipeline(
         f"{o.rounds} active-refit round(s) within {100 * o.budget_share:g} % of the space"
     )
     ao = ActiveOptions(o.budget_share, o.training_runs, o.rounds, o.seed, tuple(o.durations))
-    res = active_search(scenario, golden, st, ao, learn, simulate,
-                        getattr(executor, "map_chunks", None), log=log,
-                        progress=on_progress)  # fmt: skip
+    with watch(exact=learn.simulator.snapshots) as seen:  # bit for bit where deterministic
+        res = active_search(scenario, golden, st, ao, learn, simulate,
+                            getattr(executor, "map_chunks", None), log=log,
+                            progress=on_progress)  # fmt: skip
     finished(on_progress)
+    s.unreached_points, s.probe_runs = seen.unreached, len(seen.probes)
+    for name, runs in s.unreached_points.items():
+        log(
+            f"warning: point {name}: no fault of {runs} run(s) injected there (training and "
+            "probes with its range's ends) changed the stack's commands: the stack never reads "
+            "it; left out of the search space, never planned"
+        )
     save_model(res.model, out / "model.json")
     c = res.candidates
     # the plan: predictions no round injected first (the validation takes its top), then the
@@ -324,7 +370,8 @@ def run_pipeline(
         s.hazards_per_injection_search = v.critical / s.injected
     n_random = max(s.injected, 1) if o.budget else 0
     t = stage(f"random FI baseline: {n_random} faults from the same space")
-    base = random_baseline(scenario, n_random, list(o.durations), o.seed, testbed.points())
+    space = [p for p in testbed.points() if p.name not in s.unreached_points]
+    base = random_baseline(scenario, n_random, list(o.durations), o.seed, space)
     write_plan(base, out / "random_plan.csv")
     r = run_campaign(scenario, base, db, ex, testbed, progress=progress, keep_traces=keep,
                      label="random")  # fmt: skip
@@ -333,7 +380,7 @@ def run_pipeline(
     s.random_stack_failures = r.stack_failure
     s.hazards_per_injection_random = r.critical / n_random
     # the search's cost is every run it simulated: training, rounds and validation
-    s.simulated_runs = res.training_runs + int(res.injected.sum()) + s.injected
+    s.simulated_runs = res.training_runs + s.probe_runs + int(res.injected.sum()) + s.injected
     s.simulated_share = s.simulated_runs / max(len(c), 1)
     s.found_critical = s.confirmed_in_rounds + s.confirmed_hazards
     s.critical_per_run = s.found_critical / max(s.simulated_runs, 1)
@@ -344,8 +391,13 @@ def run_pipeline(
     known_faults = plan.faults[len(fresh) :]  # the rounds' critical faults (not in the database)
     count_cases(s, db, known_faults, v.campaign_id if s.injected else None, r.campaign_id,
                 scenario.dt)  # fmt: skip
+    s.groups = evidence_groups(scenario, res, seen, db, (top.faults, v.campaign_id if s.injected
+                                                         else None), golden)  # fmt: skip
+    s.unresolved_groups = sum(g["unresolved"] for g in s.groups)
     from drivefi.report import build_report
+    from drivefi.report.evidence import add_evidence
 
     build_report(db, out / "report.html", plans=[out / "search_plan.csv"], search_cost=figures(s))
+    add_evidence(out / "report.html", s.unreached_points, s.groups)
     times["total"] = sum(times.values())
     return s

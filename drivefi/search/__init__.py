@@ -65,7 +65,9 @@ def _predictor(model, golden_windows):
 class FaultSpace:
     """The candidate faults the search scores: points x models x durations x values x starts."""
 
-    points: list[str] | None = None  # default: every point of the model
+    # default: every point of the model, but the points whose faults never reach the stack while
+    # a search records its training runs (drivefi.search.evidence.watch)
+    points: list[str] | None = None
     models: tuple[str, ...] = ("1-fixed", "m-fixed")
     durations: tuple[int, ...] = (1, 5, 20)
     values: dict[str, list[float]] | None = None  # default: each point's value grid
@@ -102,7 +104,11 @@ def score_space(
     frame = trace.frame
     safe = (frame["delta_lon"].to_numpy() > 0) & (frame["delta_lat"].to_numpy() > 0)
     steps = scenario.steps
-    points = points or list(st.points)
+    if not points:  # every point of the model but those the open watch found unreached
+        from drivefi.search.evidence import left_out
+
+        out_ = left_out()
+        points = [p for p in st.points if p not in out_]
     for p in points:
         if p not in st.points:
             raise InputError(
@@ -213,3 +219,29 @@ def search(scenario, model, golden, top=None, min_prob=0.5, **space) -> SearchRe
     return SearchResult(
         to_plan(scenario, c, idx), len(c), n_crit, el, len(c) / el if el > 0 else 0.0
     )
+
+
+def score_fault_list(scenario, model, golden, faults: list[Fault], horizon_after: int = 20):
+    """The model's P(hazard) of each of ``faults`` (value faults, any start and duration), as
+    :func:`score_space` scores candidates: e.g. the training runs' faults, to set the model's
+    predictions beside their outcomes."""
+    from drivefi.tbn import GoldenWindows, SafetyModel, score_faults
+
+    out = np.zeros(len(faults))
+    if not faults:
+        return out
+    trace = getattr(golden, "trace", golden)
+    gw = GoldenWindows(trace, scenario, model.structure)
+    pred, safety = _predictor(model, gw), SafetyModel(scenario)
+    point = np.array([f.point for f in faults], object)
+    k = np.array([f.start for f in faults], np.int64)
+    v = np.array([np.nan if f.value is None else f.value for f in faults], float)
+    d = np.array([f.duration for f in faults], np.int64)
+    for p in np.unique(point):
+        sel = np.flatnonzero((point == p) & np.isfinite(v))
+        if p not in model.structure.points or not len(sel):
+            continue
+        sc = score_faults(pred, gw, safety, k[sel], str(p), v[sel], d[sel],
+                          horizon=int(d[sel].max()) + horizon_after)  # fmt: skip
+        out[sel] = np.nan_to_num(sc.p_hazard, nan=0.0)
+    return out

@@ -176,3 +176,11 @@ def summarise_cases(
     })  # fmt: skip
     out.insert(0, "case", np.arange(1, len(out) + 1))
     return out[cols].reset_index(drop=True)
+
+
+def group_keys(df: pd.DataFrame, dt: float | None = None) -> pd.DataFrame:
+    """A fault's group of the search space: point, duration class and phase (a case without its
+    corruption): where the search's evidence is counted (:mod:`drivefi.search.evidence`)."""
+    return pd.DataFrame({"point": df["point"].astype(str).to_numpy(),
+                         "duration_class": duration_class(df, dt).to_numpy(),
+                         "phase": phase(df, dt).to_numpy()}, index=df.index)  # fmt: skip

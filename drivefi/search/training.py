@@ -64,9 +64,14 @@ def simulate_training(
     testbed = testbed or Testbed()
     golden = golden or golden_of(testbed, scenario, scenario.seed)[0]
     faults = random_faults(scenario, runs, seed, point_specs(testbed))
+    return [golden.trace, *_simulate(scenario, faults, testbed, map_chunks)]
+
+
+def _simulate(scenario, faults: list[Fault], testbed: Testbed, map_chunks=None) -> list:
+    """Traces of ``faults`` (None where the stack failed), spread by ``map_chunks`` if given."""
     if map_chunks is None or not faults:
-        return [golden.trace, *simulate_faults(scenario, faults, testbed)]
-    traces = [golden.trace]
+        return simulate_faults(scenario, faults, testbed)
+    traces = []
     for part in map_chunks(simulate_faults, scenario, faults, testbed):
         traces += part
     return traces
@@ -76,10 +81,19 @@ def training_set(
     scenario, runs: int = 200, seed: int = 0, golden=None, structure=None,
     testbed: Testbed | None = None, map_chunks=None,
 ):  # fmt: skip
-    """What the pipeline calls: a scenario's golden run plus ``runs`` random-fault runs."""
+    """What the pipeline calls: a scenario's golden run plus ``runs`` random-fault runs. Inside a
+    :func:`drivefi.search.evidence.watch` the runs are recorded there (and the points none of
+    them reached probed)."""
+    from drivefi.search.evidence import note_training
     from drivefi.tbn.dataset import from_traces
 
-    traces = simulate_training(scenario, runs, seed, golden, testbed, map_chunks)
+    testbed = testbed or Testbed()
+    golden = golden or golden_of(testbed, scenario, scenario.seed)[0]
+    pts = point_specs(testbed)
+    faults = random_faults(scenario, runs, seed, pts)
+    traces = [golden.trace, *_simulate(scenario, faults, testbed, map_chunks)]
+    note_training(scenario, pts, faults, traces[1:], golden,
+                  lambda fs: simulate_faults(scenario, fs, testbed))  # fmt: skip
     src = [f"{scenario.name}:golden"] + [f"{scenario.name}:fault{i}" for i in range(runs)]
     kept = [(tr, s) for tr, s in zip(traces, src, strict=True) if tr is not None]
     if len(kept) < 2:
