@@ -265,8 +265,9 @@ def test_two_campaigns_on_one_db_share_the_work_and_keep_traces_without_races(tm
     total, distinct = con.execute("SELECT COUNT(*), COUNT(DISTINCT idx) FROM outcomes").fetchone()
     assert total == distinct == n
     assert con.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
-    traces = sorted((tmp_path / "shared.traces").iterdir())
+    traces = sorted(p for p in (tmp_path / "shared.traces").iterdir() if p.name != "golden")
     assert len(traces) == n and all(t.suffix == ".parquet" for t in traces)
+    assert [p.name for p in (tmp_path / "shared.traces" / "golden").iterdir()] == ["c1.parquet"]
 
 
 @pytest.mark.slow

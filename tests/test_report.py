@@ -223,7 +223,8 @@ def test_a_campaign_whose_runs_all_failed_shows_why(tmp_path):
 
 
 def test_a_users_stack_is_never_stood_in_for_by_the_reference_golden_run(tmp_path, monkeypatch):
-    """The heat map of an agent's campaign has no golden strip rather than the reference's."""
+    """The heat map of an agent's campaign draws the agent's stored golden run, never the
+    reference's, and the report runs no golden run for it."""
     from pathlib import Path
 
     import drivefi.run.golden as golden
@@ -243,4 +244,5 @@ def test_a_users_stack_is_never_stood_in_for_by_the_reference_golden_run(tmp_pat
     monkeypatch.setattr(golden, "record_golden", refuse)
     build_report(db, tmp_path / "r.html")
     text = (tmp_path / "r.html").read_text()
-    assert "does not run this stack" in text and "Cruiser" in text
+    # the strip is the agent's own golden run, the one its campaign stored
+    assert "Golden margin strip: stored with the campaign" in text and "Cruiser" in text

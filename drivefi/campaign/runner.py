@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import threading
@@ -32,6 +33,8 @@ from drivefi.util.seeds import check_seed
 from drivefi.world.scenario import Scenario
 
 STORE_WAIT_S = 10.0  # how long a store write waits for another campaign's (then exit 2)
+
+log = logging.getLogger("drivefi.campaign")
 
 
 @dataclass
@@ -128,6 +131,34 @@ def trace_dir_of(db: str | Path) -> str:
     return str(path)
 
 
+def golden_trace_path(db: str | Path, campaign_id: int) -> Path:
+    """Where a campaign's golden-run trace is kept: ``<db>.traces/golden/c<id>.parquet`` (beside
+    the kept faulty-run traces, in a folder of its own so that they stay alone in theirs)."""
+    return Path(str(Path(db).with_suffix("")) + ".traces") / "golden" / f"c{campaign_id}.parquet"
+
+
+def store_golden(trace, db: str | Path, campaign_id: int) -> Path | None:
+    """Keep the campaign's golden-run trace (already recorded: it costs one small file) so that
+    the report draws it for any stack without running that stack again. A folder that cannot be
+    written is a warning, not an error: the campaign's outcomes do not need the file."""
+    from drivefi.run.trace import Trace, write_trace
+
+    path = golden_trace_path(db, campaign_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stray_temps(path.parent)  # of a campaign killed while writing it
+        write_trace(Trace(trace.frame, {**trace.meta, "campaign": campaign_id}), path,
+                    "golden trace")  # fmt: skip
+    except (OSError, InputError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        log.warning(
+            "campaign %d: golden run's trace not kept in %s (%s): the report will lack it",
+            campaign_id, path.parent, reason,
+        )  # fmt: skip
+        return None
+    return path
+
+
 @contextmanager
 def _sigterm_exits():
     """SIGTERM ends the campaign like Ctrl-C (claims given back, workers stopped), not abruptly."""
@@ -153,6 +184,7 @@ def _run(ctx: BatchContext, plan: Plan, db, executor, opts: CampaignOptions) -> 
     scenario, testbed = ctx.scenario, ctx.testbed
     identity = testbed.stack.identity
     runs_start = "golden snapshots"
+    g = None  # the golden run, where this process records it (a simulator with snapshots)
     if not testbed.simulator.snapshots:
         runs_start = "step 0 (no snapshots on this simulator)"
     else:
@@ -178,6 +210,8 @@ def _run(ctx: BatchContext, plan: Plan, db, executor, opts: CampaignOptions) -> 
         camp = store.open_campaign(scenario.name, plan.digest(), ctx.seed, testbed.simulator.name,
                                    plan.faults, settings)  # fmt: skip
         _check_same_stack(store, camp.id, identity, db)
+        if g is not None:
+            store_golden(g.trace, db, camp.id)
         since = time.time()
         lease.start(store)
         if ctx.trace_dir is not None:

@@ -29,6 +29,11 @@ def report_cmd(
     from drivefi.report import build_report
 
     s = build_report(db, out, plans=plan or None, scenario_files=scenario or None, top=top)
+    from drivefi.cli.options import err_console
+    from drivefi.report.build import unsafe_golden_text
+
+    for u in s["unsafe_golden"]:  # a stack that fails with no fault: said wherever one looks
+        err_console.print(unsafe_golden_text(u), markup=False, highlight=False, soft_wrap=True)
     if as_json:
         emit_json(s)
     else:

@@ -23,7 +23,13 @@ from drivefi.campaign.replay import (
 )
 from drivefi.report import page as H
 from drivefi.report import plots, sections
-from drivefi.report.data import CampaignData, group_cases, load_campaigns
+from drivefi.report.data import (
+    CampaignData,
+    group_cases,
+    load_campaigns,
+    stack_short,
+    step_ranges,
+)
 from drivefi.search.modes import PHASE_SECONDS, SHORT_SECONDS, count_cases, critical_faults
 from drivefi.util.atomic import check_output, write_text
 
@@ -67,6 +73,88 @@ def _fmt_range(a: float, b: float, unit: str = "s") -> str:
     return f"{a:.2f} {unit}" if abs(a - b) < 1e-9 else f"{a:.2f}–{b:.2f} {unit}"
 
 
+def ranges_text(ranges: list[list[int]], dt: float) -> str:
+    """Step ranges as the page says them: ``steps 120-180 (6.00-9.00 s), 200 (10.00 s)``."""
+    parts = [
+        f"{a} ({a * dt:.2f} s)" if a == b else f"{a}-{b} ({a * dt:.2f}-{b * dt:.2f} s)"
+        for a, b in ranges
+    ]
+    return ("step " if len(ranges) == 1 and ranges[0][0] == ranges[0][1] else "steps ") + ", ".join(
+        parts
+    )
+
+
+def _first(golden: pd.DataFrame, flag: str) -> int | None:
+    hits = np.flatnonzero(golden[flag].to_numpy(bool))
+    return int(hits[0]) if len(hits) else None
+
+
+def _crashes(u: dict) -> list[str]:
+    dt = u["dt"]
+    return [f"{name} at step {u[key]} ({u[key] * dt:.2f} s)"
+            for name, key in (("collision", "collision_step"), ("road departure", "departure_step"))
+            if u[key] is not None]  # fmt: skip
+
+
+def unsafe_golden_text(u: dict) -> str:
+    """One line for stderr: an unsafe golden run (an entry of the summary's ``unsafe_golden``)."""
+    camps = ", ".join(str(i) for i in u["campaigns"])
+    return (
+        f"warning: the golden run of {u['scenario']} (seed {u['seed']}, {u['sim']}, "
+        f"{stack_short(u['stack'])}; campaign {camps}) is unsafe with no fault: hazard at "
+        + "; ".join([ranges_text(u["hazard_steps"], u["dt"]), *_crashes(u)])
+    )
+
+
+def _unsafe_html(u: dict) -> str:
+    """The announcement of an unsafe golden run: where it is hazardous with no fault at all."""
+    crash = _crashes(u)
+    camps = ", ".join(str(i) for i in u["campaigns"])
+    return (
+        '<div class="alarm"><b>Unsafe golden run: with no fault injected, the stack under test '
+        f"is hazardous in {H.esc(u['scenario'])} at {ranges_text(u['hazard_steps'], u['dt'])}"
+        + (f"; {', then '.join(crash)}" if crash else "")
+        + f".</b><br>Seed {u['seed']}, {H.esc(u['sim'])} simulator, {H.esc(stack_short(u['stack']))}"
+        f"; campaign{'s' if len(u['campaigns']) > 1 else ''} {camps}. A fault that starts there "
+        "is never counted critical (the golden run is already unsafe): fix the stack's "
+        "fault-free drive first.</div>"
+    )
+
+
+def _golden_said(c: CampaignData) -> str:
+    """Where the timeline's golden run (grey) comes from, or that it has none."""
+    if c.golden_source is None:
+        return "<b>No golden run</b> (see the note at the top)."
+    return f"Golden run (grey): {H.esc(c.golden_source)}."
+
+
+def _stack_line(c: CampaignData) -> str:
+    """The stack under test as the page's header names it: an agent by file, class and SHA-256
+    (and whether its file is still that one; read, never run), else DriveFI's own stack."""
+    head, sep, digest = c.stack.rpartition(" sha256=")
+    if not sep:
+        return f"<p class='meta'>stack under test: {H.esc(c.stack)} (DriveFI's own)</p>"
+    path, _, cls = head.rpartition(":")
+    from drivefi.stacks.agent.loader import file_hash
+
+    try:
+        now = file_hash(Path(path))
+        state = (
+            "the file is unchanged since the campaign" if now == digest
+            else f"the file has changed since the campaign (now SHA-256 {now[:12]}…)"
+        )  # fmt: skip
+    except OSError:
+        state = "the file is no longer there"
+    conf = (c.settings or {}).get("agent_config")
+    return (
+        f"<p class='meta stack'>stack under test: {H.esc(c.stack)}<br>agent class "
+        f"<b>{H.esc(cls)}</b> &middot; file <code>{H.esc(path)}</code> &middot; SHA-256 "
+        f"<code>{H.esc(digest)}</code>"
+        + (f" &middot; config <code>{H.esc(conf)}</code>" if conf else "")
+        + f" &middot; {state} (the report reads it, never runs it)</p>"
+    )
+
+
 class Report:
     """Builds the page from the database's campaigns."""
 
@@ -81,7 +169,7 @@ class Report:
         self.search_cost = search_cost
         self.by_id = {c.id: c for c in camps}
         self.cases = group_cases(camps)
-        self.notes: list[str] = [n for c in camps for n in c.notes]
+        self.notes: list[str] = []  # the report's own; each campaign's are in its notes
         self.timelines: dict[int, str] = {}  # case number -> HTML of its timeline
 
     # --- comparison ----------------------------------------------------------------------------
@@ -272,7 +360,8 @@ class Report:
                 faults = [fault_from_row(k["rep"]) for k in ks]
                 reps = replay_many(c.scenario, faults, c.info["seed"], c.testbed)
                 for k, rp in zip(ks, reps, strict=True):
-                    self._timeline(k, c, rp.trace.frame, rp.golden, rp.outcome)
+                    golden = c.golden if c.golden is not None else rp.golden
+                    self._timeline(k, c, rp.trace.frame, golden, rp.outcome)
                 continue
             for k in ks:
                 path = kept_trace(self.db, cid, int(k["rep_idx"]))
@@ -286,7 +375,7 @@ class Report:
                 from drivefi.run.trace import read_trace
 
                 frame = read_trace(path).frame
-                self._timeline(k, c, frame, None, k["rep"].to_dict(), kept=path)
+                self._timeline(k, c, frame, c.golden, k["rep"].to_dict(), kept=path)
 
     def _timeline(self, k, c: CampaignData, faulty, golden, outcome, kept=None) -> None:
         r = k["rep"]
@@ -331,7 +420,8 @@ class Report:
             f"<p>{k['count']} critical fault(s) starting {_fmt_range(k['t_first'], k['t_last'])}; "
             f"shown: fault #{int(r['idx'])} of campaign {int(r['cid'])} ({src}): first hazard "
             f"{_secs(tth_s)} after the fault started;{acc_text} worst "
-            f"delta_lon {r['min_delta_lon']:.2f} m, delta_lat {r['min_delta_lat']:.2f} m.</p>"
+            f"delta_lon {r['min_delta_lon']:.2f} m, delta_lat {r['min_delta_lat']:.2f} m. "
+            f"{_golden_said(c)}</p>"
             + H.img(plots.png(fig), f"timeline of case {n}")
             + (H.cmd(_replay_cmd(c, r, f"case{n}.parquet")) if kept is None else "")
             + f"<details><summary>all {len(mrows)} faults of this case</summary>"
@@ -362,9 +452,31 @@ class Report:
             f"rounds; it validated the first {len(s.ok)}) holds a fault of {hit} of them."
         )
 
+    # --- the golden run ------------------------------------------------------------------------
+
+    def unsafe_goldens(self) -> list[dict]:
+        """Golden runs (no fault injected) that are hazardous somewhere, one per scenario, seed,
+        simulator and stack, with the campaigns that ran on them and their hazard step ranges."""
+        out: dict[tuple, dict] = {}
+        for c in self.camps:
+            steps = c.unsafe_steps()
+            if not len(steps):
+                continue
+            key = (c.info["scenario"], c.info["seed"], c.info["sim"], c.stack)
+            if key not in out:
+                g = c.golden
+                out[key] = {
+                    "scenario": key[0], "seed": key[1], "sim": key[2], "stack": key[3],
+                    "campaigns": [], "hazard_steps": step_ranges(steps),
+                    "collision_step": _first(g, "collision"),
+                    "departure_step": _first(g, "departure"), "dt": c.dt,
+                }  # fmt: skip
+            out[key]["campaigns"].append(c.id)
+        return list(out.values())
+
     # --- page ----------------------------------------------------------------------------------
 
-    def summary(self, comp: dict) -> str:
+    def summary(self, comp: dict, unsafe: list[dict] = ()) -> str:
         s, r, speed = comp.get("search"), comp.get("random"), comp.get("speedup")
         kpis = []
         for c in (s, r):
@@ -422,7 +534,8 @@ class Report:
         act = "<ul>" + "".join(items) + "</ul>" if items else self.no_critical()
         return (
             '<section class="summary"><h2 style="border:0;margin-top:.2em">What to act on</h2>'
-            f'<div class="kpis">{"".join(kpis)}</div>'
+            + "".join(_unsafe_html(u) for u in unsafe)
+            + f'<div class="kpis">{"".join(kpis)}</div>'
             "<p>Most severe distinct cases (the timelines below show each against the golden "
             "run; the cases table gives the command that replays it):</p>" + act + "</section>"
         )
@@ -436,16 +549,15 @@ class Report:
             "<a href='#timelines'>timelines</a><a href='#heatmap'>heat map</a>"
             "<a href='#calibration'>predicted vs observed</a><a href='#details'>details</a></nav>"
         )
-        notes = "".join(f'<p class="note">{H.esc(n)}</p>' for n in dict.fromkeys(self.notes))
+        unsafe = self.unsafe_goldens()  # resolves every campaign's golden run (and its notes)
+        all_notes = [n for c in self.camps for n in c.notes] + self.notes
+        notes = "".join(f'<p class="note">{H.esc(n)}</p>' for n in dict.fromkeys(all_notes))
         body = (
             f"<h1>DriveFI report: {H.esc(', '.join(scen) or 'no campaigns')}</h1>"
             f"<p class='meta'>{H.esc(self.db)} &middot; DriveFI {__version__} &middot; "
             f"{len(self.camps)} campaign(s) &middot; times in seconds from the scenario start</p>"
-            + "".join(
-                f"<p class='meta'>stack under test: {H.esc(st)}</p>"
-                for st in dict.fromkeys(c.stack for c in self.camps)
-            )
-            + nav + notes + self.summary(comp)
+            + "".join(dict.fromkeys(_stack_line(c) for c in self.camps))
+            + nav + notes + self.summary(comp, unsafe)
             + "<h2 id='compare'>Search vs random fault injection</h2>" + comp_html
             + "<h2 id='cases'>Distinct critical cases</h2>" + self.cases_section()
             + "<h2 id='timelines'>Timelines of the most severe cases</h2>"
@@ -474,6 +586,7 @@ class Report:
             if r is None
             else count_cases(critical_faults(r.outcomes), dt=r.dt),
             "timelines": len(self.timelines),
+            "unsafe_golden": unsafe,
         }  # fmt: skip
         cost = self.search_cost or {}
         # per simulated run (the pipeline's headline) when the pipeline passed its figures, else

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from drivefi.campaign.runner import golden_trace_path
 from drivefi.campaign.store import ResultsStore
 from drivefi.errors import DriveFIError, InputError
 from drivefi.faults.plan import Plan, read_plan
@@ -33,6 +34,7 @@ class CampaignData:
     plan_file: Path | None = None  # the plan file the predictions come from
     plan: Plan | None = None  # that plan, as read
     notes: list[str] = field(default_factory=list)
+    db: Path | None = None  # the results database it belongs to (for its stored golden run)
 
     @property
     def id(self) -> int:
@@ -106,6 +108,68 @@ class CampaignData:
         """``drivefi replay`` re-runs its faults exactly (the reference, or an unchanged agent)."""
         return self.replayable or self.replay_agent is not None
 
+    @cached_property
+    def _golden(self) -> tuple[pd.DataFrame | None, str | None]:
+        if self.scenario is None:  # a note says the scenario is missing
+            return None, None
+        if self.db is not None:
+            path = golden_trace_path(self.db, self.id)
+            if path.is_file():
+                try:
+                    return self._stored_golden(path), f"stored with the campaign ({path})"
+                except InputError as err:
+                    self.notes.append(
+                        f"campaign {self.id}: its stored golden run is not used: {err}"
+                    )
+        if self.testbed is not None:  # a campaign of DriveFI's own stack from an older store
+            from drivefi.run.golden import golden_of
+
+            g = golden_of(self.testbed, self.scenario, int(self.info["seed"]))[0]
+            return (
+                g.trace.frame,
+                f"re-run by the report on the {self.testbed.simulator.name} simulator",
+            )
+        self.notes.append(
+            f"campaign {self.id} kept no golden run (a store from before DriveFI kept it, or a "
+            f"simulator without snapshots) and the report does not run its stack ({self.stack}): "
+            "its timelines and heat map have no golden run, and an unsafe golden run would go "
+            "unseen"
+        )
+        return None, None
+
+    def _stored_golden(self, path: Path) -> pd.DataFrame:
+        """The golden trace the campaign stored, checked to be this campaign's (scenario, seed,
+        stack): a folder left by another store of the same name is refused, naming the field."""
+        from drivefi.run.trace import check_golden, read_trace
+
+        tr = read_trace(path)
+        check_golden(tr, self.scenario, path)
+        want = {"seed": self.info["seed"], "stack": self.stack, "campaign": self.id}
+        for key, value in want.items():
+            if tr.meta.get(key) != value:
+                raise InputError(
+                    f"{path}: metadata field '{key}' is {tr.meta.get(key)!r}, the campaign's is "
+                    f"{value!r} (a trace of another store)"
+                )
+        return tr.frame
+
+    @property
+    def golden(self) -> pd.DataFrame | None:
+        """The golden run's trace: the one the campaign stored (any stack), else re-run where
+        DriveFI re-runs the campaign's stack exactly (its own stack, a store from before golden
+        runs were kept); None otherwise, with a note: the report never runs a user's agent."""
+        return self._golden[0]
+
+    @property
+    def golden_source(self) -> str | None:
+        """Where :attr:`golden` comes from, as the page says it."""
+        return self._golden[1]
+
+    def unsafe_steps(self) -> np.ndarray:
+        """The steps where the golden run (no fault at all) is hazardous; empty when unknown."""
+        g = self.golden
+        return np.array([], int) if g is None else np.flatnonzero(g["hazard"].to_numpy(bool))
+
     @property
     def points(self) -> list[str]:
         """The stack's injection points, as the campaign stored them."""
@@ -115,6 +179,26 @@ class CampaignData:
         """Critical faults per injected fault (None before any outcome)."""
         n = len(self.ok)
         return float(self.ok["critical"].sum()) / n if n else None
+
+
+def step_ranges(steps) -> list[list[int]]:
+    """Sorted steps as [first, last] ranges of consecutive steps."""
+    out: list[list[int]] = []
+    for k in map(int, steps):
+        if out and k == out[-1][1] + 1:
+            out[-1][1] = k
+        else:
+            out.append([k, k])
+    return out
+
+
+def stack_short(identity: str) -> str:
+    """A stack as a sentence names it: ``agent Cruiser (my_agent.py)``, ``stack reference``."""
+    head, sep, _ = identity.rpartition(" sha256=")
+    if not sep:
+        return f"stack {identity}"
+    path, _, cls = head.rpartition(":")
+    return f"agent {cls} ({Path(path).name})"
 
 
 def _settings(store: ResultsStore) -> dict[int, dict]:
@@ -198,7 +282,7 @@ def load_campaigns(
             df = with_times(store.outcomes(info["id"]), None if sc is None else sc.dt)
             pred = _attach_predictions(df, info, plan_objs)
             out.append(CampaignData(info, settings.get(info["id"], {}), df, sc, *(pred or ()),
-                                    notes=notes))  # fmt: skip
+                                    notes=notes, db=db))  # fmt: skip
     finally:
         store.close()
     return out

@@ -43,6 +43,8 @@ img{max-width:100%;height:auto;display:block}
 details{margin:.4em 0}summary{cursor:pointer;color:#2471a3}
 .note{color:#7d6608;background:#fef9e7;border:1px solid #f7dc6f;padding:.3em .6em;border-radius:3px}
 nav a{margin-right:1em}
+.alarm{color:#fff;background:#a93226;padding:.5em .8em;border-radius:4px;margin:.5em 0}
+.alarm b{font-size:1.05em}
 """
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
 
+from drivefi.report.data import step_ranges
+
 GOLDEN, FAULTY, WINDOW, HAZARD = "#7f8c8d", "#c0392b", "#f5b7b1", "#8e44ad"
 ROLE_COLOURS = {"search": "#2471a3", "random": "#d68910"}
 
@@ -132,10 +134,16 @@ def heatmap(panels: list[tuple[str, pd.DataFrame]], points: list[str], duration_
         ax.plot(t, golden["delta_lat"], color="#16a085", lw=1.2, label="delta_lat")
         ax.axhline(0, color="k", lw=0.6)
         ax.set_ylim(-0.3, 6.0)
-        ax.set_title("golden run's safety margins (0-6 m shown): small margin = exposed",
-                     fontsize=9, loc="left")  # fmt: skip
+        title = "golden run's safety margins (0-6 m shown): small margin = exposed"
+        unsafe = step_ranges(np.flatnonzero(golden["hazard"].to_numpy(bool)))
+        for i, (a, b) in enumerate(unsafe):  # hazardous with no fault at all
+            ax.axvspan(a * dt, (b + 1) * dt, color=FAULTY, alpha=0.3, lw=0,
+                       label="golden run unsafe" if i == 0 else None)  # fmt: skip
+        if unsafe:
+            title += "; UNSAFE with no fault where shaded"
+        ax.set_title(title, fontsize=9, loc="left")
         ax.set_ylabel("margin [m]", fontsize=8)
-        ax.legend(fontsize=7, loc="upper right", ncol=2, frameon=False)
+        ax.legend(fontsize=7, loc="upper right", ncol=3, frameon=False)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         axes = axes[1:]

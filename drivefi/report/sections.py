@@ -7,13 +7,14 @@ import pandas as pd
 
 from drivefi.report import page as H
 from drivefi.report import plots
-from drivefi.report.data import CampaignData
+from drivefi.report.data import CampaignData, stack_short
 
 
 def heatmap_section(camps: list[CampaignData]) -> str:
     """Critical faults over injection point x start time, per scenario, seed, simulator and stack
-    under test. The golden run's margin strip is drawn where the campaign's own testbed re-runs
-    exactly (:attr:`CampaignData.testbed`); any other stack is never run (nor stood in for)."""
+    under test. The golden run's margin strip is the campaigns' own golden run
+    (:attr:`CampaignData.golden`: stored with the campaign, or re-run for DriveFI's own stack);
+    a stack is never stood in for by another's golden run."""
     out = []
     groups: dict[tuple, list[CampaignData]] = {}
     for c in camps:
@@ -26,19 +27,18 @@ def heatmap_section(camps: list[CampaignData]) -> str:
             continue
         points = cs[0].points
         extra = sorted({p for c in cs for p in c.ok["point"].unique()} - set(points) - {"*"})
-        golden = None
-        if cs[0].testbed is not None:
-            from drivefi.run.golden import golden_of
-
-            golden = golden_of(cs[0].testbed, sc, seed)[0].trace.frame
+        src = next((c for c in cs if c.golden is not None), None)
+        golden = None if src is None else src.golden
         panels = [(f"{c.title}: critical faults by injection point and start time", c.ok)
                   for c in cs]  # fmt: skip
         fig = plots.heatmap(panels, points + extra, sc.duration, golden, sc.dt)
-        who = f", stack {stack}"
+        who = f", {stack_short(stack)}"
         out.append(
             f"<h3>{H.esc(scen)} ({H.esc(sim)}, seed {seed}{H.esc(who)})</h3>"
-            + ("" if golden is not None else "<p class='note'>No golden margin strip: the "
-               "report does not run this stack.</p>")
+            + (f"<p class='muted'>Golden margin strip: {H.esc(src.golden_source)}.</p>"
+               if src is not None else "<p class='note'>No golden margin strip: campaign(s) "
+               f"{', '.join(str(c.id) for c in cs)} kept no golden run, and the report does not "
+               "run this stack.</p>")
             + H.img(plots.png(fig), f"heat map of critical faults, {scen}")
         )  # fmt: skip
     if not out:
