@@ -3,31 +3,43 @@
 The runner only needs ``run(ctx, batches)`` yielding each batch's result (``batches`` is consumed
 lazily: each batch is claimed from the results store when the executor asks for it); optional
 ``start()`` (called before the store is opened) and ``close()``. ``local`` runs batches in this
-process (workers = 1) or a process pool, ``ray`` on a Ray cluster, ``carla-pool`` on Ray actors that
-each own one CARLA server.
+process (workers = 1, the bundled stack) or a process pool, ``ray`` on a Ray cluster, ``carla-pool``
+on Ray actors that each own one CARLA server. A user's agent is untrusted code: with one worker its
+batches run in a pool of one process, so that an agent that crashes its process in native code
+(a segmentation fault, a ``SIGKILL`` of its own) loses that process, not the campaign.
 
 The local pool's workers die with the campaign (:mod:`drivefi.campaign.containment`). A worker that
 dies under it (the OOM killer, a signal) breaks the pool: the pool is replaced and every batch that
 was in flight runs again; a batch that keeps breaking pools is split until the fault that does it is
-alone, and that fault is stored as an error with the reason.
+alone, and that fault is stored with the reason: each worker writes Python's fault handler
+report (:mod:`faulthandler`) to a file of its own, so a worker killed by a fatal signal while the
+agent stepped (its ``run_step``, or native code it called) makes that fault's outcome a
+``stack_failure`` naming the signal and the agent's line; any other death (``SIGKILL``, the OOM
+killer) is an ``error`` naming the signal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import multiprocessing as mp
 import os
+import shutil
+import signal
 import sys
+import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from drivefi.campaign.batch import run_batch
 from drivefi.campaign.context import BatchContext
-from drivefi.campaign.outcome import error_row
+from drivefi.campaign.outcome import STACK_FAILURE, error_row
 
 log = logging.getLogger("drivefi.campaign")
 
@@ -51,13 +63,19 @@ def _switches() -> dict[str, str]:
 
 
 def _init_worker(
-    ctx: BatchContext, campaign_pid: int, switches: dict | None = None, memory_mb: int | None = None
+    ctx: BatchContext,
+    campaign_pid: int,
+    switches: dict | None = None,
+    memory_mb: int | None = None,
+    crash_dir: str | None = None,
 ) -> None:
     global _CTX
     from drivefi.campaign.containment import die_with
 
     die_with(campaign_pid)
     _CTX = ctx
+    if crash_dir:
+        _report_crashes_to(crash_dir)
     if memory_mb:
         _limit_memory(memory_mb)
     # the campaign's own DRIVEFI_* switches (e.g. DRIVEFI_REJOIN): workers fork from a server
@@ -80,6 +98,18 @@ def _limit_memory(mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
+_CRASH_FILE = None  # this worker's fault handler report (kept open for the process's life)
+
+
+def _report_crashes_to(crash_dir: str) -> None:
+    """On a fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT), Python's fault handler writes
+    the crashing thread's stack to ``<crash_dir>/<pid>`` before the process dies: what the campaign
+    reads to tell whose code crashed (no cost while nothing crashes)."""
+    global _CRASH_FILE
+    _CRASH_FILE = open(Path(crash_dir) / str(os.getpid()), "w")  # noqa: SIM115
+    faulthandler.enable(_CRASH_FILE, all_threads=False)
+
+
 def _run_in_worker(batch: list) -> list[dict]:
     return run_batch(_CTX, batch)
 
@@ -97,7 +127,8 @@ def _mp_context():
 class LocalExecutor:
     """In-process for one worker, else a pool of ``workers`` processes (at most 2x batches in
     flight). ``memory_mb`` caps each worker's memory; it needs worker processes, so one worker
-    then runs in a pool of one."""
+    then runs in a pool of one. So does one worker on a user's agent (untrusted code that may
+    crash its process): only the bundled stack runs in the campaign's own process."""
 
     name = "local"
 
@@ -105,23 +136,35 @@ class LocalExecutor:
         self.workers = max(1, workers)
         self.memory_mb = memory_mb
 
-    def _pool(self, ctx: BatchContext) -> ProcessPoolExecutor:
+    def _pool(self, ctx: BatchContext, crash_dir: str) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             self.workers,
             mp_context=_mp_context(),
             initializer=_init_worker,
-            initargs=(ctx, os.getpid(), _switches(), self.memory_mb),
+            initargs=(ctx, os.getpid(), _switches(), self.memory_mb, crash_dir),
         )
 
+    def in_process(self, ctx: BatchContext) -> bool:
+        """Whether batches run in this process: one worker, no memory cap, and the bundled
+        stack (DriveFI's own code; a user's agent always runs in worker processes)."""
+        return self.workers == 1 and not self.memory_mb and ctx.testbed.stack.agent is None
+
     def run(self, ctx: BatchContext, batches: Iterable[list]) -> Iterator[list[dict]]:
-        if self.workers == 1 and not self.memory_mb:
+        if self.in_process(ctx):
             for b in batches:
                 yield run_batch(ctx, b)
             return
+        crash_dir = tempfile.mkdtemp(prefix="drivefi-crash-")
+        try:
+            yield from self._run_pool(ctx, batches, crash_dir)
+        finally:
+            shutil.rmtree(crash_dir, ignore_errors=True)
+
+    def _run_pool(self, ctx: BatchContext, batches: Iterable[list], crash_dir: str):
         it = iter(batches)
         retry: deque = deque()  # (batch, breaks, suspect) to run again on a fresh pool
         pending: dict = {}  # future -> (batch, breaks, suspect)
-        pool = self._pool(ctx)
+        pool = self._pool(ctx, crash_dir)
         try:
             while True:
                 # a suspect (in flight when a pool broke beside others) runs alone, so that a
@@ -152,6 +195,7 @@ class LocalExecutor:
                         continue
                     yield rows
                 if broken:
+                    death = _death_of(pool, crash_dir, ctx)
                     lost = []
                     for fut, item in pending.items():
                         if fut.done() and not fut.cancelled() and fut.exception() is None:
@@ -161,30 +205,119 @@ class LocalExecutor:
                     pending.clear()
                     _discard(pool)
                     log.warning(
-                        "a campaign worker process died (killed by a signal, e.g. the OOM killer); "
-                        "starting a new pool and running its %d batch(es) again",
+                        "a campaign worker process died (%s); starting a new pool and running "
+                        "its %d batch(es) again",
+                        death.signal,
                         len(lost),
                     )
-                    for rows in _requeue(lost, retry):
+                    for rows in _requeue(lost, retry, death):
                         yield rows
-                    pool = self._pool(ctx)
+                    pool = self._pool(ctx, crash_dir)
         finally:
             _discard(pool)
 
 
-def _requeue(lost: list, retry: deque) -> Iterator[list[dict]]:
+@dataclass(frozen=True)
+class Death:
+    """How a pool's worker died: the signal (``SIGSEGV (segmentation fault)``, or an exit code)
+    and, where the fault handler saw the agent's step on the crashing stack, the agent's line."""
+
+    signal: str
+    in_agent: str | None = None  # "FILE:LINE in FUNCTION" of the agent's code that was running
+    stack: str = "the agent"  # the stack under test as messages name it
+
+    def row(self, idx: int, breaks: int) -> dict:
+        """The stored outcome of the fault that killed its worker ``breaks`` times."""
+        times = "" if breaks == 1 else f" ({breaks} times)"
+        if self.in_agent is None:
+            why = f"the worker process died ({self.signal}) running this fault{times}"
+            return error_row(idx, breaks, [why])
+        msg = (f"{self.stack} crashed the worker process ({self.signal}) in its run_step under this "
+               f"fault{times} ({self.in_agent})")  # fmt: skip
+        return {"idx": idx, "status": "ok", "outcome": STACK_FAILURE, "critical": 0,
+                "attempts": breaks, "error": msg}  # fmt: skip
+
+
+def _signal_name(exitcode: int | None) -> str:
+    if exitcode is None or exitcode >= 0:
+        return f"exit code {exitcode}"
+    try:
+        sig = signal.Signals(-exitcode)
+    except ValueError:
+        return f"signal {-exitcode}"
+    about = signal.strsignal(sig)
+    return f"{sig.name}, {about.lower()}" if about else sig.name
+
+
+def _death_of(pool: ProcessPoolExecutor, crash_dir: str, ctx: BatchContext) -> Death:
+    """How the worker that broken ``pool`` died: the one with a fault handler report, else one
+    that ended by itself (the pool terminates the others with SIGTERM once it is broken)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    dead = []
+    for p in procs:
+        with contextlib.suppress(OSError, ValueError, AttributeError, AssertionError):
+            if p.exitcode is not None:
+                dead.append((p.pid, p.exitcode))
+    for pid, code in dead:
+        report = Path(crash_dir) / str(pid)
+        with contextlib.suppress(OSError):
+            text = report.read_text(errors="replace")
+            report.unlink()
+            if text.strip():
+                return Death(_signal_name(code), _agent_frame(text, ctx), ctx.testbed.stack.label)
+    by_itself = [c for _, c in dead if c != -signal.SIGTERM] or [c for _, c in dead]
+    return Death(_signal_name(by_itself[0] if by_itself else None), None, ctx.testbed.stack.label)
+
+
+def _agent_frame(report: str, ctx: BatchContext) -> str | None:
+    """The agent's line in a fault handler report, when the crash happened while the stack
+    stepped (a frame of the agent adapter's ``step`` below frames of code outside DriveFI):
+    the innermost frame of the agent's own file, else the innermost frame outside DriveFI."""
+    import re
+
+    import drivefi
+
+    own = str(Path(drivefi.__file__).resolve().parent)
+    adapter = str(Path(own) / "stacks" / "agent" / "adapter.py")
+    agent_file = _agent_path(ctx)
+    frames = re.findall(r'File "(.*)", line (\d+) in (\S+)', report)  # most recent call first
+    stepping = [i for i, (f, _, fn) in enumerate(frames) if f == adapter and fn == "step"]
+    if not stepping:
+        return None
+    above = frames[: stepping[0]]
+    mine = [fr for fr in above if agent_file and fr[0] == agent_file]
+    foreign = [fr for fr in above if not fr[0].startswith(own + os.sep)]
+    if not (mine or foreign):
+        return None  # DriveFI's own code crashed, not the agent's
+    f, line, fn = (mine or foreign)[0]
+    return f"{f}:{line} in {fn}"
+
+
+def _agent_path(ctx: BatchContext) -> str | None:
+    absolute = ctx.testbed.stack.absolute
+    if absolute is None:
+        return None
+    from drivefi.stacks.agent.loader import parse_agent_spec
+
+    return str(parse_agent_spec(absolute)[0])
+
+
+def _requeue(lost: list, retry: deque, death: Death | None = None) -> Iterator[list[dict]]:
     """Queue the batches of a broken pool again. Several lost together: none is known to have
     broken it, so each runs again alone (a suspect), uncharged; one lost alone broke it: split a
-    repeat offender, give up on a lone fault."""
+    repeat offender, give up on a lone fault (stored with how its worker died)."""
     if len(lost) > 1:
         retry.extendleft((batch, breaks, True) for batch, breaks, _ in reversed(lost))
         return
+    death = death or Death("killed by a signal")
+    # a crash the fault handler caught in the agent's step is the agent's doing: no second try;
+    # a death without a trace (SIGKILL: the OOM killer?) may be the machine's, so it is retried
+    limit = 1 if death.in_agent else MAX_BREAKS
     for batch, breaks, _ in lost:
         breaks += 1
-        if breaks >= MAX_BREAKS and len(batch) == 1:
-            idx = batch[0][0]
-            yield [error_row(idx, breaks, [f"the worker process died {breaks} times running it"])]
-        elif breaks >= MAX_BREAKS - 1 and len(batch) > 1:
+        if breaks >= limit and len(batch) == 1:
+            yield [death.row(batch[0][0], breaks)]
+        elif breaks >= limit - 1 and len(batch) > 1:
             half = len(batch) // 2
             retry.appendleft((batch[half:], breaks, True))
             retry.appendleft((batch[:half], breaks, True))

@@ -95,7 +95,31 @@ def _usage_line(e: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line on ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    """Run the command line on ``argv`` (default: ``sys.argv[1:]``) and return the exit code.
+
+    A command run under a parent (:mod:`drivefi.cli.guard`: a user's agent in this process) ends
+    its child process here, whatever happened; the parent returns the child's exit code."""
+    from drivefi.cli.guard import end_child, is_child
+
+    try:
+        rc = _main(argv)
+    except SystemExit as e:
+        end_child(e.code if isinstance(e.code, int) else 1)
+        raise
+    except BaseException:
+        if is_child():
+            import traceback
+
+            traceback.print_exc()
+        end_child(1)
+        raise
+    end_child(rc)
+    return rc
+
+
+def _main(argv: list[str] | None) -> int:
+    from drivefi.cli.guard import Supervised
+
     _DEBUG[0] = False
     cmd = typer.main.get_command(app)
     try:
@@ -103,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return rv if isinstance(rv, int) else 0
     except typer.Exit as e:
         return e.exit_code
+    except Supervised as e:  # the parent of a command that ran in a child process
+        return e.code
     except ClickException as e:
         if NoArgsIsHelpError is not None and isinstance(e, NoArgsIsHelpError):
             # a group without a command: its help (typer's rich help is already printed on

@@ -70,6 +70,7 @@ def campaign_run(
     """Run a fault plan; outcomes are stored as they arrive, so re-running resumes. Campaigns
     started on one --db share its remaining faults."""
     from drivefi.campaign.runner import CampaignOptions, run_campaign
+    from drivefi.cli.guard import supervise
     from drivefi.faults.plan import read_plan
     from drivefi.world.scenario import load_scenario
 
@@ -81,6 +82,7 @@ def campaign_run(
     stack = stack_spec(agent, agent_config, agent_timeout)
     p = read_plan(plan, stack.points())
     _check_run_inputs(sc, p, db, seed, keep_traces)
+    supervise(stack, "campaign run")  # an agent's native crash in its golden run: one line
     ex, simu = executor_and_simulator(executor, workers, ray_address, ray_timeout, sim,
                                       carla_servers, carla_host, carla_port, carla_timeout,
                                       carla_restart_cmd, carla_run_timeout,

@@ -118,6 +118,7 @@ def pipeline_cmd(
     """The main job: golden -> training runs -> fit -> search in active-refit rounds -> validate ->
     random baseline -> summary."""
     from drivefi.bridges.embedded import EMBEDDED
+    from drivefi.cli.guard import supervise
     from drivefi.errors import InputError
     from drivefi.pipeline import PipelineOptions, run_pipeline
     from drivefi.run.testbed import Testbed
@@ -137,6 +138,7 @@ def pipeline_cmd(
                                       carla_servers, carla_host, carla_port, carla_timeout,
                                       carla_restart_cmd, carla_run_timeout)  # fmt: skip
     testbed = Testbed.of(stack_spec(agent, agent_config, agent_timeout), simu)
+    supervise(testbed.stack, "pipeline")  # an agent's native crash: one line, not a dead process
     train_on = EMBEDDED if train_sim == "embedded" and sim != "embedded" else None
     opts = PipelineOptions(budget, training_runs, durs, workers, seed, structure, rounds,
                            budget_share, train_on, overwrite)  # fmt: skip
@@ -220,6 +222,7 @@ def pipeline_cmd(
             rt.add_row(str(r["round"]), str(r["injected"]), hit,
                        *(str(r[k]) for k in ("simulated", "predicted", "confirmed")))  # fmt: skip
         console.print(rt)
+    _print_evidence(s)
     console.print(
         kv_table("Wall time per stage [s]", {k: round(v, 2) for k, v in s.stage_seconds.items()})
     )
@@ -227,6 +230,30 @@ def pipeline_cmd(
         f"artefacts in {out}/: golden.parquet model.json search_plan.csv random_plan.csv results.db report.html"
     )
     sys.stdout.flush()
+
+
+def _print_evidence(s) -> None:
+    """What the search does not know: unreached points, and the unresolved groups."""
+    from drivefi.search.evidence import top_unresolved
+
+    for name, runs in s.unreached_points.items():
+        console.print(
+            f"unreached point {name}: no fault of {runs} run(s) there changed the stack's "
+            "commands; left out of the search space, never planned",
+            highlight=False,
+        )
+    console.print(
+        f"evidence: {len(s.groups):,} groups (point x duration class x 1-s phase), "
+        f"{s.unresolved_groups:,} unresolved" + (", the first:" if s.unresolved_groups else ""),
+        highlight=False,
+    )
+    for g in top_unresolved(s.groups, 5):
+        a, b = g["phase_window"]
+        console.print(
+            f"  {g['point']} {g['duration_class']} {a:g}-{b:g} s: {g['runs']} run(s), "
+            f"{g['critical']} critical, {g['predicted_critical']} predicted: {g['why']}",
+            highlight=False,
+        )
 
 
 def _speed(x: float | None, search_rate: float) -> str:

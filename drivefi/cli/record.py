@@ -42,6 +42,7 @@ def record_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Record the golden (fault-free) run of a scenario and print its summary."""
+    from drivefi.cli.guard import supervise
     from drivefi.run.golden import record_golden
     from drivefi.run.testbed import Testbed
     from drivefi.run.trace import write_trace
@@ -58,6 +59,7 @@ def record_cmd(
         stack_spec(agent, agent_config, agent_timeout),
         simulator(sim, carla_host, carla_port, carla_timeout),
     )
+    supervise(testbed.stack, "record")  # an agent's native crash: one line, not a dead process
     trace = record_golden(sc, seed, testbed=testbed, snapshots=False).trace
     write_trace(trace, out, "--out")
     summary = {**trace.summary(), "stack": trace.meta.get("stack"), "trace": str(out)}

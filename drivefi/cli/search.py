@@ -58,6 +58,7 @@ def search_cmd(
     from drivefi.search import search
     from drivefi.search.training import point_specs
     from drivefi.tbn import check_scenario, check_stack, load_model
+    from drivefi.tbn.model_io import check_structure
     from drivefi.util.atomic import check_output
     from drivefi.world.scenario import load_scenario
 
@@ -74,6 +75,9 @@ def search_cmd(
         check_golden(g, sc, golden, names)
     m = load_model(model)
     check_stack(m, testbed.stack.structure_name, names, str(model))
+    now = structure_now(m, testbed)
+    if now is not None:
+        check_structure(m, now, str(model))
     check_scenario(m, sc.name, str(model))
     g = g or record_golden(sc, testbed=testbed).trace
     if min_prob is None and top is None:
@@ -89,6 +93,26 @@ def search_cmd(
             "predicted_critical": res.predicted_critical, "written": len(res.plan.faults),
             "seconds": res.seconds, "candidates_per_s": res.rate}  # fmt: skip
     emit_json(info) if as_json else console.print(kv_table("Critical-fault search", info))
+
+
+def structure_now(model, testbed):
+    """The structure the stack under test has now, to compare with the one ``model`` was fitted
+    with: the structure file the fit read if it is here (a user's copy, ``models/``), the
+    structure derived from the stack's points if the fit derived it, the stack's default
+    structure if it has the model's structure name; None where nothing here says (a user's
+    structure file that is not on this machine, an oracle): then only the stack and points are
+    checked."""
+    from pathlib import Path
+
+    from drivefi.search.training import structure_for
+
+    st = model.structure
+    if st.oracle:
+        return None  # code, not a file: --oracle accepts it (check_stack checks its stack)
+    if st.source and Path(st.source).is_file():
+        return structure_for(testbed, st.source)
+    default = structure_for(testbed)
+    return default if default.name == st.name else None
 
 
 def register(app: typer.Typer) -> None:

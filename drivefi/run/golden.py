@@ -23,6 +23,7 @@ from drivefi.run.simulate import (
 from drivefi.run.testbed import Testbed
 from drivefi.run.trace import Trace, trace_meta
 from drivefi.stacks import identity_of, stack_errors
+from drivefi.util import crash
 from drivefi.util.seeds import check_seed
 from drivefi.world.scenario import Scenario
 
@@ -82,7 +83,9 @@ def record_golden(
     loaded :class:`drivefi.core.Stack` to use; ``bridge``: a bridge to run on instead of a fresh
     one of the testbed's simulator. Where the simulator has no snapshots the bridge is closed
     afterwards, and the stack too if it was made here. A stack that fails during the golden run raises
-    :class:`drivefi.stacks.agent.loader.AgentStepError` naming the step."""
+    :class:`drivefi.stacks.agent.loader.AgentStepError` naming the step; where a parent watches
+    this process (:mod:`drivefi.cli.guard`), the step is kept as the process's crash mark, so a
+    stack that crashes the process in native code is named with its step too."""
     if seed is not None:
         check_seed(seed)
     seed = scenario.seed if seed is None else seed
@@ -90,13 +93,18 @@ def record_golden(
     testbed = testbed or Testbed.of(None if loaded is not None else stack)
     bridge = bridge if bridge is not None else testbed.bridge(scenario)
     ads = loaded
+    where = f"the golden run of {scenario.name}"
     try:
+        crash.mark(f"{where}, setting up the stack")
         ads = ads or testbed.load(scenario, seed, bridge)
         sim = Simulation(scenario, seed, bridge=bridge, ads=ads)
         rec = TraceRecorder(1, sim.steps, sim.points)
         snaps = SnapshotRecorder() if snapshots and testbed.simulator.snapshots else None
-        sim.run(1, recorders=[rec], snapshots=snaps)
+        marks = [_StepMark(where)] if crash.active() else []
+        crash.mark(f"{where}, step 0")
+        sim.run(1, recorders=[rec, *marks], snapshots=snaps)
     finally:
+        crash.mark("")
         if not testbed.simulator.snapshots:  # a run on its own bridge: done with both
             close_run(bridge, ads if loaded is None else None)
     errors = stack_errors(sim.ads)
@@ -111,6 +119,21 @@ def record_golden(
     if describe is not None:
         meta.update(describe())
     return Golden(Trace(trace_frame(rec), meta), snaps.snapshot() if snaps else None)
+
+
+class _StepMark:
+    """Keeps the step the golden run is at as this process's crash mark
+    (:mod:`drivefi.util.crash`): a parent that sees the process die of a signal names the step.
+    Added only when a parent reads the marks; one small write per step."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def record(self, rec) -> None:  # called after the stack stepped: the next step is k + 1
+        crash.mark(f"{self.where}, step {int(rec.obs.k[0]) + 1}")
+
+    def rejoin(self, rows, k, tail) -> None:
+        pass
 
 
 _GOLDEN: dict[tuple, tuple] = {}

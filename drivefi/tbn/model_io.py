@@ -1,11 +1,15 @@
-"""Model files: one JSON object with the structure (the structure file's content and the learned
-transform parameters), CPD parameters, scaling, saturations, the training-data summary and the
-held-out one-step error, tagged with a format version. Loading checks every field and refuses a
-bad file with one line naming the file and the field."""
+"""Model files: one JSON object with the structure (the structure file's content, its SHA-256 and
+the learned transform parameters), CPD parameters, scaling, saturations, the training-data summary
+and the held-out one-step error, tagged with a format version. Loading checks every field and
+refuses a bad file with one line naming the file and the field; a version this DriveFI does not
+know (a newer one) is refused, never read as if it were known. Before a model is used for a stack,
+:func:`check_stack` and :func:`check_structure` refuse a model of another stack, of other points
+or nodes, or of a structure file whose content changed since the fit."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -18,7 +22,15 @@ from drivefi.tbn.structure import Structure
 from drivefi.util.atomic import atomic_path
 
 FORMAT = "drivefi-3tbn"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: + structure_sha256 (2: the same without it, still read)
+READS = (2, 3)  # the versions this DriveFI reads
+
+
+def structure_hash(doc: dict) -> str:
+    """SHA-256 of a structure file's content (as JSON with sorted keys: the same for the YAML file
+    and for the copy a model stores)."""
+    canon = json.dumps(json.loads(json.dumps(doc, default=str)), sort_keys=True)
+    return hashlib.sha256(canon.encode()).hexdigest()
 
 
 def _cpd_json(c: CPD) -> dict:
@@ -49,6 +61,7 @@ def to_json(model: TBNModel) -> dict:
         "method": model.method,
         "stack": st.stack,
         "oracle": st.oracle,
+        "structure_sha256": structure_hash(st.doc),
         "structure": {
             "name": st.name,
             "source": st.source,
@@ -117,10 +130,21 @@ def from_json(data: object, source: str = "<model>") -> TBNModel:
         raise InputError(
             f'{source}: not a DriveFI 3-TBN model file (expected "format": "{FORMAT}")'
         )
-    if data.get("version") != FORMAT_VERSION:
+    version = data.get("version")
+    if type(version) is not int:
         raise InputError(
-            f"{source}: version: model file version {data.get('version')}, this DriveFI reads "
-            f"{FORMAT_VERSION}; refit it with `drivefi fit`"
+            f"{source}: version: unknown model file version {version!r}; this DriveFI reads "
+            f"versions {', '.join(map(str, READS))}"
+        )
+    if version > FORMAT_VERSION:
+        raise InputError(
+            f"{source}: version: model file version {version}, written by a newer DriveFI; this "
+            f"one reads versions up to {FORMAT_VERSION}: upgrade DriveFI, or refit it with `drivefi fit`"
+        )
+    if version not in READS:
+        raise InputError(
+            f"{source}: version: model file version {version}, this DriveFI reads "
+            f"{', '.join(map(str, READS))}; refit it with `drivefi fit`"
         )
 
     def field(path: str, read):
@@ -133,6 +157,13 @@ def from_json(data: object, source: str = "<model>") -> TBNModel:
             ) from None
 
     st = field("structure", lambda: _structure(data, source))
+    if version >= 3:
+        stored = data.get("structure_sha256")
+        if not isinstance(stored, str) or stored != structure_hash(st.doc):
+            raise InputError(
+                f"{source}: structure_sha256: does not match the structure the model stores "
+                f"(got {stored!r}); the file was edited after the fit: refit it with `drivefi fit`"
+            )
     sc = field("scaling", lambda: dict(data["scaling"]))
     model = TBNModel(
         method=field("method", lambda: str(data["method"])),
@@ -227,4 +258,32 @@ def check_stack(model: TBNModel, stack: str, points, source: str = "<model>") ->
         other = sorted(set(points) ^ set(st.points))
         raise InputError(
             f"{source}: stack: model's injection points differ from the stack's ({', '.join(other)})"
+        )
+
+
+def check_structure(model: TBNModel, current, source: str = "<model>") -> None:
+    """Refuse a model whose structure is not ``current`` (the stack under test's structure now,
+    a :class:`drivefi.tbn.structure.Structure`): other nodes, or the same structure file with
+    other content than at the fit (their SHA-256 differ). An oracle structure is code, not a
+    file: only its name is compared."""
+    st = model.structure
+    if st.name != current.name and (st.oracle or current.oracle):
+        raise InputError(
+            f"{source}: structure: model was fitted with structure '{st.name}', the stack's is "
+            f"'{current.name}'; fit one for it"
+        )
+    if st.oracle:
+        return
+    if list(st.names) != list(current.names):
+        other = sorted(set(st.names) ^ set(current.names)) or ["their order"]
+        raise InputError(
+            f"{source}: structure: model's nodes differ from structure '{current.name}' of the "
+            f"stack ({current.source}): {', '.join(other)}; refit it with `drivefi fit`"
+        )
+    fitted, now = structure_hash(st.doc), structure_hash(current.doc)
+    if fitted != now:
+        raise InputError(
+            f"{source}: structure: model was fitted with structure '{st.name}' of sha256 "
+            f"{fitted[:12]}, but {current.source} is now sha256 {now[:12]} (changed since the "
+            "fit); refit it with `drivefi fit`"
         )
