@@ -144,7 +144,8 @@ def main() -> None:
     out = Path(args.out)
     names = args.scenarios.split(",")
     todo = args.stacks.split(",") if args.stacks else stacks(Path.cwd())
-    ensure_sweeps(out, args.scenarios)
+    if "reference" in todo:  # only the reference stack's truth is bench_campaign.py's sweeps
+        ensure_sweeps(out, args.scenarios)
     from drivefi.search.active import ActiveOptions, active_search
     from drivefi.search.training import structure_for
 
