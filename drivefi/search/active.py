@@ -13,7 +13,10 @@ those is counted in the budget too.
 The plan is ordered for coverage of failure modes (:mod:`drivefi.search.modes`), not for the count
 of faults: its uninjected members come case by case (:func:`case_order`), so a validation of its
 top N confirms as many distinct predicted cases as N allows, the cases no round confirmed first,
-instead of N near-duplicates of the few most certain ones.
+instead of N near-duplicates of the few most certain ones. Each round also explores the groups
+(point x duration class x phase) where a training run was critical but the plan holds nothing
+(:func:`drivefi.search.evidence.explore`): a failure the model does not represent is injected,
+not planned around.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from drivefi.run.testbed import Testbed
 from drivefi.util.progress import Progress, finished, prefixed, silent
@@ -211,13 +215,23 @@ def active_search(
     injections (e.g. CARLA campaigns, :func:`drivefi.campaign.traces.campaign_traces`): one trace
     per fault, None where a run failed (that fault stays uninjected); ``golden`` is then that
     simulator's golden trace. ``map_chunks`` (a Ray executor's) spreads the training runs."""
+    from drivefi.search.evidence import watching
+
+    testbed = testbed or Testbed()
+    with watching(exact=testbed.simulator.snapshots):
+        return _active_search(scenario, golden, structure, options, testbed, simulate,
+                              map_chunks, truth, log, progress)  # fmt: skip
+
+
+def _active_search(scenario, golden, structure, options, testbed, simulate, map_chunks, truth,
+                   log, progress) -> ActiveResult:  # fmt: skip
     from drivefi.search import candidate_faults, score_space
+    from drivefi.search.evidence import critical_runs, explore
     from drivefi.search.training import simulate_faults, training_set
     from drivefi.tbn import fit_model, from_traces
     from drivefi.tbn.fit import Refit
 
     o = options or ActiveOptions()
-    testbed = testbed or Testbed()
     budget, training_runs, rounds, seed = o.budget, o.training_runs, o.rounds, o.seed
     durations, stride = o.durations, o.stride
     elsewhere = simulate
@@ -249,12 +263,15 @@ def active_search(
     n = len(c)
     cap = int(budget * n)
     injected = np.zeros(n, bool)
+    explored_any = np.zeros(n, bool)  # injected by exploration: not a sample of the positives
     outcome = np.full(n, -1, np.int8)
     p_cal = c.p_hazard.copy()
     res = ActiveResult(c, p_cal, injected, outcome, np.zeros(0, np.int64), [], training_runs, model)
     res.fit_seconds, res.search_seconds, res.sim_seconds = fit_s, search_s, sim_s
 
-    first = c.p_hazard >= 0.5  # round 0's positives: later rounds only prune them
+    # round 0's positives: later rounds only prune them, except in the groups exploration
+    # opened (a critical run there the model had not predicted)
+    first = c.p_hazard >= 0.5
 
     def plan_of(p):
         # the faults the rounds confirmed first (by P(hazard), predicted delta), then the
@@ -290,6 +307,8 @@ def active_search(
         )
 
     record(0, 0, fit_s, search_s)
+    explored: set = set()  # groups already explored
+    frontier = np.zeros(0, np.int64)  # explored candidates that proved critical last round
     for r in range(1, rounds + 1):
         spent = training_runs + int(injected.sum())
         plan = res.plan  # as the last round left it
@@ -302,6 +321,15 @@ def active_search(
             pool = np.flatnonzero((outcome < 0) & first & (p_cal >= 0.15) & (p_cal <= 0.85))
             pool = pool[np.argsort(np.abs(p_cal[pool] - 0.5), kind="stable")]
             pick = pool[: max(0, min(len(pool), room // 2, max(len(todo) // 4, 50)))]
+        probe = explore(c, scenario.dt, critical_runs(), plan, explored)
+        probe = np.union1d(probe, neighbours(c, frontier, max(room // 2, 50)))
+        if r == 1:  # groups the model half-suspects but never called critical
+            probe = np.union1d(probe, doubtful(c, p_cal, injected, scenario.dt, max(room // 4, 25)))
+        probe = probe[~injected[probe]]
+        pick = np.concatenate([pick, np.setdiff1d(probe, pick)]).astype(np.int64)
+        if len(probe):
+            log(f"round {r}: exploring {len(probe)} candidates where a run was critical and the "
+                "model had predicted nothing")  # fmt: skip
         if len(pick) == 0:
             break
         t1 = time.perf_counter()
@@ -311,11 +339,19 @@ def active_search(
         progress(f"round {r}: injecting {len(faults)} faults", len(faults), len(faults))
         ran = [j for j, tr in enumerate(traces) if tr is not None]  # failed runs stay uninjected
         pick, faults, traces = pick[ran], [faults[j] for j in ran], [traces[j] for j in ran]
+        frontier = np.zeros(0, np.int64)
         if not ran:
             log(f"round {r}: every run failed; the model stays as it was")
             continue
         outcome[pick] = label_traces(traces, faults)
         injected[pick] = True
+        explored_any[np.intersect1d(pick, probe)] = True
+        if len(probe):
+            found = np.intersect1d(pick, probe)
+            found = found[outcome[found] == 1]
+            log(f"round {r}: {len(found)} of the explored candidates critical")
+            first |= _opened(c, found, scenario.dt)
+            frontier = found  # the next round explores around them
         res.sim_seconds += time.perf_counter() - t1
         t1 = time.perf_counter()
         src = [f"{scenario.name}:round{r}-{i}" for i in range(len(traces))]
@@ -326,13 +362,82 @@ def active_search(
         c2 = score_space(scenario, model, golden, durations=durations, stride=stride,
                          progress=prefixed(progress, f"round {r}: "))  # fmt: skip
         c.p_hazard, c.delta = c2.p_hazard, c2.delta
-        p_cal[:] = calibrate(c, injected, outcome)
+        # calibration learns how far to trust the model's positives: exploration's runs, drawn
+        # where it predicted nothing, are no sample of them
+        p_cal[:] = calibrate(c, injected & ~explored_any, outcome)
         ss = time.perf_counter() - t1
         res.fit_seconds += fs
         res.search_seconds += ss
         res.model = model
         record(r, len(pick), fs, ss)
     return res
+
+
+DOUBT = (0.2, 0.5)  # a group whose most likely candidate has P(hazard) in this range: doubtful
+
+
+def doubtful(c, p: np.ndarray, injected: np.ndarray, dt: float, cap: int) -> np.ndarray:
+    """The most likely candidate of each group (point x duration class x phase) no run has
+    touched whose P(hazard) ``p`` is in DOUBT: the model half-suspects a failure there but never
+    called it critical, so no round would look; at most ``cap``, most likely first."""
+    k = _group_names(c, dt)
+    cand = np.flatnonzero((p >= DOUBT[0]) & (p < DOUBT[1]))
+    if len(cand) == 0 or cap <= 0:
+        return np.zeros(0, np.int64)
+    cand = cand[~np.isin(k[cand], k[injected])]
+    cand = cand[np.lexsort((c.delta[cand], -p[cand]))]
+    _, first = np.unique(k[cand], return_index=True)
+    best = cand[np.sort(first)]
+    return np.sort(best[:cap]).astype(np.int64)
+
+
+def _group_names(c, dt: float) -> np.ndarray:
+    """Each candidate's group (point x duration class x phase) as one string."""
+    from drivefi.search.modes import group_keys
+
+    k = group_keys(pd.DataFrame({"point": c.point.astype(str), "start": c.start,
+                                 "duration": c.duration}), dt)  # fmt: skip
+    return (k["point"] + "|" + k["duration_class"] + "|" + k["phase"].astype(str)).to_numpy()
+
+
+NEIGHBOUR_STEPS = 6  # explored around a critical find: starts up to this many steps away
+
+
+def neighbours(c, found: np.ndarray, cap: int) -> np.ndarray:
+    """Candidates next to ``found`` (explored candidates that proved critical where the model
+    had predicted nothing): the same point, value and duration starting up to NEIGHBOUR_STEPS
+    steps earlier or later, and the same fault with the next grid value on either side; at most
+    ``cap``, nearest first. Round after round this follows a failure mode the model does not
+    represent to its edges, so the plan holds the mode, not one fault of it."""
+    if len(found) == 0 or cap <= 0:
+        return np.zeros(0, np.int64)
+    out, dist = [], []
+    for i in found:
+        same = (c.point == c.point[i]) & (c.duration == c.duration[i])
+        gap = np.abs(c.start - c.start[i])
+        near_t = np.flatnonzero(
+            same & (c.value == c.value[i]) & (gap > 0) & (gap <= NEIGHBOUR_STEPS)
+        )
+        at = np.flatnonzero(same & (gap == 0))
+        grid = np.unique(c.value[at].astype(float))
+        j = int(np.searchsorted(grid, float(c.value[i])))
+        side = [grid[k] for k in (j - 1, j + 1) if 0 <= k < len(grid)]
+        near_v = at[np.isin(c.value[at].astype(float), side)]
+        out += [near_t, near_v]
+        dist += [gap[near_t], np.zeros(len(near_v), np.int64)]
+    idx, d = np.concatenate(out), np.concatenate(dist)
+    order = np.lexsort((idx, d))
+    idx = idx[order][np.sort(np.unique(idx[order], return_index=True)[1])]
+    return np.sort(idx[:cap]).astype(np.int64)
+
+
+def _opened(c, found: np.ndarray, dt: float) -> np.ndarray:
+    """Candidates in the groups (point x duration class x phase) of ``found``: explored
+    candidates that proved critical. The model's later predictions there may join the plan."""
+    if len(found) == 0:
+        return np.zeros(len(c), bool)
+    names = _group_names(c, dt)
+    return np.isin(names, names[found])
 
 
 def _training_elsewhere(scenario, o: ActiveOptions, golden, structure, testbed, simulate):

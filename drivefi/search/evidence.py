@@ -108,6 +108,26 @@ def watch(exact: bool) -> Iterator[Watch]:
         _WATCH.reset(token)
 
 
+@contextmanager
+def watching(exact: bool) -> Iterator[Watch]:
+    """The open watch, or a new one for the block: what :func:`drivefi.search.active
+    .active_search` runs in, so that every caller (the pipeline, a bench, a library user) gets
+    unreached points left out and exploration, whether or not it opened a watch itself."""
+    w = _WATCH.get()
+    if w is not None:
+        yield w
+        return
+    with watch(exact) as w:
+        yield w
+
+
+def critical_runs() -> list[Fault]:
+    """The faults of the open watch's training runs and probes that were critical (none outside
+    a watch): evidence of failure the model may not have learned."""
+    w = _WATCH.get()
+    return [f for f, _, crit in (w.training + w.probes if w else []) if crit]
+
+
 def left_out() -> set[str]:
     """Points the open watch found unreached (none outside a watch)."""
     w = _WATCH.get()
@@ -154,6 +174,71 @@ def note_training(
             f"training: no fault at any point of the stack ({', '.join(w.points)}) changed its "
             f"commands in {len(w.training) + len(w.probes)} runs: the stack reads none of them"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# exploration: where a run was critical and the plan holds nothing
+
+EXPLORE_STARTS = 3  # start steps tried across a critical run's fault window
+EXPLORE_PER_HIT = 2 * EXPLORE_STARTS + 1  # candidates injected for one critical run at most
+
+
+def explore(c, dt: float, hits: list[Fault], planned: np.ndarray, done: set) -> np.ndarray:
+    """Candidates to inject where a run was critical (``hits``, e.g. :func:`critical_runs`) but
+    the plan (candidate indices ``planned``) holds nothing near it: no member of the same point
+    and duration class whose fault window overlaps the run's. For each such run (one per point x
+    duration class x phase, remembered in ``done``) the candidates like it (:func:`_like`). This
+    is how the search finds a failure mode its model does not represent (a regime switch, a
+    filter's re-initialisation) instead of planning around it silently."""
+    from drivefi.search.modes import duration_class
+
+    if not hits or len(c) == 0:
+        return np.zeros(0, np.int64)
+    ccls = duration_class(pd.DataFrame({"duration": c.duration}), dt).to_numpy()
+    hf = _frame(hits)
+    hcls = duration_class(hf, dt).to_numpy()
+    plan_mask = np.zeros(len(c), bool)
+    plan_mask[planned] = True
+    picks: list[int] = []
+    for f, cls in zip(hits, hcls, strict=True):
+        key = (f.point, cls, int(f.start * dt))
+        if key in done:
+            continue
+        done.add(key)
+        same = (c.point == f.point) & (ccls == cls)
+        near = same & (c.start < f.start + f.duration) & (c.start + c.duration > f.start)
+        if not same.any() or (near & plan_mask).any():
+            continue  # no candidate like it (durations, steps), or the plan has it
+        picks.extend(_like(c, np.flatnonzero(same), f))
+    return np.asarray(sorted(set(picks)), np.int64)
+
+
+def _like(c, members: np.ndarray, f: Fault) -> list[int]:
+    """Candidates (of ``members``: same point and duration class) like critical fault ``f``: the
+    longest duration no longer than ``f``'s (else the shortest), at EXPLORE_STARTS start steps
+    across ``f``'s window (a run held longer than any candidate is critical somewhere in it), each
+    with the grid value nearest ``f``'s and the nearest one beyond it (away from the grid's
+    middle: a stronger corruption); then the smallest predicted margin among the candidates whose
+    window overlaps ``f``'s."""
+    dur = c.duration[members]
+    d = dur[dur <= f.duration].max() if (dur <= f.duration).any() else dur.min()
+    pool = members[dur == d]
+    grid = np.unique(c.value[pool].astype(float))
+    v = float(f.value) if f.value is not None else float(np.median(grid))
+    near = grid[np.argmin(np.abs(grid - v))]
+    out_ = grid >= v if v >= 0.5 * (grid.min() + grid.max()) else grid <= v
+    beyond = grid[out_][np.argmin(np.abs(grid[out_] - v))] if out_.any() else near
+    picks = []
+    last = f.start + max(f.duration - int(d), 0)
+    for k in np.unique(np.linspace(f.start, last, EXPLORE_STARTS).round().astype(np.int64)):
+        starts = c.start[pool]
+        at = pool[np.abs(starts - k) == np.abs(starts - k).min()]
+        picks += [int(i) for i in at if c.value[i] in (near, beyond)]
+    overlap = members[(c.start[members] < f.start + f.duration)
+                      & (c.start[members] + c.duration[members] > f.start)]  # fmt: skip
+    if len(overlap):
+        picks.append(int(overlap[np.argmin(c.delta[overlap])]))
+    return list(dict.fromkeys(picks))[:EXPLORE_PER_HIT]
 
 
 # ---------------------------------------------------------------------------------------------
