@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SCENARIO ?= lead_brake
 OUT ?= out/$(SCENARIO)
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench bench-falsifiers clean
 
 # The carla and ray extras carry platform markers: where they have no wheels they install nothing
 # and their tests skip with a reason, so this works on any platform with Python 3.10-3.12.
@@ -37,6 +37,21 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+# DriveFI's search against VerifAI's falsifiers (bench/bench_falsifiers.py). VerifAI pins old
+# packages, so it lives in a venv of its own, .venv-falsifiers, never in drivefi's dependencies.
+FVENV := .venv-falsifiers
+FSTAMP := $(FVENV)/.installed
+$(FSTAMP): pyproject.toml bench/requirements-falsifiers.txt
+	@test -n "$(PY_FOR_VENV)" || { echo "DriveFI needs Python 3.10-3.12"; exit 2; }
+	test -x $(FVENV)/bin/python || $(PY_FOR_VENV) -m venv $(FVENV)
+	$(FVENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FVENV)/bin/python -m pip install --quiet -e '.[carla,dev]'
+	$(FVENV)/bin/python -m pip install --quiet -r bench/requirements-falsifiers.txt
+	touch $(FSTAMP)
+
+bench-falsifiers: $(FSTAMP)
+	$(FVENV)/bin/python bench/bench_falsifiers.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
