@@ -243,8 +243,11 @@ def test_bad_model_file_is_one_line_naming_the_field(
 
     p = tmp_path / "m.json"
     d = _set(model_json, path, value)
-    if path == ("stack",):
+    if path == ("stack",):  # a model genuinely fitted for another stack: its own hash
+        from drivefi.tbn.model_io import structure_hash
+
         d["structure"]["file"]["stack"] = value
+        d["structure_sha256"] = structure_hash(d["structure"]["file"])
     p.write_text(json.dumps(d).replace("NaN", "NaN"))
     if field is None:
         m = load_model(p)

@@ -45,6 +45,10 @@ class Simulator(Protocol):
     # lock-step: faulty runs start from the golden run's snapshots; otherwise each run is its own,
     # from step 0
     snapshots: bool
+    # the simulation runs in the process that makes the bridge (a worker process can run a
+    # campaign's batches by itself); a server-bound simulator's worker would first pay its own
+    # golden run on the server
+    in_process: bool
 
     @property
     def options(self) -> dict[str, Any]:

@@ -47,6 +47,7 @@ class EmbeddedSimulator:
 
     name: ClassVar[str] = "embedded"
     snapshots: ClassVar[bool] = True
+    in_process: ClassVar[bool] = True
 
     @property
     def options(self) -> dict:

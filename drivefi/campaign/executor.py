@@ -146,8 +146,13 @@ class LocalExecutor:
 
     def in_process(self, ctx: BatchContext) -> bool:
         """Whether batches run in this process: one worker, no memory cap, and the bundled
-        stack (DriveFI's own code; a user's agent always runs in worker processes)."""
-        return self.workers == 1 and not self.memory_mb and ctx.testbed.stack.agent is None
+        stack (DriveFI's own code) or a simulator outside this process (CARLA: a worker would
+        first record its own golden run on the server; a server pool isolates crashes in its
+        actors). A user's agent on the embedded simulator runs in worker processes, so a native
+        crash isolates one fault instead of ending the campaign."""
+        tb = ctx.testbed
+        untrusted = tb.stack.agent is not None and tb.simulator.in_process
+        return self.workers == 1 and not self.memory_mb and not untrusted
 
     def run(self, ctx: BatchContext, batches: Iterable[list]) -> Iterator[list[dict]]:
         if self.in_process(ctx):

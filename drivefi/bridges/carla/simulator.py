@@ -16,6 +16,7 @@ class CarlaSimulator:
     settings: dict = field(default_factory=dict)
     name: ClassVar[str] = "carla"
     snapshots: ClassVar[bool] = False
+    in_process: ClassVar[bool] = False
 
     @property
     def options(self) -> dict:
