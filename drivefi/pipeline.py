@@ -395,9 +395,10 @@ def run_pipeline(
                                                          else None), golden)  # fmt: skip
     s.unresolved_groups = sum(g["unresolved"] for g in s.groups)
     from drivefi.report import build_report
-    from drivefi.report.evidence import add_evidence
 
-    build_report(db, out / "report.html", plans=[out / "search_plan.csv"], search_cost=figures(s))
-    add_evidence(out / "report.html", s.unreached_points, s.groups)
+    # the scenario as the job ran it (a user's file, or a changed copy of a bundled one)
+    build_report(db, out / "report.html", plans=[out / "search_plan.csv"], scenario_files=[scenario],
+                 search_cost=figures(s),
+                 evidence={"unreached_points": s.unreached_points, "groups": s.groups})  # fmt: skip
     times["total"] = sum(times.values())
     return s

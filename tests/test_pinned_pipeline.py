@@ -200,3 +200,12 @@ def test_random_baseline_is_drawn_from_the_space_the_search_scored(short_yaml, t
     assert s["golden"]["hazard_steps"] == 0  # every step safe: the space is every start step
     size = sum(POINTS * VALUES * (SHORT.steps - m + 1) for m in drawn)
     assert s["candidates_scored"] == size, (s["candidates_scored"], sorted(drawn))
+
+
+def test_the_report_reads_the_scenario_the_pipeline_ran(runs):
+    """A changed copy of a bundled scenario (10 s, named lead_brake): the report takes the
+    pipeline's own scenario, not the bundled one of the same name, so its stored golden run fits."""
+    d, _ = runs[0]
+    html = (d / "report.html").read_text()
+    assert "stored golden run is not used" not in html
+    assert "stored with the campaign" in html

@@ -204,7 +204,9 @@ def _run(ctx: BatchContext, plan: Plan, db, executor, opts: CampaignOptions) -> 
             "agent_config": testbed.stack.conf,
             # a simulator with snapshots re-runs a stored fault exactly (drivefi replay)
             "rerun_on": testbed.simulator.name if testbed.simulator.snapshots else None,
-            "points": [p.name for p in testbed.points()]}  # fmt: skip
+            "points": [p.name for p in testbed.points()],
+            # the ranges m-random faults draw from, to show what they drew (export, report)
+            "point_specs": [[p.name, p.lo, p.hi, p.unit] for p in testbed.points()]}  # fmt: skip
         if opts.label:
             settings["label"] = opts.label
         camp = store.open_campaign(scenario.name, plan.digest(), ctx.seed, testbed.simulator.name,

@@ -179,15 +179,19 @@ def campaign_export(
     campaign: int = typer.Option(None, "--campaign", help="Only this campaign id."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Write every fault with its outcome to CSV (atomically: never a truncated file)."""
+    """Write every fault with its outcome to CSV (atomically: never a truncated file). Column
+    ``drawn``: what an m-random fault (point ``*``) drew, its first steps' points and values."""
     from drivefi.campaign.store import ResultsStore
+    from drivefi.report.data import campaign_settings, drawn_column
     from drivefi.util.atomic import atomic_path
 
     store = ResultsStore(db)
     try:
         frame = store.outcomes(campaign)
+        settings = campaign_settings(store)
     finally:
         store.close()
+    frame.insert(frame.columns.get_loc("seed") + 1, "drawn", drawn_column(frame, settings))
     with atomic_path(csv) as tmp:
         frame.to_csv(tmp, index=False)
     info = {"csv": str(csv), "rows": len(frame)}

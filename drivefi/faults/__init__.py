@@ -20,7 +20,15 @@ import numpy as np
 
 from drivefi.core import Fault, InjectionPoint, Injector
 
-__all__ = ["ANY_POINT", "MODELS", "Fault", "FaultInjector", "flip_bit", "random_sequence"]
+__all__ = [
+    "ANY_POINT",
+    "MODELS",
+    "Fault",
+    "FaultInjector",
+    "drawn_text",
+    "flip_bit",
+    "random_sequence",
+]
 
 MODELS = ("1-fixed", "m-fixed", "1-random", "m-random", "bitflip")
 ANY_POINT = "*"
@@ -44,6 +52,24 @@ def random_sequence(
     lo = np.array([p.lo for p in points])[idx]
     hi = np.array([p.hi for p in points])[idx]
     return idx, lo + u * (hi - lo)
+
+
+def drawn_text(seed: int, m: int, start: int, specs: list | None, shown: int = 3) -> str:
+    """What an m-random fault drew, as export and report show it (its plan row says ``*``):
+    ``control.steer 0.31 (k=120), planning.target_speed 12.5 m/s (k=121), ... 20 steps``.
+
+    ``specs``: the stack's points in the order its injector holds them, as
+    :class:`InjectionPoint` or ``(name, lo, hi, unit)`` (what a campaign stores); ``None`` (a
+    campaign stored before DriveFI kept them) gives ``not stored``."""
+    if specs is None:
+        return "not stored"
+    pts = [p if isinstance(p, InjectionPoint) else InjectionPoint(*p[:4], "") for p in specs]
+    idx, val = random_sequence(int(seed), int(m), pts)
+    parts = [
+        f"{pts[j].name} {v:.3g}{' ' + pts[j].unit if pts[j].unit else ''} (k={start + i})"
+        for i, (j, v) in enumerate(zip(idx[:shown], val[:shown], strict=True))
+    ]
+    return ", ".join(parts) + (f", ... {m} steps" if m > shown else "")
 
 
 class FaultInjector(Injector):

@@ -8,7 +8,9 @@ per-campaign details. Times are in seconds (step x dt).
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,17 +23,27 @@ from drivefi.campaign.replay import (
     kept_trace,
     replay_many,
 )
+from drivefi.errors import InputError
+from drivefi.faults.plan import Plan
 from drivefi.report import page as H
 from drivefi.report import plots, sections
 from drivefi.report.data import (
+    PREDICTED,
     CampaignData,
+    drawn_of,
     group_cases,
     load_campaigns,
+    read_plans,
     stack_short,
     step_ranges,
 )
+from drivefi.report.evidence import evidence_section
+from drivefi.report.plan_cases import plan_cases, plan_frame, plan_section
 from drivefi.search.modes import PHASE_SECONDS, SHORT_SECONDS, count_cases, critical_faults
 from drivefi.util.atomic import check_output, write_text
+
+if TYPE_CHECKING:
+    from drivefi.world.scenario import Scenario
 
 TOP_CASES = 6  # cases shown with timelines
 
@@ -54,6 +66,12 @@ def _db_cmd(db: Path, c: CampaignData, idx: int) -> str:
     if not c.has_replay_commands:
         return ""
     return H.code(db_command_for(db, c.id, idx))
+
+
+def _drew(c: CampaignData, row) -> str:
+    """HTML of what an m-random fault drew, under its ``* = seed N``; empty for other models."""
+    got = c.drawn(row)
+    return f'<br><span class="muted">drew: {H.esc(got)}</span>' if got else ""
 
 
 def _finite(x) -> float | None:
@@ -155,8 +173,19 @@ def _stack_line(c: CampaignData) -> str:
     )
 
 
+def _n_cases(n: int) -> str:
+    return f"{n} case" if n == 1 else f"{n} cases"
+
+
+def _kpi(cls: str, big: str, text: str) -> str:
+    return f'<div class="kpi {cls}"><b>{big}</b><span>{text}</span></div>'
+
+
 class Report:
-    """Builds the page from the database's campaigns."""
+    """Builds the page from the database's campaigns.
+
+    ``plan``: the search's plan (path, plan) shown as cases; ``evidence``: what the search does
+    not know (the pipeline's ``unreached_points`` and ``groups``)."""
 
     def __init__(
         self,
@@ -164,9 +193,12 @@ class Report:
         camps: list[CampaignData],
         top: int = TOP_CASES,
         search_cost: dict | None = None,
+        plan: tuple[Path, Plan] | None = None,
+        evidence: dict | None = None,
     ):
         self.db, self.camps, self.top = db, camps, top
         self.search_cost = search_cost
+        self.plan, self.evidence = plan, evidence
         self.by_id = {c.id: c for c in camps}
         self.cases = group_cases(camps)
         self.notes: list[str] = []  # the report's own; each campaign's are in its notes
@@ -297,7 +329,7 @@ class Report:
             link = f'<a href="#{name}">{n}</a>' if n in self.timelines else str(n)
             rows.append({
                 "case": link, "outcome": H.badge(k["outcome"]),
-                "what": H.esc(f"{k['point']} = {k['kind']}"),
+                "what": H.esc(f"{k['point']} = {k['kind']}") + _drew(c, k["rep"]),
                 "length": _fmt_range(k["dur_min"], k["dur_max"]),
                 "starts": _fmt_range(k["t_first"], k["t_last"]),
                 "count": f"{k['count']} ({found})",
@@ -474,55 +506,144 @@ class Report:
             out[key]["campaigns"].append(c.id)
         return list(out.values())
 
+    # --- the search's plan and what the search does not know -----------------------------------
+
+    @cached_property
+    def plan_dt(self) -> float | None:
+        """The step length of the plan's scenario (a campaign's, else the bundled scenario's)."""
+        name = self.plan[1].scenario
+        for c in self.camps:
+            if c.info["scenario"] == name and c.dt is not None:
+                return c.dt
+        from drivefi.world.scenario import load_scenario
+
+        try:
+            return load_scenario(name).dt
+        except InputError:
+            self.notes.append(
+                f"scenario '{name}' of the search's plan not found: its cases are grouped with "
+                "steps taken as 0.05 s and shown in steps"
+            )
+            return None
+
+    @cached_property
+    def plan_campaign(self) -> CampaignData | None:
+        """The campaign that validated the plan: it injected the plan's top faults (plan hash)."""
+        path = self.plan[0]
+        runs = [c for c in self.camps if c.plan_file is not None and c.plan_file == path]
+        return runs[-1] if runs else None
+
+    @cached_property
+    def plan_cases(self) -> pd.DataFrame | None:
+        """The plan as cases (:func:`drivefi.report.plan_cases.plan_cases`), or None."""
+        if self.plan is None:
+            return None
+        c = self.plan_campaign
+        return plan_cases(self.plan[1], self.plan_dt, None if c is None else c.ok)
+
+    def plan_html(self) -> str:
+        c = self.plan_campaign
+        specs = None if c is None else c.point_specs
+        return plan_section(*self.plan, self.plan_dt, self.plan_cases,
+                            lambda r: drawn_of(r, specs))  # fmt: skip
+
+    def rounds_cases(self) -> int | None:
+        """Cases of the faults the active-refit rounds confirmed (the plan's rows with
+        confirmed_in_rounds = 1), or None without a plan that says."""
+        if self.plan is None or "confirmed_in_rounds" not in self.plan[1].extra:
+            return None
+        f = plan_frame(self.plan[1])
+        return count_cases(f[f["in_rounds"]], dt=self.plan_dt)
+
     # --- page ----------------------------------------------------------------------------------
 
-    def summary(self, comp: dict, unsafe: list[dict] = ()) -> str:
+    def case_kpis(self, comp: dict) -> list[str]:
+        """The summary's lead: distinct cases found by the search and by random FI, per simulated
+        run, and the speed-up in cases; the pipeline's own figures when it gave them, else the
+        labelled campaigns' (per injection); then the plan's cases and the unresolved groups."""
+        cost = self.search_cost or {}
+        kpis = []
+        if "search_cases" in cost and cost.get("simulated_runs"):
+            r = self.rounds_cases()
+            parts = [f"{cost['validation_cases']} in validation"]
+            if r is not None:
+                parts.insert(0, f"{r} in the active-refit rounds")
+            kpis += [
+                _kpi("search", _n_cases(cost["search_cases"]),
+                     f"found by the Bayesian search in {cost['simulated_runs']} simulated runs "
+                     f"(training, rounds, validation): {cost['cases_per_run']:.3f} per run; "
+                     f"{', '.join(parts)} (a case found by both counts once)"),
+                _kpi("random", _n_cases(cost["random_cases"]),
+                     f"found by random FI in {cost['random_injected']} runs: "
+                     f"{cost['random_cases_per_injection']:.3f} per run"),
+                _kpi("speed", f"{_speed(cost.get('case_speedup'))}",
+                     "speed-up in distinct cases per simulated run, search / random FI"),
+            ]  # fmt: skip
+        else:
+            s, r = comp.get("search"), comp.get("random")
+            per = {}
+            for c in (s, r):
+                if c is not None and len(c.ok):
+                    n = count_cases(critical_faults(c.outcomes), dt=c.dt)
+                    per[c.label] = n / len(c.ok)
+                    short = {"search": "the Bayesian search", "random": "random FI"}[c.label]
+                    kpis.append(_kpi(c.label, _n_cases(n),
+                                     f"found by {short} (campaign {c.id}) in {len(c.ok)} "
+                                     f"injections: {per[c.label]:.3f} per injection"))  # fmt: skip
+            if comp.get("speedup") is not None and len(per) == 2:
+                sp = per["search"] / per["random"] if per["random"] > 0 else None
+                kpis.append(_kpi("speed", _speed(sp), "speed-up in distinct cases per injection "
+                                 "in validation, search / random FI"))  # fmt: skip
+        pc = self.plan_cases
+        if pc is not None and len(pc):
+            conf = int(((pc["rounds"] > 0) | (pc["validated_critical"] > 0)).sum())
+            kpis.append(_kpi("", _n_cases(len(pc)),
+                             f"in <a href='#plan'>the search's plan</a> ({len(self.plan[1].faults)}"
+                             f" faults); a simulated run confirmed {conf}"))  # fmt: skip
+        if self.evidence is not None:
+            groups = self.evidence.get("groups") or []
+            n_bad = sum(g["unresolved"] for g in groups)
+            n_un = len(self.evidence.get("unreached_points") or {})
+            kpis.append(_kpi("", f"{n_bad:,} / {len(groups):,}",
+                             "groups (point × duration × phase) <a href='#evidence'>the search "
+                             f"could not resolve</a>; {n_un} unreached point(s)"))  # fmt: skip
+        return kpis
+
+    def fault_kpis(self, comp: dict) -> list[str]:
+        """The summary's figures in critical faults (next to the cases)."""
         s, r, speed = comp.get("search"), comp.get("random"), comp.get("speedup")
         kpis = []
         for c in (s, r):
             if c is not None and c.rate() is not None:
                 short = {"search": "Bayesian search", "random": "random FI"}.get(c.label, c.label)
-                kpis.append(
-                    f'<div class="kpi {c.label}"><b>{int(c.ok["critical"].sum())} / {len(c.ok)}</b>'
-                    f"<span>critical / injected: {H.esc(short)} (campaign {c.id})</span></div>"
-                )
+                kpis.append(_kpi(c.label, f"{int(c.ok['critical'].sum())} / {len(c.ok)}",
+                                 f"critical / injected: {H.esc(short)} (campaign {c.id})"))  # fmt: skip
         if speed is not None:
             txt = f"{speed:.1f}x" if np.isfinite(speed) else "∞"
-            kpis.append(
-                f'<div class="kpi speed"><b>{txt}</b><span>critical faults per injection in '
-                "validation, search / random</span></div>"
-            )
+            kpis.append(_kpi("speed", txt, "critical faults per injection in validation, "
+                             "search / random"))  # fmt: skip
         cost = self.search_cost
         if cost and cost.get("simulated_runs"):
             per_run = cost["found_critical"] / cost["simulated_runs"]
             sp = cost.get("speedup")
             vs = f"{sp:.1f}x random" if sp is not None else "random found none"
-            kpis.append(
-                f'<div class="kpi speed"><b>{vs}</b><span>the search in all: '
-                f"{cost['found_critical']} critical faults in {cost['simulated_runs']} simulated "
-                f"runs (training, active-refit rounds, validation), {per_run:.3f} per run</span>"
-                "</div>"
-            )
-            if "search_cases" in cost:
-                kpis.append(
-                    f'<div class="kpi speed"><b>{_speed(cost.get("case_speedup"))} random</b>'
-                    f"<span>in distinct cases: {cost['search_cases']} cases in "
-                    f"{cost['simulated_runs']} simulated runs, {cost['cases_per_run']:.3f} per run"
-                    f" (random FI: {cost.get('random_cases', 0)} in "
-                    f"{cost.get('random_injected', 0)})</span></div>"
-                )
+            kpis.append(_kpi("speed", vs, f"the search in all: {cost['found_critical']} critical "
+                             f"faults in {cost['simulated_runs']} simulated runs (training, "
+                             f"active-refit rounds, validation), {per_run:.3f} per run"))  # fmt: skip
         ncrit = 0 if self.cases.empty else int(self.cases["count"].sum())
-        kpis.append(
-            f'<div class="kpi"><b>{len(self.cases)}</b><span>distinct critical cases '
-            f"({ncrit} faults)</span></div>"
-        )
+        kpis.append(_kpi("", str(len(self.cases)),
+                         f"distinct critical cases in the database ({ncrit} faults)"))  # fmt: skip
+        return kpis
+
+    def summary(self, comp: dict, unsafe: list[dict] = ()) -> str:
         items = []
         for _, k in self.cases.head(3).iterrows():
             n = int(k["case"])
             ref = f'<a href="#case{n}">case {n}</a>' if n in self.timelines else f"case {n}"
             items.append(
                 f"<li>{ref}: {H.badge(k['outcome'])} <b>{H.esc(k['point'])} = "
-                f"{H.esc(k['kind'])}</b> for {_fmt_range(k['dur_min'], k['dur_max'])}, starting "
+                f"{H.esc(k['kind'])}</b>{_drew(self.by_id[k['rep_cid']], k['rep'])} for "
+                f"{_fmt_range(k['dur_min'], k['dur_max'])}, starting "
                 f"{_fmt_range(k['t_first'], k['t_last'])}: first hazard after "
                 f"{_secs(k['tth_min'])}, worst delta_lon {k['min_delta_lon']:.2f} m / delta_lat "
                 f"{k['min_delta_lat']:.2f} m ({k['count']} faults)</li>"
@@ -532,10 +653,19 @@ class Report:
             pts = ", ".join(f"{H.esc(p)} ({n})" for p, n in by_point.head(3).items())
             items.append(f"<li>Injection points with the most critical faults: {pts}.</li>")
         act = "<ul>" + "".join(items) + "</ul>" if items else self.no_critical()
+        cases = self.case_kpis(comp)
         return (
             '<section class="summary"><h2 style="border:0;margin-top:.2em">What to act on</h2>'
             + "".join(_unsafe_html(u) for u in unsafe)
-            + f'<div class="kpis">{"".join(kpis)}</div>'
+            + (
+                "<p class='kpi-head'>In distinct cases (failure modes: point, value, duration "
+                "class, phase)</p>"
+                f'<div class="kpis cases">{"".join(cases)}</div>'
+                if cases
+                else ""
+            )
+            + "<p class='kpi-head'>In critical faults</p>"
+            + f'<div class="kpis">{"".join(self.fault_kpis(comp))}</div>'
             "<p>Most severe distinct cases (the timelines below show each against the golden "
             "run; the cases table gives the command that replays it):</p>" + act + "</section>"
         )
@@ -544,8 +674,17 @@ class Report:
         self.build_timelines()
         comp_html, comp = self.comparison()
         scen = sorted({c.info["scenario"] for c in self.camps})
+        lead = ""
+        if self.plan is not None:
+            lead += "<h2 id='plan'>The search's plan as cases</h2>" + self.plan_html()
+        if self.evidence is not None:
+            lead += evidence_section(self.evidence.get("unreached_points") or {},
+                                     self.evidence.get("groups") or [])  # fmt: skip
         nav = (
-            "<nav><a href='#compare'>search vs random</a><a href='#cases'>cases</a>"
+            "<nav>"
+            + ("<a href='#plan'>plan as cases</a>" if self.plan is not None else "")
+            + ("<a href='#evidence'>what the search does not know</a>" if self.evidence else "")
+            + "<a href='#compare'>search vs random</a><a href='#cases'>cases</a>"
             "<a href='#timelines'>timelines</a><a href='#heatmap'>heat map</a>"
             "<a href='#calibration'>predicted vs observed</a><a href='#details'>details</a></nav>"
         )
@@ -557,7 +696,7 @@ class Report:
             f"<p class='meta'>{H.esc(self.db)} &middot; DriveFI {__version__} &middot; "
             f"{len(self.camps)} campaign(s) &middot; times in seconds from the scenario start</p>"
             + "".join(dict.fromkeys(_stack_line(c) for c in self.camps))
-            + nav + notes + self.summary(comp, unsafe)
+            + nav + notes + self.summary(comp, unsafe) + lead
             + "<h2 id='compare'>Search vs random fault injection</h2>" + comp_html
             + "<h2 id='cases'>Distinct critical cases</h2>" + self.cases_section()
             + "<h2 id='timelines'>Timelines of the most severe cases</h2>"
@@ -586,6 +725,7 @@ class Report:
             if r is None
             else count_cases(critical_faults(r.outcomes), dt=r.dt),
             "timelines": len(self.timelines),
+            "plan_cases": None if self.plan_cases is None else len(self.plan_cases),
             "unsafe_golden": unsafe,
         }  # fmt: skip
         cost = self.search_cost or {}
@@ -608,29 +748,45 @@ def build_report(
     db: str | Path,
     out: str | Path,
     plans: list[str | Path] | None = None,
-    scenario_files: list[str | Path] | None = None,
+    scenario_files: list[str | Path | Scenario] | None = None,
     top: int = TOP_CASES,
     search_cost: dict | None = None,
+    evidence: dict | None = None,
 ) -> dict:
     """Write the HTML report of ``db`` to ``out``; return the summary figures it shows.
 
-    ``search_cost``: the pipeline's ``simulated_runs`` and ``found_critical`` (its runs outside the
-    database, training and active-refit rounds, count in the search's cost).
+    ``search_cost``: the pipeline's comparison figures (:func:`drivefi.pipeline.figures`: its
+    runs outside the database, training and active-refit rounds, count in the search's cost; its
+    cases found by the search and by random FI), shown as they are.
+    ``evidence``: what the search does not know, the pipeline's ``unreached_points`` and
+    ``groups`` (:mod:`drivefi.search.evidence`); its section is shown only when given.
 
     ``plans``: plan files whose predictions (p_hazard, predicted_delta) belong to a campaign of the
-    database (matched by plan hash); by default the plan CSVs next to the database.
-    ``scenario_files``: scenario YAMLs for campaigns whose scenario is not bundled.
+    database (matched by plan hash); by default the plan CSVs next to the database. The search's
+    plan (its campaign's, else the first with predictions) is shown as cases.
+    ``scenario_files``: scenario YAMLs (or loaded scenarios) for campaigns whose scenario is not
+    bundled, or is a changed copy of a bundled one (they win over the bundled of the same name).
     """
     db, out = Path(db), Path(out)
     check_output(out, "--out")
     if plans is None:
         plans = sorted(db.parent.glob("*.csv")) if db.is_file() else []
         plans = [p for p in plans if _looks_like_plan(p)]
-    camps = load_campaigns(db, plans, scenario_files)
-    rep = Report(db, camps, top, search_cost)
+    plan_objs = read_plans(plans)
+    camps = load_campaigns(db, plan_objs, scenario_files)
+    rep = Report(db, camps, top, search_cost, search_plan(camps, plan_objs), evidence)
     text, extra = rep.html()
     write_text(out, text, "--out")
     return {"db": str(db), "report": str(out), "campaigns": [c.info for c in camps], **extra}
+
+
+def search_plan(camps: list[CampaignData], plans: list[tuple[Path, Plan]]):
+    """The search's plan (path, plan): the one the last search campaign validated, else the
+    first plan with the search's predictions; None when there is none."""
+    for c in reversed(camps):
+        if c.label == "search" and c.plan is not None:
+            return c.plan_file, c.plan
+    return next(((p, pl) for p, pl in plans if all(k in pl.extra for k in PREDICTED)), None)
 
 
 def _looks_like_plan(path: Path) -> bool:

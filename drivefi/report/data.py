@@ -14,6 +14,7 @@ import pandas as pd
 from drivefi.campaign.runner import golden_trace_path
 from drivefi.campaign.store import ResultsStore
 from drivefi.errors import DriveFIError, InputError
+from drivefi.faults import drawn_text
 from drivefi.faults.plan import Plan, read_plan
 from drivefi.run.testbed import Testbed
 from drivefi.search.modes import case_ids, critical_faults, fault_kind, severity_order
@@ -175,6 +176,16 @@ class CampaignData:
         """The stack's injection points, as the campaign stored them."""
         return list((self.settings or {}).get("points") or [])
 
+    @property
+    def point_specs(self) -> list | None:
+        """The stack's points with their ranges (name, lo, hi, unit) as the campaign stored them;
+        None for a campaign stored before DriveFI kept them."""
+        return (self.settings or {}).get("point_specs")
+
+    def drawn(self, row) -> str:
+        """What an m-random fault (a row of :attr:`outcomes`) drew; empty for other models."""
+        return drawn_of(row, self.point_specs)
+
     def rate(self) -> float | None:
         """Critical faults per injected fault (None before any outcome)."""
         n = len(self.ok)
@@ -192,6 +203,27 @@ def step_ranges(steps) -> list[list[int]]:
     return out
 
 
+def drawn_of(row, specs: list | None) -> str:
+    """What the fault ``row`` (point, model, seed, start, duration) drew when it is an m-random
+    fault (:func:`drivefi.faults.drawn_text` from its campaign's ``specs``); empty otherwise."""
+    if row["model"] != "m-random" or pd.isna(row["seed"]):
+        return ""
+    return drawn_text(int(row["seed"]), int(row["duration"]), int(row["start"]), specs)
+
+
+def drawn_column(outcomes: pd.DataFrame, settings: dict[int, dict]) -> pd.Series:
+    """Per fault of ``outcomes`` (rows of one or more campaigns, column ``campaign``): what an
+    m-random fault drew, from its campaign's stored point specs (``settings`` by campaign id);
+    empty for other models."""
+    out = pd.Series("", index=outcomes.index, dtype=object)
+    sel = (outcomes["model"] == "m-random").to_numpy()
+    if sel.any():
+        rnd = outcomes.loc[sel, ["campaign", "model", "seed", "start", "duration"]]
+        out[sel] = [drawn_of(r, settings.get(int(r["campaign"]), {}).get("point_specs"))
+                    for r in rnd.to_dict("records")]  # fmt: skip
+    return out
+
+
 def stack_short(identity: str) -> str:
     """A stack as a sentence names it: ``agent Cruiser (my_agent.py)``, ``stack reference``."""
     head, sep, _ = identity.rpartition(" sha256=")
@@ -201,7 +233,8 @@ def stack_short(identity: str) -> str:
     return f"agent {cls} ({Path(path).name})"
 
 
-def _settings(store: ResultsStore) -> dict[int, dict]:
+def campaign_settings(store: ResultsStore) -> dict[int, dict]:
+    """Each campaign's stored settings, by id (unreadable settings: empty)."""
     out = {}
     for cid, raw in store.db.execute("SELECT id, settings FROM campaigns"):
         try:
@@ -261,20 +294,22 @@ def read_plans(paths) -> list[tuple[Path, Plan]]:
 
 
 def load_campaigns(
-    db: str | Path, plans=None, scenario_files: list[str | Path] | None = None
+    db: str | Path, plans=None, scenario_files: list[str | Path | Scenario] | None = None
 ) -> list[CampaignData]:
-    """Every campaign of ``db`` with its outcomes (times in seconds) and any predictions."""
+    """Every campaign of ``db`` with its outcomes (times in seconds) and any predictions
+    (``plans``: plan files, or plans already read by :func:`read_plans`)."""
     db = Path(db)
     if not db.is_file():
         raise InputError(f"{db}: results database not found")
     files = {}
-    for f in scenario_files or []:
-        sc = load_scenario(f)
+    for f in scenario_files or []:  # a file, or a Scenario already loaded (the pipeline's own)
+        sc = f if isinstance(f, Scenario) else load_scenario(f)
         files[sc.name] = sc
-    plan_objs = read_plans(plans)
+    plans = list(plans or [])
+    plan_objs = plans if plans and isinstance(plans[0], tuple) else read_plans(plans)
     store = ResultsStore(db)
     try:
-        settings = _settings(store)
+        settings = campaign_settings(store)
         out = []
         for info in store.campaigns():
             notes: list[str] = []

@@ -1,13 +1,11 @@
 """The report's section on what the search does not know: points whose faults never reached the
 stack (left out of the search space) and the groups of the space the model could not resolve
-(:mod:`drivefi.search.evidence`). The pipeline adds it to the report it wrote."""
+(:mod:`drivefi.search.evidence`). :func:`drivefi.report.build_report` shows it when the pipeline
+gives it these."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from drivefi.report import page as H
-from drivefi.util.atomic import write_text
 
 SHOWN = 20  # unresolved groups listed
 
@@ -40,17 +38,5 @@ def evidence_section(unreached: dict, groups: list[dict]) -> str:
                 ("predicted_critical", "predicted critical"), ("uncertain", "uncertain"),
                 ("predicted_share", "mean P(hazard)"), ("observed_share", "critical share"),
                 ("why", "why unresolved")]  # fmt: skip
-        parts.append(H.table(rows, cols))
+        parts.append(f"<div class='nowrap'>{H.table(rows, cols)}</div>")
     return "".join(parts)
-
-
-def add_evidence(report: str | Path, unreached: dict, groups: list[dict]) -> None:
-    """Add :func:`evidence_section` to the end of the HTML report ``report``."""
-    path = Path(report)
-    text = path.read_text(encoding="utf-8")
-    at = text.rfind("</main>")
-    if at < 0:
-        from drivefi.errors import InputError
-
-        raise InputError(f"{path}: not a DriveFI report (no </main>)")
-    write_text(path, text[:at] + evidence_section(unreached, groups) + text[at:], "report")

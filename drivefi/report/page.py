@@ -45,6 +45,8 @@ details{margin:.4em 0}summary{cursor:pointer;color:#2471a3}
 nav a{margin-right:1em}
 .alarm{color:#fff;background:#a93226;padding:.5em .8em;border-radius:4px;margin:.5em 0}
 .alarm b{font-size:1.05em}
+.kpi-head{margin:.7em 0 0;font-weight:600;color:#566573;font-size:.9em}
+.nowrap td{white-space:nowrap}.nowrap td:last-child{white-space:normal}
 """
 
 
@@ -74,9 +76,10 @@ def code(text: str) -> str:
 
 
 def table(rows: list[dict], columns: list[tuple[str, str]], raw: set[str] = frozenset()) -> str:
-    """An HTML table; ``columns`` are (key, header); text columns left-aligned; keys in ``raw``
-    hold HTML already."""
-    head = "".join(f'<th class="{"l" if k in raw else ""}">{esc(h)}</th>' for k, h in columns)
+    """An HTML table; ``columns`` are (key, header); text columns left-aligned (their header
+    too); keys in ``raw`` hold HTML already."""
+    text = {k for k, _ in columns if k in raw or any(isinstance(r.get(k), str) for r in rows[:1])}
+    head = "".join(f'<th class="{"l" if k in text else ""}">{esc(h)}</th>' for k, h in columns)
     body = []
     for r in rows:
         cells = []

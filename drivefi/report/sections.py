@@ -124,9 +124,11 @@ def details_section(camps: list[CampaignData], db) -> str:
             "start": r["t_start"], "length": r["t_end"] - r["t_start"],
             "outcome": H.badge(r["outcome"]), "tth": r["time_to_hazard"],
             "lon": r["min_delta_lon"], "lat": r["min_delta_lat"],
+            "drawn": c.drawn(r),
             "replay": H.code(db_command_for(db, c.id, int(r["idx"])))
             if c.has_replay_commands else "",
         } for _, r in worst.iterrows()]  # fmt: skip
+        drew = [("drawn", "drawn (m-random)")] if any(r["drawn"] for r in wrows) else []
         if wrows:
             out.append(
                 "<p>Most severe critical faults:</p>"
@@ -137,6 +139,7 @@ def details_section(camps: list[CampaignData], db) -> str:
                         ("point", "point"),
                         ("model", "model"),
                         ("value", "value"),
+                        *drew,
                         ("start", "start [s]"),
                         ("length", "length [s]"),
                         ("outcome", "outcome"),
@@ -148,7 +151,33 @@ def details_section(camps: list[CampaignData], db) -> str:
                     raw={"outcome", "replay"},
                 )
             )
+        out.append(random_drawn(c))
     return "".join(out)
+
+
+RANDOM_SHOWN = 20  # m-random faults listed with what they drew, per campaign
+
+
+def random_drawn(c: CampaignData) -> str:
+    """What the campaign's m-random faults drew (their plan rows say ``*``): the first
+    :data:`RANDOM_SHOWN`, critical ones first; empty for a campaign without any."""
+    rnd = c.ok[c.ok["model"] == "m-random"]
+    if not len(rnd):
+        return ""
+    rnd = rnd.sort_values(["critical", "idx"], ascending=[False, True]).head(RANDOM_SHOWN)
+    rows = [{"fault": int(r["idx"]), "seed": int(r["seed"]), "start": r["t_start"],
+             "length": r["t_end"] - r["t_start"], "outcome": H.badge(r["outcome"]),
+             "drawn": c.drawn(r)} for _, r in rnd.iterrows()]  # fmt: skip
+    n = int((c.ok["model"] == "m-random").sum())
+    cols = [("fault", "fault #"), ("seed", "seed"), ("start", "start [s]"),
+            ("length", "length [s]"), ("outcome", "outcome"),
+            ("drawn", "drawn: point value (step k), first steps")]  # fmt: skip
+    return (
+        f"<details><summary>what its m-random faults drew ({len(rows)} of {n}, critical "
+        "first)</summary><p class='muted'>An m-random fault draws a point and a value at each "
+        "step from its seed; these are the draws, from the point ranges stored with the "
+        "campaign.</p>" + H.table(rows, cols, raw={"outcome"}) + "</details>"
+    )
 
 
 def failed_section(camps: list[CampaignData], db) -> str:
