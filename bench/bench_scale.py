@@ -8,8 +8,9 @@ fault durations, with candidates/s and peak RSS for each, and each cost's growth
 
 Axes (every other setting at its default; lead_brake):
 
-- points: an agent with 4, 16 or 64 declared points (perception readings of the speed, averaged
-  by its planner), generated into a temporary file;
+- points: an agent with 4, 16 or 64 declared points (quick: 4, 8, 16; perception readings of the
+  speed, averaged by its planner, plus its cruise speed and the three standard outputs; the 3-TBN
+  structure derived from them), generated into a temporary file;
 - drive length: the scenario's duration 20, 60, 180 s (``model_copy(update={"duration": ...})``);
 - values per point: 3, 5, 9 values in each point's grid;
 - durations: (1,), (1, 5), (1, 5, 20) steps.
@@ -176,7 +177,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="drivefi_bench_scale_"))
     t0 = time.perf_counter()
     agents = []
-    for n in (4, 16) if q else (4, 16, 64):
+    for n in (4, 8, 16) if q else (4, 16, 64):
         f = tmp / f"many{n}.py"
         f.write_text(AGENT.format(n=n))
         agents.append(f"{f}:Many")

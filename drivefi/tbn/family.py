@@ -48,7 +48,12 @@ def lstsq_sse(X: np.ndarray, y: np.ndarray) -> float:
     A = np.empty((n, k + 1))
     A[:, :k], A[:, k] = X, y
     A -= A.mean(axis=0)
-    M = A.T @ A
+    return moments_sse(A.T @ A, n)
+
+
+def moments_sse(M: np.ndarray, n: int) -> float:
+    """:func:`lstsq_sse` from the centred moment matrix ``M`` of [X, y] over ``n`` rows."""
+    k = M.shape[0] - 1
     sx = np.sqrt(np.diag(M)[:k] / n)
     sx = np.where(sx > 0, sx, 1.0)
     G = M[:k, :k] / np.outer(sx, sx)  # Z'Z of the standardised columns

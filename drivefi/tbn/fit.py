@@ -26,6 +26,7 @@ from drivefi.tbn.learn import learn_params
 from drivefi.tbn.model import CPD, TBNModel
 from drivefi.tbn.structure import Context, Structure, node
 from drivefi.tbn.structure_file import with_params
+from drivefi.tbn.threads import one_blas_thread
 from drivefi.util.progress import Progress, silent
 
 SAT_FRACTION = 0.005
@@ -180,7 +181,14 @@ def fit_model(
     """Fit the 3-TBN on a training set (its structure unless one is given); hold out whole runs
     for the one-step error. ``reuse`` (one :class:`Refit` passed to every fit of a growing
     training set, as the active search's rounds do) keeps the runs' features under the learned
-    parameters, so a refit whose parameters did not change computes only the new runs'."""
+    parameters, so a refit whose parameters did not change computes only the new runs'. Its
+    dense algebra runs on one BLAS thread (:mod:`drivefi.tbn.threads`)."""
+    with one_blas_thread():
+        return _fit_model(ts, method, holdout, seed, structure, learn, progress, reuse, bayes_opts)
+
+
+def _fit_model(ts, method, holdout, seed, structure, learn, progress, reuse, bayes_opts):
+    """:func:`fit_model`'s work."""
     if method not in ("mle", "bayes"):
         raise InputError(f"fit: --method must be 'mle' or 'bayes', got '{method}'")
     structure = structure or ts.structure

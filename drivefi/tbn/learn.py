@@ -10,11 +10,13 @@ value, the sum of the consumers' standardised residuals decides.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from drivefi.tbn.dataset import FAULT_PREFIX, TrainingSet
-from drivefi.tbn.family import lstsq_sse
+from drivefi.tbn.family import lstsq_sse, moments_sse
 from drivefi.tbn.structure import KEEPS_FORCED, Structure
 from drivefi.tbn.structure_file import MISSES, learned_grid_names
 from drivefi.tbn.transforms import INF, REGISTRY, gate_step
@@ -97,6 +99,7 @@ def learn_params(
         i1 = np.sort(np.random.default_rng(0).choice(i1, MAX_ROWS, replace=False))
     i0 = i1 - 1
     params = memory_params(sl, st, pos, shape)
+    designs: dict[str, _Design] = {}  # per consumer, shared by the nodes it reads
     for done, (name, tname) in enumerate(todo):
         progress("learning gates and rate limits", done, len(todo))
         src = st.by_name[name].parents[0][0]
@@ -127,7 +130,7 @@ def learn_params(
         if not consumers:
             params[name] = dict(grid[0])
             continue
-        fams = _families(sl, st, consumers, name, i0, i1)
+        fams = _families(sl, st, consumers, name, i0, i1, designs)
         best, best_sse = grid[0], np.inf
         seen = set()  # the node's values on the windows under the grid values scored so far
         for g, m in zip(grid, _recurse_grid(tname, x, grid, dt), strict=True):
@@ -138,7 +141,7 @@ def learn_params(
                 # beat (or set) the best by the margin then and cannot now
                 continue
             seen.add(key)
-            sse = _score(fams, col, i0, i1)
+            sse = _score(fams, col, i0, i1, sl, st)
             if not np.isfinite(best_sse) or sse < best_sse * (1 - 1e-6):
                 best, best_sse = g, sse
         params[name] = dict(best)
@@ -203,52 +206,126 @@ def REGISTRY_RECURSIVE(st: Structure, name: str) -> bool:
     return bool(t and t.recursive)
 
 
-def _families(sl, st, consumers, name, i0, i1) -> list[tuple]:
-    """Per consumer of ``name``: its target on the windows, the rows usable whatever ``name``'s
-    parameters (target finite and not forced), and its design matrix with the columns that do not
-    depend on them filled; the others are (column index, lag rows, feature transform or None)."""
+@dataclass
+class _Design:
+    """One consumer's least squares on the windows, built once for every learned node it reads:
+    its target, the rows usable whatever the node (target finite and not forced), the count of
+    non-finite design columns per row, and over ``rows`` (usable, every column finite, not
+    saturated) the centred design [X, y] with every column at the training set's values and its
+    moment matrix. A grid value whose rows are ``rows`` needs only its own columns' products."""
+
+    y: np.ndarray
+    ok: np.ndarray
+    bad: np.ndarray
+    rows: np.ndarray
+    A: np.ndarray
+    M: np.ndarray
+    sd: float
+
+
+def _design_matrix(sl, v, i0, i1) -> np.ndarray:
+    """A consumer's design matrix on the windows with every column at the training set's values."""
+    X = np.empty((len(i1), len(v.parents)))
+    for j, (p, lag) in enumerate(v.parents):
+        X[:, j] = _column(sl, p, i1 if lag == 0 else i0)
+    return X
+
+
+def _column(sl, name: str, idx: np.ndarray) -> np.ndarray:
+    """A slice column on rows ``idx``; NaN where the training set lacks it (a learned node's own
+    column, which the grid fills in)."""
+    if name not in sl:
+        return np.full(len(idx), np.nan)
+    return sl[name].to_numpy(float)[idx]
+
+
+def _design(sl, st, cons, i0, i1) -> _Design:
+    v = st.by_name[cons]
+    y = sl[cons].to_numpy(float)[i1]
+    ok = np.isfinite(y)
+    if FAULT_PREFIX + cons in sl:
+        ok &= ~sl[FAULT_PREFIX + cons].to_numpy(bool)[i1]
+    X = _design_matrix(sl, v, i0, i1)
+    bad = np.sum(~np.isfinite(X), axis=1)
+    rows = _unsaturated(y, ok & (bad == 0))
+    A = np.empty((int(rows.sum()), X.shape[1] + 1))
+    A[:, :-1], A[:, -1] = X[rows], y[rows]
+    if len(A):
+        A -= A.mean(axis=0)
+    sd = float(np.std(y[rows])) if rows.any() else 1.0
+    return _Design(y, ok, bad, rows, A, A.T @ A, sd or 1.0)
+
+
+def _families(sl, st, consumers, name, i0, i1, designs: dict) -> list[tuple]:
+    """Per consumer of ``name``: its :class:`_Design` (from ``designs``, built on first use) and
+    the columns that depend on ``name``'s parameters, as (column index, lag rows, feature
+    transform or None), with the rows usable whatever those parameters."""
     out = []
     for cons, via in consumers:
         v = st.by_name[cons]
-        y = sl[cons].to_numpy(float)[i1]
-        ok = np.isfinite(y)
-        if FAULT_PREFIX + cons in sl:
-            ok &= ~sl[FAULT_PREFIX + cons].to_numpy(bool)[i1]
-        X = np.empty((len(y), len(v.parents)))
+        d = designs.get(cons)
+        if d is None:
+            d = designs[cons] = _design(sl, st, cons, i0, i1)
         varying = []
         for j, (p, lag) in enumerate(v.parents):
             idx = i1 if lag == 0 else i0
             if p == name:
                 varying.append((j, idx, None))
             elif via is not None and p == via:
-                t = REGISTRY[st.doc["features"][via]["transform"]]
-                varying.append((j, idx, t))
-            else:
-                X[:, j] = sl[p].to_numpy(float)[idx]
-        fixed = [j for j in range(X.shape[1]) if j not in {j for j, _, _ in varying}]
-        ok &= np.all(np.isfinite(X[:, fixed]), axis=1)
-        out.append((y, ok, X, varying))
+                varying.append((j, idx, REGISTRY[st.doc["features"][via]["transform"]]))
+        fixed_bad = d.bad.copy()  # non-finite columns per row, the varying ones left out
+        for j, idx, _ in varying:
+            p, lag = v.parents[j]
+            fixed_bad -= ~np.isfinite(_column(sl, p, idx))
+        out.append((cons, d, d.ok & (fixed_bad == 0), varying))
     return out
 
 
-def _score(fams, col, i0, i1) -> float:
+def _unsaturated(y: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """``ok`` without the rows where y sits on a bound that at least 0.5 % of its rows (5 at
+    least) sit on: a saturated output says nothing of its inputs."""
+    ok = ok.copy()
+    if ok.any():
+        yy = y[ok]
+        need = max(5, 0.005 * len(yy))
+        for b in (yy.min(), yy.max()):
+            if np.sum(yy == b) >= need:
+                ok &= y != b
+    return ok
+
+
+def _score(fams, col, i0, i1, sl=None, st=None) -> float:
     """Sum of the consumers' standardised least-squares residuals with ``col`` (the node's
-    values on every slice row under one grid point) filled in."""
+    values on every slice row under one grid point) filled in. Where the usable rows are the
+    design's own, the moment matrix is the design's with the varying columns' rows and columns
+    replaced (their products with the others: one pass over the rows, not a new fit)."""
     total = 0.0
-    for y, base_ok, X, varying in fams:
+    for cons, d, base_ok, varying in fams:
         ok = base_ok.copy()
-        for j, idx, t in varying:
-            X[:, j] = col[idx] if t is None else t.fn([col[idx]], None, None, t.defaults)
-            ok &= np.isfinite(X[:, j])
-        # a saturated output says nothing of its inputs
-        if ok.any():
-            yy = y[ok]
-            need = max(5, 0.005 * len(yy))
-            for b in (yy.min(), yy.max()):
-                if np.sum(yy == b) >= need:
-                    ok &= y != b
-        if ok.sum() < X.shape[1] + 3:
+        cols = []
+        for _, idx, t in varying:
+            c = col[idx] if t is None else t.fn([col[idx]], None, None, t.defaults)
+            ok &= np.isfinite(c)
+            cols.append(c)
+        ok = _unsaturated(d.y, ok)
+        k = d.A.shape[1] - 1
+        n = int(ok.sum())
+        if n < k + 3:
             continue
-        sd = float(np.std(y[ok])) or 1.0
-        total += lstsq_sse(X[ok], y[ok]) / sd**2
+        if np.array_equal(ok, d.rows):
+            js = [j for j, _, _ in varying]
+            V = np.column_stack([c[ok] for c in cols])
+            V -= V.mean(axis=0)
+            cross = V.T @ d.A
+            M = d.M.copy()
+            M[js, :] = cross
+            M[:, js] = cross.T
+            M[np.ix_(js, js)] = V.T @ V
+            sse, sd = moments_sse(M, n), d.sd
+        else:  # other rows (a varying column non-finite, another saturation): a fit of its own
+            X = _design_matrix(sl, st.by_name[cons], i0, i1)
+            for (j, _, _), c in zip(varying, cols, strict=True):
+                X[:, j] = c
+            sse, sd = lstsq_sse(X[ok], d.y[ok]), float(np.std(d.y[ok])) or 1.0
+        total += sse / sd**2
     return total

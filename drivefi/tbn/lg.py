@@ -23,6 +23,7 @@ import numpy as np
 from drivefi.tbn.family import SIGMA_FLOOR
 from drivefi.tbn.model import TBNModel
 from drivefi.tbn.structure import node
+from drivefi.tbn.threads import one_blas_thread
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ class LinearGaussianTBN:
         raw: bool = True,
     ) -> AffineGaussian:
         """Affine Gaussian map from (evidence, do values) to the targets; cached per pattern."""
-        return self._compile(tuple(evidence), tuple(targets), tuple(do), raw)
+        with one_blas_thread():
+            return self._compile(tuple(evidence), tuple(targets), tuple(do), raw)
 
     def _compile_uncached(self, evidence, targets, do, raw) -> AffineGaussian:
         n = len(self.nodes)

@@ -23,6 +23,7 @@ import numpy as np
 from drivefi.tbn.lg import LinearGaussianTBN
 from drivefi.tbn.model import TBNModel
 from drivefi.tbn.structure import SAFETY_STATE, STATE, Context, node
+from drivefi.tbn.threads import one_blas_thread
 
 Slice = dict[str, np.ndarray]
 NAT = "nat:"  # a forced point's natural value, kept for its module's memory edge
@@ -65,6 +66,38 @@ class Predictor:
         self._plan = lru_cache(maxsize=64)(self._plan_uncached)
         self._rcov = lru_cache(maxsize=256)(self._rollout_cov)
         self._res: dict[int, dict[str, np.ndarray]] = {}
+        self._batches = self._schedule()
+
+    def _schedule(self) -> list:
+        """The slice's non-exogenous variables in order, runs of linear CPDs that do not read
+        each other within the slice gathered into one :class:`_Batch` (a stack's many sensor
+        points are evaluated together: one array operation per parent slot, not per edge)."""
+        out: list = []
+        run: list[Op] = []
+
+        def close():
+            if len(run) > 1:
+                out.append(_Batch(run, self.kept))
+            else:
+                out.extend(run)
+            run.clear()
+
+        for v in self.st.vars:
+            if v.kind == "exo":
+                continue
+            op = self.ops[v.name]
+            linear = op.kind in ("state", "point") and len(op.parents) > 0
+            names = {o.name for o in run}
+            if linear and not any(lag == 0 and p in names for p, lag in op.parents):
+                run.append(op)
+                continue
+            close()
+            if linear:
+                run.append(op)
+            else:
+                out.append(op)
+        close()
+        return out
 
     def _op(self, name: str) -> Op:
         v = self.st.by_name[name]
@@ -85,7 +118,11 @@ class Predictor:
                 x = prev.get(NAT + p, prev[p])
             else:
                 x = prev[p]
-            out = out + w * x
+            t = w * x
+            if out is op.b or np.shape(out) != np.shape(t):
+                out = out + t
+            else:  # in place: the same sums in the same order, without a new array per parent
+                np.add(out, t, out=out)
         clip = op.lo > -np.inf or op.hi < np.inf
         out = np.clip(out, op.lo, op.hi) if clip else out
         if noise is not None and op.name in noise:
@@ -127,10 +164,17 @@ class Predictor:
         """The next slice's means from a full window (``exo``: the next step's exogenous inputs).
         ``only=STATE`` computes just the kinematics (the hot path of a one-step search)."""
         nxt: Slice = {e: exo[e] for e in self.st.exo}
+        if only is None:
+            for item in self._batches:
+                if isinstance(item, _Batch):
+                    item.eval(self, nxt, cur, noise)
+                else:
+                    nxt[item.name] = self._eval(item, nxt, cur, noise)
+            return nxt
         for v in self.st.vars:
             if v.kind == "exo":
                 continue
-            if only is not None and v.name not in only:
+            if v.name not in only:
                 continue
             nxt[v.name] = self._eval(self.ops[v.name], nxt, cur, noise)
         return nxt
@@ -253,7 +297,8 @@ class Predictor:
         return out
 
     def rollout_cov(self, do: tuple[str, ...], m: int, h: int, keep=SAFETY_STATE) -> np.ndarray:
-        return self._rcov(do, int(m), int(h), tuple(keep))
+        with one_blas_thread():
+            return self._rcov(do, int(m), int(h), tuple(keep))
 
     def _rollout_cov(self, do, m, h, keep) -> np.ndarray:
         """Covariance of the kept variables at steps 1..h, by propagating the linear-Gaussian
@@ -277,8 +322,10 @@ class Predictor:
         Bm = B[np.ix_(idx1, idx1)].copy()
         Bp = B[np.ix_(idx1, [lg.index[node(n, 0)] for n in names])]
         Sw = np.zeros((2 * nv, 2 * nv))  # joint covariance of (prev, cur); evidence is exact
+        C = Sw[nv:, nv:]  # cov(cur)
         res = np.zeros((h, len(keep), len(keep)))
         kk = [self.st.index[x] for x in keep]
+        s = np.array([self.model.std[x] for x in keep])
         for j in range(h):
             if do and j < m:
                 R = np.hstack([np.zeros((nv, nv)), np.eye(nv)])
@@ -297,13 +344,80 @@ class Predictor:
                 C1 = R @ Sw @ R.T + noise
                 X01 = Sw[:nv] @ R.T  # cov(prev, cur')
                 Sw = np.block([[Sw[:nv, :nv], X01], [X01.T, C1]])
-            C1 = Sw[nv:, nv:]
+                C = Sw[nv:, nv:]
+            C1 = C
             C2 = T @ C1 @ T.T + Q2
-            X12 = C1 @ T.T
-            Sw = np.block([[C1, X12], [X12.T, C2]])
-            s = np.array([self.model.std[x] for x in keep])
+            if do and j + 1 < m:  # the next step is forced again: it needs the joint covariance
+                X12 = C1 @ T.T
+                Sw = np.block([[C1, X12], [X12.T, C2]])
+                C = Sw[nv:, nv:]
+            else:  # after the fault, the window's past is no longer read: cov(cur) alone
+                C = C2
             res[j] = s[:, None] * C2[np.ix_(kk, kk)] * s[None, :]
         return res
+
+
+class _Batch:
+    """Linear CPDs of one slice evaluated together, with the same arithmetic as
+    :meth:`Predictor._eval` on each: intercept plus weight times parent, parent by parent in the
+    CPD's order (slot j for the CPDs that have a j-th parent), then the clip, the noise and the
+    clip again. Falls back to one CPD at a time when the parents' shapes differ."""
+
+    def __init__(self, ops: list[Op], kept: set[str]):
+        self.ops = sorted(ops, key=lambda o: -len(o.parents))  # (stable) most parents first
+        n = len(self.ops)
+        width = len(self.ops[0].parents)
+        self.count = [sum(len(o.parents) > j for o in self.ops) for j in range(width)]
+        self.b = np.array([o.b for o in self.ops], float)[:, None]
+        self.w = np.zeros((n, width))
+        # per slot: (name, lag, memory) of each CPD's j-th parent
+        self.slots = []
+        for j in range(width):
+            self.slots.append(
+                [
+                    (p, lag, lag == 1 and p == o.name and p not in kept)
+                    for o in self.ops[: self.count[j]]
+                    for p, lag in [o.parents[j]]
+                ]
+            )
+            for i, o in enumerate(self.ops[: self.count[j]]):
+                self.w[i, j] = o.w[j]
+        self.lo = np.array([o.lo for o in self.ops])[:, None]
+        self.hi = np.array([o.hi for o in self.ops])[:, None]
+        self.clip = bool(np.any(np.isfinite(self.lo)) or np.any(np.isfinite(self.hi)))
+
+    def eval(self, pred: Predictor, cur: Slice, prev: Slice, noise: Slice | None) -> None:
+        """Set every CPD's value in ``cur``."""
+        out = None
+        for j, slot in enumerate(self.slots):
+            xs = [
+                cur[p] if lag == 0 else (prev.get(NAT + p, prev[p]) if mem else prev[p])
+                for p, lag, mem in slot
+            ]
+            try:
+                x = np.stack(xs) if len(xs) > 1 else np.asarray(xs[0])[None]
+            except ValueError:  # parents of different shapes
+                x = None
+            if x is None or (out is not None and out.shape[1:] != x.shape[1:]):
+                for op in self.ops:
+                    cur[op.name] = pred._eval(op, cur, prev, noise)
+                return
+            n = self.count[j]
+            t = self.w[:n, j, None] * x
+            if out is None:
+                out = self.b + t
+            else:
+                out[:n] += t
+        if self.clip:
+            out = np.clip(out, self.lo, self.hi)
+        if noise is not None:
+            hit = [i for i, o in enumerate(self.ops) if o.name in noise]
+            for i in hit:
+                out[i] += noise[self.ops[i].name]
+            if hit and self.clip:
+                out = np.clip(out, self.lo, self.hi)
+        for i, op in enumerate(self.ops):
+            cur[op.name] = out[i]
 
 
 class PosteriorPredictor:

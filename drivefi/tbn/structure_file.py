@@ -114,10 +114,16 @@ def _bind(name: str, tname: str, inputs, params: dict):
     t = REGISTRY[tname]
     if tname == "gate":
         src, lag = inputs[0]
+        last: list = []  # (x, value, misses one step back, result) of the latest step
 
         def gate(cur, prev, c):
-            x = _input_value(src, lag, cur, prev)
-            return gate_step(x, prev[name], prev[name + MISSES], params["width"], params["coast"])
+            # the gate's value and its misses are two nodes of one step: computed once for both
+            x, g, n = _input_value(src, lag, cur, prev), prev[name], prev[name + MISSES]
+            if last and last[0] is x and last[1] is g and last[2] is n:
+                return last[3]
+            out = gate_step(x, g, n, params["width"], params["coast"])
+            last[:] = (x, g, n, out)
+            return out
 
         return (
             lambda cur, prev, c: gate(cur, prev, c)[0],
