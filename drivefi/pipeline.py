@@ -21,7 +21,7 @@ from drivefi.campaign.executor import LocalExecutor
 from drivefi.campaign.runner import run_campaign
 from drivefi.campaign.traces import campaign_traces
 from drivefi.core import Fault
-from drivefi.faults.plan import Plan, default_values, fault_model_for, write_plan
+from drivefi.faults.plan import Plan, default_values, fault_model_for, faults_frame, write_plan
 from drivefi.run.golden import golden_of, record_golden
 from drivefi.run.testbed import Testbed
 from drivefi.run.trace import write_trace
@@ -112,7 +112,7 @@ def count_cases(
     finally:
         store.close()
     cols = ["point", "model", "value", "bit", "seed", "start", "duration"]
-    parts = [pd.DataFrame([f.as_row() for f in round_faults], columns=cols)]
+    parts = [faults_frame(round_faults)[cols]]
     if val is not None:
         parts.append(val[cols])
         s.validation_cases = n_cases(val, dt=dt)

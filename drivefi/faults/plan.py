@@ -32,6 +32,15 @@ from drivefi.util.text_input import read_text
 from drivefi.world.scenario import MAX_STEPS
 
 COLUMNS = ["point", "model", "value", "bit", "start", "duration", "seed"]
+
+
+def faults_frame(faults: list[Fault]):
+    """``faults`` as a pandas DataFrame, one row each, the plan's COLUMNS."""
+    import pandas as pd
+
+    return pd.DataFrame([f.as_row() for f in faults], columns=COLUMNS)
+
+
 MAX_FAULTS = 5_000_000  # a plan held in memory and stored row by row in the results database
 
 

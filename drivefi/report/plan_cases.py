@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from drivefi.faults.plan import COLUMNS, Plan
+from drivefi.faults.plan import Plan, faults_frame
 from drivefi.report import page as H
 from drivefi.search.modes import PHASE_SECONDS, case_ids, summarise_cases
 
@@ -25,7 +25,7 @@ SHOWN = 30  # cases in the table; the rest under a <details>
 def plan_frame(plan: Plan) -> pd.DataFrame:
     """The plan's faults, one row each (``row``: 0-based plan row), with its predictions (NaN
     where the plan has none) and ``in_rounds`` (confirmed critical by an active-refit round)."""
-    df = pd.DataFrame([f.as_row() for f in plan.faults], columns=COLUMNS)
+    df = faults_frame(plan.faults)
     df["row"] = np.arange(len(df))
     for c in ("p_hazard", "predicted_delta"):
         vals = plan.extra.get(c, [""] * len(df))

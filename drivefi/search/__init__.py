@@ -40,6 +40,18 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.start)
 
+    def frame(self, idx=None):
+        """Candidates ``idx`` (default: all) as faults, a pandas DataFrame with the columns of
+        :func:`drivefi.faults.plan.faults_frame` (what :mod:`drivefi.search.modes` groups)."""
+        import pandas as pd
+
+        sel = slice(None) if idx is None else idx
+        n = len(self.start[sel])
+        return pd.DataFrame({"point": self.point[sel].astype(str), "model": self.model[sel],
+                             "value": self.value[sel], "bit": self.bit[sel],
+                             "start": self.start[sel], "duration": self.duration[sel],
+                             "seed": np.zeros(n, np.int64)})  # fmt: skip
+
     def order(self) -> np.ndarray:
         """Most critical first: P(hazard) descending, then predicted delta ascending."""
         return np.lexsort((self.delta, -self.p_hazard))

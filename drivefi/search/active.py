@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from drivefi.run.testbed import Testbed
 from drivefi.util.progress import Progress, finished, prefixed, silent
@@ -129,16 +128,11 @@ def calibrate(c, injected: np.ndarray, outcome: np.ndarray, min_labels: int = 8)
 def candidate_cases(c, idx: np.ndarray, dt: float) -> np.ndarray:
     """The failure-mode case (:func:`drivefi.search.modes.case_ids`) of candidates ``idx``: ids
     comparable within one call."""
-    import pandas as pd
-
     from drivefi.search.modes import case_ids
 
     if len(idx) == 0:
         return np.zeros(0, np.int64)
-    df = pd.DataFrame({"point": c.point[idx], "model": c.model[idx], "value": c.value[idx],
-                       "bit": c.bit[idx], "seed": np.zeros(len(idx), np.int64),
-                       "start": c.start[idx], "duration": c.duration[idx]})  # fmt: skip
-    return case_ids(df, dt=dt)
+    return case_ids(c.frame(idx), dt=dt)
 
 
 def case_order(c, fresh: np.ndarray, confirmed: np.ndarray, p: np.ndarray, dt: float) -> np.ndarray:
@@ -395,8 +389,7 @@ def _group_names(c, dt: float) -> np.ndarray:
     """Each candidate's group (point x duration class x phase) as one string."""
     from drivefi.search.modes import group_keys
 
-    k = group_keys(pd.DataFrame({"point": c.point.astype(str), "start": c.start,
-                                 "duration": c.duration}), dt)  # fmt: skip
+    k = group_keys(c.frame(), dt)
     return (k["point"] + "|" + k["duration_class"] + "|" + k["phase"].astype(str)).to_numpy()
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from drivefi.core import Fault
+from drivefi.faults.plan import faults_frame
 from drivefi.run.trace import TRACE_ACT
 
 PROBE_SHARES = (0.25, 0.5, 0.75)  # probe start times, as shares of the drive
@@ -195,7 +196,7 @@ def explore(c, dt: float, hits: list[Fault], planned: np.ndarray, done: set) -> 
     if not hits or len(c) == 0:
         return np.zeros(0, np.int64)
     ccls = duration_class(pd.DataFrame({"duration": c.duration}), dt).to_numpy()
-    hf = _frame(hits)
+    hf = faults_frame(hits)
     hcls = duration_class(hf, dt).to_numpy()
     plan_mask = np.zeros(len(c), bool)
     plan_mask[planned] = True
@@ -248,11 +249,6 @@ def _like(c, members: np.ndarray, f: Fault) -> list[int]:
 GROUP_COLS = ("point", "duration_class", "phase")
 
 
-def _frame(faults: list[Fault]) -> pd.DataFrame:
-    cols = ["point", "model", "value", "bit", "seed", "start", "duration"]
-    return pd.DataFrame([f.as_row() for f in faults], columns=cols)
-
-
 def _keyed(df: pd.DataFrame, dt: float, **cols) -> pd.DataFrame:
     """``df``'s group keys plus ``cols`` (arrays of df's length)."""
     from drivefi.search.modes import group_keys
@@ -285,14 +281,14 @@ def group_evidence(e: SearchEvidence, dt: float, unreached=()) -> list[dict]:
     from drivefi.search.modes import PHASE_SECONDS
 
     c = e.candidates
-    tr = _frame([f for f, _, _ in e.training])
+    tr = faults_frame([f for f, _, _ in e.training])
     parts = [
         _keyed(tr, dt, training=1, rounds=0, critical=[int(x) for _, _, x in e.training],
                p=e.training_p, candidates=0, predicted_critical=0, confirmed=0, uncertain=0,
                validated=0),
     ]  # fmt: skip
     if len(c):
-        cf = pd.DataFrame({"point": c.point.astype(str), "start": c.start, "duration": c.duration})
+        cf = c.frame()
         inj = e.injected.astype(int)
         plan = np.zeros(len(c), int)
         plan[e.plan] = 1
@@ -303,7 +299,7 @@ def group_evidence(e: SearchEvidence, dt: float, unreached=()) -> list[dict]:
                    predicted_critical=plan, confirmed=inj * (e.outcome == 1),
                    uncertain=((e.p_final > lo) & (e.p_final < hi)).astype(int), validated=0)
         )  # fmt: skip
-    val = _frame(e.validated)
+    val = faults_frame(e.validated)
     if len(val):
         parts.append(_keyed(val, dt, training=0, rounds=0, critical=0, p=np.nan, candidates=0,
                             predicted_critical=0, confirmed=0, uncertain=0, validated=1))  # fmt: skip
